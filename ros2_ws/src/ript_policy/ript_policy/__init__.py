@@ -1,0 +1,1 @@
+"""VLA policies for RIPT post-training: the Policy contract, action heads, export."""

@@ -1,0 +1,23 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "ript_policy"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ript maintainers",
+    maintainer_email="maintainers@ript.dev",
+    description="VLA policies, sampling with log-probs, ONNX export and the ROS 2 policy node.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,1 @@
+"""RIPT-VLA training: LOOP (RLOO + PPO clip), dynamic rollout sampling, trainer node."""

@@ -1,0 +1,37 @@
+"""`ript`: one command line for every job. Subcommands register themselves lazily so that
+`ript --help` stays fast and a job never imports the heavy stacks of another."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with add_arguments(parser) and run(args), one-line help)
+SUBCOMMANDS = {
+    "toy": ("ript_trainer.toy_cli", "RIPT (LOOP + dynamic sampling) on the 1-D reach task: a CPU smoke run in seconds"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ript",
+        description="Interactive post-training of VLA robot policies with RIPT-VLA's LOOP "
+                    "(leave-one-out advantages + PPO clip) on LIBERO and on ROS 2 robots.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+        # Argument definitions live with each job; importing only argparse-level code is cheap.
+        importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

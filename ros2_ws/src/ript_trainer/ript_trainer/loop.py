@@ -1,0 +1,213 @@
+"""LOOP = leave-one-out advantages (RLOO) + PPO clip, as in RIPT-VLA (Tan et al., 2025, Sec. 4).
+
+Reads top to bottom: the two pure functions hold the math, `LoopUpdater` runs N epochs of
+minibatched PPO over one batch of collected trials. No rclpy here: the sim trainer and the ROS
+trainer node both call this file.
+
+Ratios are per scored element of a policy query (an action step of a regression chunk, or an
+action token of a tokenized chunk): `logp_*` are [N, T] with a boolean mask, one row per policy
+query, and every row of a trial carries that trial's advantage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+
+def rloo_advantages(rewards: Tensor) -> Tensor:
+    """Leave-one-out advantages: A_k = R_k - mean_{j != k} R_j.
+
+    rewards: [G, K] (G groups of K trials from the same context) -> [G, K].
+    """
+    rewards = torch.as_tensor(rewards, dtype=torch.float32)
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [G, K], got shape {tuple(rewards.shape)}")
+    num_groups, k = rewards.shape
+    if k < 2:
+        raise ValueError(f"leave-one-out needs K >= 2 trials per group, got K={k}")
+    loo_mean = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)  # [G, K]
+    return rewards - loo_mean
+
+
+def ppo_clip_loss(
+    logp_new: Tensor,
+    logp_old: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    token_level: bool = True,
+) -> tuple[Tensor, dict[str, float]]:
+    """PPO clipped surrogate, asymmetric clip range [1 - clip_low, 1 + clip_high].
+
+    logp_new, logp_old, mask: [N, T]; advantages: [N].
+    token_level=True averages over all valid elements of the batch; False averages within each
+    sequence (row), then over rows that have at least one valid element.
+    Masked elements contribute nothing to the loss nor to its gradient.
+    """
+    if logp_new.shape != logp_old.shape or logp_new.shape != mask.shape:
+        raise ValueError(
+            f"logp_new {tuple(logp_new.shape)}, logp_old {tuple(logp_old.shape)} and "
+            f"mask {tuple(mask.shape)} must have the same [N, T] shape"
+        )
+    if advantages.shape != logp_new.shape[:1]:
+        raise ValueError(f"advantages must be [N]={logp_new.shape[0]}, got {tuple(advantages.shape)}")
+    mask = mask.bool()
+    maskf = mask.to(logp_new.dtype)
+    # Zero the log-ratio where masked *before* exp, so padding (possibly -inf or nan) cannot leak
+    # into the loss or the gradient through 0 * nan.
+    logratio = torch.where(mask, logp_new - logp_old.detach(), torch.zeros_like(logp_new))
+    ratio = torch.exp(logratio)  # [N, T]
+    adv = advantages.detach().to(logp_new.dtype).unsqueeze(1)  # [N, 1]
+    pg_losses = -adv * ratio
+    pg_losses_clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    per_element = torch.where(mask, torch.maximum(pg_losses, pg_losses_clipped), torch.zeros_like(ratio))
+
+    num_valid = maskf.sum()
+    if token_level:
+        loss = per_element.sum() / num_valid.clamp(min=1.0)
+    else:
+        per_row_count = maskf.sum(dim=1)  # [N]
+        has_valid = per_row_count > 0
+        per_row = per_element.sum(dim=1) / per_row_count.clamp(min=1.0)
+        loss = per_row[has_valid].sum() / has_valid.sum().clamp(min=1)
+
+    with torch.no_grad():
+        n = num_valid.clamp(min=1.0)
+        # k3 estimator of KL(old || new), Schulman 2020: unbiased and always >= 0.
+        approx_kl = ((ratio - 1.0) - logratio) * maskf
+        clipped_low = (ratio < 1.0 - clip_low) & (adv < 0) & mask
+        clipped_high = (ratio > 1.0 + clip_high) & (adv > 0) & mask
+        stats = {
+            "approx_kl": float(approx_kl.sum() / n),
+            "clip_frac": float((clipped_low | clipped_high).sum() / n),
+            "clip_frac_low": float(clipped_low.sum() / n),
+            "clip_frac_high": float(clipped_high.sum() / n),
+            "ratio_mean": float((ratio * maskf).sum() / n),
+            "ratio_max": float(ratio[mask].max()) if bool(mask.any()) else 1.0,
+            "ratio_min": float(ratio[mask].min()) if bool(mask.any()) else 1.0,
+        }
+    return loss, stats
+
+
+@dataclass
+class LoopConfig:
+    """LOOP update hyperparameters (defaults from the RIPT-VLA paper / reference configs)."""
+
+    ppo_epochs: int = 1
+    """N: passes over the collected batch per optimisation step."""
+    minibatch_size: int = 8
+    """Policy queries (rows of [N, T]) per gradient step."""
+    clip_low: float = 0.2
+    """epsilon_low: the ratio is clipped below at 1 - clip_low."""
+    clip_high: float = 0.2
+    """epsilon_high: the ratio is clipped above at 1 + clip_high."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm."""
+    token_level: bool = True
+    """Average the loss over all valid elements (True) or per row, then over rows (False)."""
+    target_kl: float | None = None
+    """Stop the epoch loop early once approx_kl exceeds this (None: never)."""
+
+    def __post_init__(self) -> None:
+        if self.ppo_epochs < 1:
+            raise ValueError(f"ppo_epochs must be >= 1, got {self.ppo_epochs}")
+        if self.minibatch_size < 1:
+            raise ValueError(f"minibatch_size must be >= 1, got {self.minibatch_size}")
+        if not (0.0 <= self.clip_low < 1.0) or self.clip_high < 0.0:
+            raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {self.clip_low}, {self.clip_high}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+
+
+@dataclass
+class LoopBatch:
+    """Everything one LOOP step needs, one row per policy query.
+
+    obs: observation tensors, each [N, ...]; scored: what the policy re-scores (actions or
+    tokens), [N, ...]; logp_old, mask: [N, T]; advantages: [N] (the trial's advantage per row).
+    """
+
+    obs: Mapping[str, Tensor]
+    scored: Tensor
+    logp_old: Tensor
+    mask: Tensor
+    advantages: Tensor
+
+    def __len__(self) -> int:
+        return self.logp_old.shape[0]
+
+    def index(self, idx: Tensor) -> "LoopBatch":
+        return LoopBatch(
+            obs={key: value[idx] for key, value in self.obs.items()},
+            scored=self.scored[idx],
+            logp_old=self.logp_old[idx],
+            mask=self.mask[idx],
+            advantages=self.advantages[idx],
+        )
+
+
+LogProbFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]
+"""(obs [N, ...], scored [N, ...]) -> per-element log-probs [N, T] under the current policy."""
+
+
+class LoopUpdater:
+    """Runs N epochs of minibatched PPO over a LoopBatch, with global-norm gradient clipping."""
+
+    def __init__(
+        self,
+        log_prob_fn: LogProbFn,
+        parameters,
+        optimizer: torch.optim.Optimizer,
+        config: LoopConfig,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.log_prob_fn = log_prob_fn
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.optimizer = optimizer
+        self.config = config
+        self.generator = generator
+
+    def update(self, batch: LoopBatch) -> dict[str, float]:
+        cfg = self.config
+        n = len(batch)
+        if n == 0:
+            raise ValueError("cannot run a LOOP update on an empty batch")
+        sums: dict[str, float] = {}
+        num_minibatches = 0
+        stopped_early = False
+        for _epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, cfg.minibatch_size):
+                mb = batch.index(order[start : start + cfg.minibatch_size])
+                if not bool(mb.mask.any()):
+                    continue
+                logp_new = self.log_prob_fn(mb.obs, mb.scored)
+                loss, stats = ppo_clip_loss(
+                    logp_new, mb.logp_old, mb.advantages, mb.mask,
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, token_level=cfg.token_level,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+                self.optimizer.step()
+                stats = {"loss/policy": float(loss.detach()), "stats/grad_norm": float(grad_norm), **{
+                    f"stats/{key}": value for key, value in stats.items()}}
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                num_minibatches += 1
+            if cfg.target_kl is not None and num_minibatches and \
+                    sums["stats/approx_kl"] / num_minibatches > cfg.target_kl:
+                stopped_early = True
+                break
+        metrics = {key: value / max(num_minibatches, 1) for key, value in sums.items()}
+        metrics["stats/num_minibatches"] = float(num_minibatches)
+        metrics["stats/stopped_early"] = float(stopped_early)
+        return metrics
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,287 @@
+"""Dynamic rollout sampling (RIPT-VLA Sec. 4.2): collect B informative trials, K per context.
+
+A group of K trials from one context whose rewards are all equal has zero leave-one-out
+advantage everywhere, so it is dropped and another context is drawn. Per-context outcome
+history lets contexts solved in their last K trials be skipped (and retried after a few skips,
+in case the policy regressed). A group-attempt budget guarantees termination: when no
+informative context can be found the sampler stops and says why, it never loops forever.
+
+Two ways to drive it, one implementation:
+  * synchronous: `collect(rollout_fn)` — rollout_fn runs K trials for each of a list of contexts
+    (a vector of simulators);
+  * incremental: `open_group()` / `add_trial()` / `finished` / `finish_batch()` — trials arrive
+    one by one (a robot with an operator, or the ROS trainer node).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+
+@dataclass
+class SamplerConfig:
+    group_size: int = 8
+    """K: trials per context (RIPT-VLA default 8)."""
+    batch_size: int = 64
+    """B: informative trials to collect per optimisation step; a multiple of K."""
+    dynamic: bool = True
+    """Reject groups whose K rewards are all equal. False keeps every group (the ablation)."""
+    skip_solved: bool = True
+    """Skip contexts whose last K recorded trials were all successes."""
+    retry_after_skips: int = 3
+    """A solved context is tried again after it has been skipped this many times in a row."""
+    early_stop_fraction: float = 1.0
+    """Stop opening groups once this fraction of B informative trials is collected."""
+    max_group_attempts: int | None = None
+    """Groups that may be opened per batch; None: 4 * B/K + number of contexts."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"group_size (K) must be >= 2 for leave-one-out, got {self.group_size}")
+        if self.batch_size < self.group_size or self.batch_size % self.group_size:
+            raise ValueError(
+                f"batch_size (B={self.batch_size}) must be a positive multiple of group_size (K={self.group_size})"
+            )
+        if not 0.0 < self.early_stop_fraction <= 1.0:
+            raise ValueError(f"early_stop_fraction must be in (0, 1], got {self.early_stop_fraction}")
+        if self.retry_after_skips < 0:
+            raise ValueError(f"retry_after_skips must be >= 0, got {self.retry_after_skips}")
+        if self.max_group_attempts is not None and self.max_group_attempts < 1:
+            raise ValueError(f"max_group_attempts must be >= 1 or None, got {self.max_group_attempts}")
+
+
+@dataclass
+class Trial:
+    """One finished trial. `data` is whatever the trainer needs later (a Trajectory)."""
+
+    context_index: int
+    reward: float
+    data: Any = None
+
+
+@dataclass
+class Group:
+    group_id: int
+    context_index: int
+    context: Any
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [trial.reward for trial in self.trials]
+
+
+@dataclass
+class SampledBatch:
+    groups: list[Group]
+    """Accepted groups, each with exactly K trials."""
+    reason: str
+    """'complete', 'early_stop', 'all_contexts_solved', 'budget_exhausted' or 'no_contexts'."""
+    stats: dict[str, float]
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [trial for group in self.groups for trial in group.trials]
+
+    @property
+    def complete(self) -> bool:
+        return self.reason in ("complete", "early_stop")
+
+
+RolloutFn = Callable[[list[Any]], list[list[float | Trial]]]
+"""contexts -> for each context, K results (a Trial or a bare reward)."""
+
+
+class DynamicSampler:
+    def __init__(self, contexts: Sequence[Any], config: SamplerConfig | None = None) -> None:
+        self.contexts = list(contexts)
+        self.config = config or SamplerConfig()
+        k = self.config.group_size
+        self.history: list[deque[float]] = [deque(maxlen=k) for _ in self.contexts]
+        self.skips: list[int] = [0] * len(self.contexts)
+        self._rng = random.Random(self.config.seed)
+        self._order: list[int] = []
+        self._next_group_id = 0
+        self._start_batch()
+
+    # ---- incremental API -------------------------------------------------------------------
+    @property
+    def target_trials(self) -> int:
+        return math.ceil(self.config.early_stop_fraction * self.config.batch_size / self.config.group_size) \
+            * self.config.group_size
+
+    @property
+    def max_group_attempts(self) -> int:
+        if self.config.max_group_attempts is not None:
+            return self.config.max_group_attempts
+        return 4 * self.config.batch_size // self.config.group_size + len(self.contexts)
+
+    @property
+    def accepted_trials(self) -> int:
+        return len(self._accepted) * self.config.group_size
+
+    def is_solved(self, context_index: int) -> bool:
+        outcomes = self.history[context_index]
+        return len(outcomes) == self.config.group_size and all(r >= 1.0 for r in outcomes)
+
+    def open_group(self) -> Group | None:
+        """Pick the next context and open a group for it; None when the batch needs no more groups
+        (target reached, budget spent, or no contexts)."""
+        if self._stop_reason is not None or self.accepted_trials >= self.target_trials:
+            return None
+        if not self.contexts:
+            self._stop_reason = "no_contexts"
+            return None
+        if self._attempts >= self.max_group_attempts:
+            self._stop_reason = "all_contexts_solved" if all(map(self.is_solved, range(len(self.contexts)))) \
+                else "budget_exhausted"
+            return None
+        index = self._next_context_index()
+        group = Group(self._next_group_id, index, self.contexts[index])
+        self._next_group_id += 1
+        self._attempts += 1
+        self._open[group.group_id] = group
+        return group
+
+    def add_trial(self, group_id: int, result: float | Trial) -> Group | None:
+        """Record one trial of an open group. Returns the group once it has K trials (accepted or
+        rejected, see `was_accepted`), else None. Unknown or closed groups raise KeyError."""
+        if group_id not in self._open:
+            raise KeyError(f"group {group_id} is not open (unknown, already complete, or from an old batch)")
+        group = self._open[group_id]
+        trial = result if isinstance(result, Trial) else Trial(group.context_index, float(result))
+        if trial.context_index != group.context_index:
+            raise ValueError(f"trial for context {trial.context_index} added to a group of context {group.context_index}")
+        group.trials.append(trial)
+        self.history[group.context_index].append(trial.reward)
+        self._stats["trials"] += 1
+        self._stats["reward_sum"] += trial.reward
+        if len(group.trials) < self.config.group_size:
+            return None
+        del self._open[group_id]
+        rewards = group.rewards
+        all_equal = all(r == rewards[0] for r in rewards)
+        if all_equal and self.config.dynamic:
+            key = "rejected_all_success" if rewards[0] >= 1.0 else "rejected_all_fail" if rewards[0] <= 0.0 \
+                else "rejected_all_equal"
+            self._stats[key] += 1
+        else:
+            self._accepted.append(group)
+        return group
+
+    def was_accepted(self, group: Group) -> bool:
+        return any(g is group for g in self._accepted)
+
+    @property
+    def finished(self) -> bool:
+        """True when no group is open and no more will be opened for this batch."""
+        if self._open:
+            return False
+        return self.accepted_trials >= self.target_trials or self._stop_reason is not None \
+            or self._attempts >= self.max_group_attempts or not self.contexts
+
+    def finish_batch(self) -> SampledBatch:
+        """Close this batch (open groups are abandoned) and start the next one."""
+        if self._stop_reason is None and not self.contexts:
+            self._stop_reason = "no_contexts"
+        if self.accepted_trials >= self.target_trials:
+            reason = "complete" if self.accepted_trials >= self.config.batch_size else "early_stop"
+        elif self._stop_reason is not None:
+            reason = self._stop_reason
+        else:
+            self.open_group()  # sets the budget reason when the budget is spent
+            reason = self._stop_reason or "budget_exhausted"
+        s = self._stats
+        rejected = s["rejected_all_success"] + s["rejected_all_fail"] + s["rejected_all_equal"]
+        stats = {
+            "sampler/groups_sampled": float(self._attempts),
+            "sampler/groups_accepted": float(len(self._accepted)),
+            "sampler/groups_rejected": float(rejected),
+            "sampler/groups_rejected_all_success": float(s["rejected_all_success"]),
+            "sampler/groups_rejected_all_fail": float(s["rejected_all_fail"]),
+            "sampler/groups_abandoned": float(len(self._open)),
+            "sampler/contexts_skipped": float(s["skipped"]),
+            "sampler/trials": float(s["trials"]),
+            "rollout/success_rate": s["reward_sum"] / s["trials"] if s["trials"] else 0.0,
+        }
+        batch = SampledBatch(groups=self._accepted, reason=reason, stats=stats)
+        self._start_batch()
+        return batch
+
+    # ---- synchronous API -------------------------------------------------------------------
+    def collect(self, rollout_fn: RolloutFn, parallel_groups: int = 1) -> SampledBatch:
+        """Collect one batch by calling rollout_fn on up to `parallel_groups` contexts at a time."""
+        if parallel_groups < 1:
+            raise ValueError(f"parallel_groups must be >= 1, got {parallel_groups}")
+        while True:
+            groups = []
+            needed = math.ceil((self.target_trials - self.accepted_trials) / self.config.group_size)
+            for _ in range(min(parallel_groups, max(needed, 0))):
+                group = self.open_group()
+                if group is None:
+                    break
+                groups.append(group)
+            if not groups:
+                return self.finish_batch()
+            results = rollout_fn([group.context for group in groups])
+            if len(results) != len(groups):
+                raise ValueError(f"rollout_fn returned {len(results)} groups for {len(groups)} contexts")
+            for group, group_results in zip(groups, results):
+                if len(group_results) != self.config.group_size:
+                    raise ValueError(f"rollout_fn returned {len(group_results)} trials, expected K={self.config.group_size}")
+                for result in group_results:
+                    if isinstance(result, Trial):
+                        result.context_index = group.context_index
+                    self.add_trial(group.group_id, result)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Cross-batch state (history, skip counters, RNG); enough to resume between batches."""
+        return {
+            "history": [list(h) for h in self.history],
+            "skips": list(self.skips),
+            "rng": self._rng.getstate(),
+            "order": list(self._order),
+            "next_group_id": self._next_group_id,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["history"]) != len(self.contexts):
+            raise ValueError(f"state has {len(state['history'])} contexts, sampler has {len(self.contexts)}")
+        k = self.config.group_size
+        self.history = [deque(h, maxlen=k) for h in state["history"]]
+        self.skips = list(state["skips"])
+        rng_state = state["rng"]
+        self._rng.setstate((rng_state[0], tuple(rng_state[1]), rng_state[2]))
+        self._order = list(state["order"])
+        self._next_group_id = int(state["next_group_id"])
+        self._start_batch()
+
+    # ---- internals -------------------------------------------------------------------------
+    def _start_batch(self) -> None:
+        self._accepted: list[Group] = []
+        self._open: dict[int, Group] = {}
+        self._attempts = 0
+        self._stop_reason: str | None = None
+        self._stats = dict.fromkeys(
+            ("trials", "reward_sum", "skipped", "rejected_all_success", "rejected_all_fail", "rejected_all_equal"), 0.0)
+
+    def _next_context_index(self) -> int:
+        # Walk a reshuffled cycle over all contexts. Every skip raises that context's counter, so
+        # within len(contexts) * (retry_after_skips + 1) draws some context is always chosen.
+        while True:
+            if not self._order:
+                self._order = list(range(len(self.contexts)))
+                self._rng.shuffle(self._order)
+            index = self._order.pop()
+            if self.config.skip_solved and self.is_solved(index) and self.skips[index] < self.config.retry_after_skips:
+                self.skips[index] += 1
+                self._stats["skipped"] += 1
+                continue
+            self.skips[index] = 0
+            return index

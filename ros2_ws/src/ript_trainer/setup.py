@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+package_name = "ript_trainer"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ript maintainers",
+    maintainer_email="maintainers@ript.dev",
+    description="RIPT-VLA LOOP, dynamic rollout sampling, trainer node and operator panel.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": ["ript = ript_trainer.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""LIBERO simulation for ript: envs, vectorized rollouts, contexts, scripted demos, evaluation."""
