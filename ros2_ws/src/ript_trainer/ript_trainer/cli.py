@@ -13,23 +13,27 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ript",
         description="Interactive post-training of VLA robot policies with RIPT-VLA's LOOP "
                     "(leave-one-out advantages + PPO clip) on LIBERO and on ROS 2 robots.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Only the chosen subcommand's module is imported (for its arguments), so `ript --help` is
+    # fast and one job never pays for another job's imports.
+    chosen = next((arg for arg in (argv or []) if arg in SUBCOMMANDS), None)
     for name, (module, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module)
-        # Argument definitions live with each job; importing only argparse-level code is cheap.
-        importlib.import_module(module).add_arguments(sub)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 
