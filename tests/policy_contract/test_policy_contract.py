@@ -1,0 +1,101 @@
+"""The Policy contract on the reference MLP policy: sample/log_prob consistency, clipping, chunks."""
+
+import pytest
+import torch
+from torch.distributions import Laplace, Normal
+
+from ript_policy.constants import OBS_STATE
+from ript_policy.distributions import gaussian_log_prob, laplace_log_prob, sample_gaussian, sample_laplace
+from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
+from ript_policy.policy import ChunkQueue, PolicySample
+
+
+def make_policy(distribution="gaussian", chunk_size=4, init_scale=0.8):
+    torch.manual_seed(0)
+    return MLPPolicy(MLPPolicyConfig(state_dim=3, action_dim=2, chunk_size=chunk_size,
+                                     distribution=distribution, init_scale=init_scale))
+
+
+@pytest.mark.parametrize("distribution", ["gaussian", "laplace"])
+def test_sample_log_probs_match_rescoring(distribution):
+    policy = make_policy(distribution)
+    obs = {OBS_STATE: torch.randn(5, 3)}
+    with torch.no_grad():
+        sample = policy.sample(obs, generator=torch.Generator().manual_seed(1))
+    assert sample.actions.shape == (5, 4, 2) and sample.log_probs.shape == (5, 4)
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), sample.log_probs)
+    # Sequence log-prob is the sum of the per-step log-probs.
+    torch.testing.assert_close(policy.chunk_log_prob(obs, sample.scored), sample.log_probs.sum(dim=1))
+
+
+def test_clipping_executed_actions_keeps_the_raw_log_prob():
+    policy = make_policy(init_scale=3.0)  # wide: many samples fall outside [-1, 1]
+    obs = {OBS_STATE: torch.randn(64, 3)}
+    with torch.no_grad():
+        sample = policy.sample(obs, generator=torch.Generator().manual_seed(2))
+    assert sample.actions.abs().max() <= 1.0
+    assert (sample.scored.abs() > 1.0).any()
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), sample.log_probs)
+    # Scoring the clipped action instead would give a different (wrong) value.
+    assert not torch.allclose(policy.log_prob(obs, sample.actions), sample.log_probs)
+
+
+def test_densities_match_torch_distributions():
+    torch.manual_seed(0)
+    x, mean, scale = torch.randn(6, 4, 7), torch.randn(6, 4, 7), torch.rand(6, 4, 7) + 0.1
+    torch.testing.assert_close(gaussian_log_prob(x, mean, scale), Normal(mean, scale).log_prob(x).sum(-1))
+    torch.testing.assert_close(laplace_log_prob(x, mean, scale), Laplace(mean, scale).log_prob(x).sum(-1))
+
+
+@pytest.mark.parametrize("sampler,dist", [(sample_gaussian, Normal), (sample_laplace, Laplace)])
+def test_samplers_draw_from_the_scored_distribution(sampler, dist):
+    loc, scale = torch.full((200_000,), 0.3), torch.full((200_000,), 0.5)
+    draws = sampler(loc, scale, torch.Generator().manual_seed(0))
+    reference = dist(loc, scale)
+    assert float(draws.mean()) == pytest.approx(float(reference.mean[0]), abs=0.01)
+    assert float(draws.std()) == pytest.approx(float(reference.stddev[0]), rel=0.02)
+
+
+def test_log_prob_is_differentiable():
+    policy = make_policy()
+    obs = {OBS_STATE: torch.randn(3, 3)}
+    with torch.no_grad():
+        sample = policy.sample(obs)
+    policy.log_prob(obs, sample.scored).sum().backward()
+    assert policy.log_scale.grad is not None and policy.mean_net[0].weight.grad.abs().sum() > 0
+
+
+def test_act_is_deterministic_and_bounded():
+    policy = make_policy()
+    obs = {OBS_STATE: torch.randn(4, 3) * 10}
+    torch.testing.assert_close(policy.act(obs), policy.act(obs))
+    assert policy.act(obs).abs().max() <= 1.0
+
+
+def test_chunk_queue_executes_h_of_H_then_requeries():
+    policy = make_policy(chunk_size=4)
+    queue = ChunkQueue(policy, execute_steps=2, stochastic=True)
+    obs = {OBS_STATE: torch.randn(1, 3)}
+    first = queue(obs)
+    chunk = queue.last_sample.actions[0]
+    torch.testing.assert_close(first, chunk[0])
+    torch.testing.assert_close(queue(obs), chunk[1])
+    assert queue.needs_query
+    queue(obs)
+    assert queue.last_sample.actions[0] is not chunk
+    with pytest.raises(ValueError, match="execute_steps"):
+        ChunkQueue(policy, execute_steps=5)
+    deterministic = ChunkQueue(policy, execute_steps=4, stochastic=False)
+    torch.testing.assert_close(deterministic(obs), policy.act(obs)[0, 0])
+
+
+def test_policy_sample_validates_shapes():
+    with pytest.raises(ValueError, match=r"\[B, H, A\]"):
+        PolicySample(actions=torch.zeros(2, 3), scored=torch.zeros(2, 3), log_probs=torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="log_probs"):
+        PolicySample(actions=torch.zeros(2, 3, 1), scored=torch.zeros(2, 3), log_probs=torch.zeros(3, 1))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="distribution"):
+        MLPPolicyConfig(state_dim=1, action_dim=1, distribution="cauchy")

@@ -1,0 +1,169 @@
+"""DynamicSampler: rejection, refill, history skip and retry, early stop, clean termination."""
+
+import pytest
+
+from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
+
+
+def scripted_rollout(outcomes, calls=None):
+    """rollout_fn whose K rewards per context come from outcomes[context] (a list, or a callable)."""
+    def rollout(contexts):
+        if calls is not None:
+            calls.extend(contexts)
+        return [list(outcomes[c]() if callable(outcomes[c]) else outcomes[c]) for c in contexts]
+    return rollout
+
+
+def test_rejects_all_equal_groups_and_refills():
+    outcomes = {"solved": [1, 1, 1, 1], "hopeless": [0, 0, 0, 0], "mixed": [1, 0, 0, 1]}
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=4, batch_size=8, skip_solved=False))
+    batch = sampler.collect(scripted_rollout(outcomes))
+    assert batch.reason == "complete"
+    assert [g.context for g in batch.groups] == ["mixed", "mixed"]
+    assert len(batch.trials) == 8
+    assert batch.stats["sampler/groups_accepted"] == 2
+    assert batch.stats["sampler/groups_rejected"] == batch.stats["sampler/groups_sampled"] - 2
+    assert batch.stats["sampler/groups_rejected"] >= 1
+    assert batch.stats["sampler/groups_rejected"] == \
+        batch.stats["sampler/groups_rejected_all_success"] + batch.stats["sampler/groups_rejected_all_fail"]
+
+
+def test_non_dynamic_keeps_every_group():
+    outcomes = {"solved": [1, 1], "hopeless": [0, 0]}
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=4, dynamic=False))
+    batch = sampler.collect(scripted_rollout(outcomes))
+    assert batch.reason == "complete" and len(batch.groups) == 2
+    assert batch.stats["sampler/groups_rejected"] == 0
+
+
+def test_skips_solved_context_then_retries_it():
+    outcomes = {"solved": [1, 1], "mixed": [1, 0]}
+    calls = []
+    config = SamplerConfig(group_size=2, batch_size=2, retry_after_skips=2, skip_solved=True, seed=3)
+    sampler = DynamicSampler(list(outcomes), config)
+    for _ in range(12):
+        sampler.collect(scripted_rollout(outcomes, calls))
+    solved_draws = [i for i, c in enumerate(calls) if c == "solved"]
+    assert solved_draws, "the solved context must be retried eventually"
+    # After the first time it is seen solved, it is skipped exactly twice before each retry:
+    # so between two consecutive draws of it, 'mixed' is drawn at least twice.
+    for a, b in zip(solved_draws, solved_draws[1:]):
+        assert b - a >= 3
+    assert len(solved_draws) <= len(calls) // 3 + 1
+
+
+def test_skip_disabled_draws_solved_context_every_cycle():
+    outcomes = {"solved": [1, 1], "mixed": [1, 0]}
+    calls = []
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=2, skip_solved=False))
+    for _ in range(6):
+        sampler.collect(scripted_rollout(outcomes, calls))
+    assert calls.count("solved") >= 4
+
+
+def test_early_stop_fraction():
+    outcomes = {c: [1, 0] for c in range(10)}
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=8, early_stop_fraction=0.5))
+    batch = sampler.collect(scripted_rollout(outcomes))
+    assert batch.reason == "early_stop"
+    assert len(batch.trials) == 4
+
+
+@pytest.mark.timeout(10)
+def test_terminates_when_every_context_is_solved():
+    # The reference implementation loops forever here.
+    outcomes = {c: [1, 1, 1] for c in range(3)}
+    calls = []
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=3, batch_size=6))
+    first = sampler.collect(scripted_rollout(outcomes, calls))
+    assert first.groups == [] and first.reason == "all_contexts_solved"
+    assert len(calls) == sampler.max_group_attempts
+    second = sampler.collect(scripted_rollout(outcomes, calls))
+    assert second.groups == [] and second.reason == "all_contexts_solved"
+    assert second.stats["sampler/contexts_skipped"] > 0
+
+
+@pytest.mark.timeout(10)
+def test_terminates_when_nothing_is_informative():
+    outcomes = {c: [0, 0] for c in range(4)}
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=4, max_group_attempts=7))
+    batch = sampler.collect(scripted_rollout(outcomes), parallel_groups=3)
+    assert batch.reason == "budget_exhausted" and not batch.complete
+    assert batch.stats["sampler/groups_sampled"] == 7
+    assert batch.stats["sampler/groups_rejected_all_fail"] == 7
+
+
+def test_no_contexts():
+    batch = DynamicSampler([], SamplerConfig(group_size=2, batch_size=2)).collect(scripted_rollout({}))
+    assert batch.reason == "no_contexts" and batch.groups == []
+
+
+def test_returns_partial_batch_with_reason():
+    calls = iter([[1, 0], [0, 0], [0, 0], [0, 0]])
+    sampler = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=4, max_group_attempts=4))
+    batch = sampler.collect(lambda contexts: [next(calls) for _ in contexts])
+    assert batch.reason == "budget_exhausted"
+    assert len(batch.groups) == 1 and batch.groups[0].rewards == [1, 0]
+
+
+def test_trials_one_by_one_like_a_robot():
+    sampler = DynamicSampler(["left", "right"], SamplerConfig(group_size=3, batch_size=3, seed=1))
+    group = sampler.open_group()
+    assert sampler.add_trial(group.group_id, Trial(group.context_index, 1.0, data="traj-0")) is None
+    # An aborted trial is simply never added: the group waits for a replacement.
+    assert sampler.add_trial(group.group_id, 0.0) is None
+    assert not sampler.finished
+    done = sampler.add_trial(group.group_id, 0.0)
+    assert done is group and sampler.was_accepted(group)
+    assert sampler.finished and sampler.open_group() is None
+    with pytest.raises(KeyError, match="not open"):
+        sampler.add_trial(group.group_id, 1.0)
+    batch = sampler.finish_batch()
+    assert batch.reason == "complete" and batch.trials[0].data == "traj-0"
+    assert batch.stats["rollout/success_rate"] == pytest.approx(1 / 3)
+    with pytest.raises(KeyError):
+        sampler.add_trial(12345, 1.0)
+
+
+def test_open_groups_are_abandoned_at_finish():
+    sampler = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=2, max_group_attempts=1))
+    group = sampler.open_group()
+    sampler.add_trial(group.group_id, 1.0)
+    batch = sampler.finish_batch()
+    assert batch.stats["sampler/groups_abandoned"] == 1 and batch.groups == []
+    with pytest.raises(KeyError):
+        sampler.add_trial(group.group_id, 0.0)
+
+
+def test_history_state_round_trip():
+    outcomes = {"solved": [1, 1], "mixed": [1, 0], "other": [0, 1]}
+    config = SamplerConfig(group_size=2, batch_size=2, seed=7)
+    a = DynamicSampler(list(outcomes), config)
+    for _ in range(3):
+        a.collect(scripted_rollout(outcomes))
+    b = DynamicSampler(list(outcomes), config)
+    b.load_state_dict(a.state_dict())
+    calls_a, calls_b = [], []
+    for _ in range(5):
+        a.collect(scripted_rollout(outcomes, calls_a))
+        b.collect(scripted_rollout(outcomes, calls_b))
+    assert calls_a == calls_b
+    with pytest.raises(ValueError, match="contexts"):
+        DynamicSampler(["x"], config).load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(group_size=1), "group_size"),
+    (dict(group_size=4, batch_size=6), "multiple"),
+    (dict(early_stop_fraction=0.0), "early_stop_fraction"),
+    (dict(max_group_attempts=0), "max_group_attempts"),
+])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SamplerConfig(**kwargs)
+
+
+def test_rollout_fn_contract_errors():
+    sampler = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=2))
+    with pytest.raises(ValueError, match="expected K=2"):
+        sampler.collect(lambda contexts: [[1.0] for _ in contexts])

@@ -1,0 +1,30 @@
+"""Groups of trials become one LoopBatch with each trial's leave-one-out advantage on its rows."""
+
+import pytest
+import torch
+
+from ript_trainer.sampler import Group, Trial
+from ript_trainer.trials import Trajectory, build_loop_batch
+
+
+def traj(num_queries, value):
+    return Trajectory(obs={"s": torch.full((num_queries, 2), value)}, scored=torch.full((num_queries, 3), value),
+                      log_probs=torch.full((num_queries, 3), -value), mask=torch.ones(num_queries, 3, dtype=torch.bool))
+
+
+def test_build_loop_batch_rows_and_advantages():
+    group = Group(0, 0, "ctx", [Trial(0, 1.0, traj(2, 1.0)), Trial(0, 0.0, traj(3, 2.0)), Trial(0, 0.0, traj(1, 3.0))])
+    batch, advantages = build_loop_batch([group])
+    assert len(batch) == 6 and batch.obs["s"].shape == (6, 2)
+    torch.testing.assert_close(advantages, torch.tensor([[1.0, -0.5, -0.5]]))
+    torch.testing.assert_close(batch.advantages, torch.tensor([1.0, 1.0, -0.5, -0.5, -0.5, -0.5]))
+    torch.testing.assert_close(batch.logp_old[:, 0], torch.tensor([-1.0, -1.0, -2.0, -2.0, -2.0, -3.0]))
+    assert batch.mask.dtype == torch.bool
+
+
+def test_trajectory_validates_rows():
+    with pytest.raises(ValueError, match="rows"):
+        Trajectory(obs={"s": torch.zeros(3, 2)}, scored=torch.zeros(2, 3), log_probs=torch.zeros(2, 3),
+                   mask=torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no groups"):
+        build_loop_batch([])
