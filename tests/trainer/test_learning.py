@@ -10,11 +10,10 @@ from ript_trainer.toy_task import ReachTrainConfig, train_reach
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_loop_raises_success_on_reach_task(seed):
-    config = ReachTrainConfig(seed=seed)
-    config.task.seed = seed
-    config.sampler.seed = seed
-    history = train_reach(config)
+def test_loop_raises_success_on_reach_task(seed, tmp_path):
+    config = ReachTrainConfig()
+    config.task.seed = config.train.seed = config.train.sampler.seed = seed
+    history = train_reach(config, tmp_path)
     before, after = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
     assert before <= 0.30, f"task too easy for the untrained policy: {before:.2f}"
     assert after >= 0.80, f"LOOP did not learn: {before:.2f} -> {after:.2f}"
@@ -23,10 +22,11 @@ def test_loop_raises_success_on_reach_task(seed):
     assert all(m["sampler/stop_reason"] in ("complete", "all_contexts_solved") for m in history[1:])
 
 
-def test_without_updates_nothing_improves():
+def test_without_updates_nothing_improves(tmp_path):
     """Control: the same run with a zero learning rate stays where it started."""
-    config = ReachTrainConfig(iterations=5, learning_rate=0.0)
-    history = train_reach(config)
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.learning_rate = 5, 0.0
+    history = train_reach(config, tmp_path)
     assert history[-1]["eval/success_rate"] == pytest.approx(history[0]["eval/success_rate"])
 
 
@@ -43,6 +43,6 @@ def test_ript_toy_cli_writes_run_outputs(tmp_path):
     assert "loss/policy" in rows[1] and "sampler/groups_rejected" in rows[1]
     assert (run_dirs[0] / "learning_curve.png").stat().st_size > 1000
     config = json.loads((run_dirs[0] / "config.json").read_text())
-    assert config["sampler"]["group_size"] == 8 and config["loop"]["clip_low"] == 0.2
+    assert config["train"]["sampler"]["group_size"] == 8 and config["train"]["loop"]["clip_low"] == 0.2
     assert list((run_dirs[0] / "tb").glob("events.out.tfevents.*"))
     assert "success rate" in result.stdout

@@ -47,7 +47,7 @@ def test_ppo_loss_symmetric_token_level():
     logp_new, logp_old, adv, mask = _case()
     loss, stats = ppo_clip_loss(logp_new, logp_old, adv, mask, clip_low=0.2, clip_high=0.2, token_level=True)
     # max(-1.5, -1.2) = -1.2; max(-1.1, -1.1) = -1.1; max(2*0.5, 2*0.8) = 1.6
-    assert float(loss) == pytest.approx((-1.2 - 1.1 + 1.6) / 3, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx((-1.2 - 1.1 + 1.6) / 3, abs=1e-6)
     assert stats["clip_frac"] == pytest.approx(2 / 3)
     assert stats["ratio_mean"] == pytest.approx((1.5 + 1.1 + 0.5) / 3, abs=1e-6)
     k3 = [(r - 1) - math.log(r) for r in (1.5, 1.1, 0.5)]
@@ -58,19 +58,19 @@ def test_ppo_loss_sequence_level():
     logp_new, logp_old, adv, mask = _case()
     loss, _ = ppo_clip_loss(logp_new, logp_old, adv, mask, token_level=False)
     # Row means: (-1.2 - 1.1) / 2 = -1.15 and 1.6; then their mean.
-    assert float(loss) == pytest.approx((-1.15 + 1.6) / 2, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx((-1.15 + 1.6) / 2, abs=1e-6)
 
 
 def test_ppo_loss_asymmetric_clip():
     logp_new, logp_old, adv, mask = _case()
     loss, stats = ppo_clip_loss(logp_new, logp_old, adv, mask, clip_low=0.1, clip_high=0.3)
     # max(-1.5, -1.3) = -1.3; -1.1; max(1.0, 2*0.9) = 1.8
-    assert float(loss) == pytest.approx((-1.3 - 1.1 + 1.8) / 3, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx((-1.3 - 1.1 + 1.8) / 3, abs=1e-6)
     assert stats["clip_frac_high"] == pytest.approx(1 / 3)
     assert stats["clip_frac_low"] == pytest.approx(1 / 3)
     # Widen the upper clip past 1.5: the first element is no longer clipped.
     loss, stats = ppo_clip_loss(logp_new, logp_old, adv, mask, clip_low=0.1, clip_high=0.6)
-    assert float(loss) == pytest.approx((-1.5 - 1.1 + 1.8) / 3, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx((-1.5 - 1.1 + 1.8) / 3, abs=1e-6)
     assert stats["clip_frac"] == pytest.approx(1 / 3)
 
 
@@ -111,7 +111,7 @@ def test_ppo_all_masked_row_is_ignored_in_sequence_mode():
     logp = torch.zeros(2, 2, requires_grad=True)
     mask = torch.tensor([[True, True], [False, False]])
     loss, _ = ppo_clip_loss(logp, torch.zeros(2, 2), torch.tensor([1.0, 5.0]), mask, token_level=False)
-    assert float(loss) == pytest.approx(-1.0)
+    assert float(loss.detach()) == pytest.approx(-1.0)
 
 
 def test_ppo_shape_errors():

@@ -10,6 +10,9 @@ import sys
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 SUBCOMMANDS = {
     "toy": ("ript_trainer.toy_cli", "RIPT (LOOP + dynamic sampling) on the 1-D reach task: a CPU smoke run in seconds"),
+    "sft": ("ript_policy.sft_cli", "stage 2: supervised fine-tuning of the VLA from HDF5 demos (ours or LIBERO's)"),
+    "calibrate-scale": ("ript_policy.scale_cli", "fit the regression head's scale by NLL on demos, mean frozen"),
+    "export-onnx": ("ript_policy.onnx_export", "export a policy checkpoint's inference path to ONNX"),
 }
 
 

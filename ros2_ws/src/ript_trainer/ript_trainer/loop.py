@@ -172,7 +172,8 @@ class LoopUpdater:
         self.config = config
         self.generator = generator
 
-    def update(self, batch: LoopBatch) -> dict[str, float]:
+    def update(self, batch: LoopBatch, on_epoch: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        """N epochs of PPO over `batch`; `on_epoch(epoch, N)` is called before each epoch (progress)."""
         cfg = self.config
         n = len(batch)
         if n == 0:
@@ -180,7 +181,9 @@ class LoopUpdater:
         sums: dict[str, float] = {}
         num_minibatches = 0
         stopped_early = False
-        for _epoch in range(cfg.ppo_epochs):
+        for epoch in range(cfg.ppo_epochs):
+            if on_epoch is not None:
+                on_epoch(epoch + 1, cfg.ppo_epochs)
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, cfg.minibatch_size):
                 mb = batch.index(order[start : start + cfg.minibatch_size])

@@ -31,6 +31,12 @@ class MetricsLogger:
                     self._writer.add_scalar(key, value, step)
             self._writer.flush()
 
+    def rewrite(self, rows: Iterable[Mapping]) -> None:
+        """Replace metrics.jsonl with `rows` (after a resume); TensorBoard is left as it is."""
+        tmp = self.jsonl_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps({"step": r["iteration"], **r}, default=float) + "\n" for r in rows))
+        tmp.replace(self.jsonl_path)
+
     def save_config(self, config: Mapping) -> None:
         (self.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
 

@@ -17,39 +17,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dynamic", action="store_true", help="keep all-equal groups (ablation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="run folder root (default runs/toy)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its newest valid checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ript_trainer.loop import LoopConfig
-    from ript_trainer.metrics import MetricsLogger, plot_curves, read_jsonl
+    from ript_trainer.metrics import plot_curves
     from ript_trainer.sampler import SamplerConfig
-    from ript_trainer.toy_task import ReachTrainConfig, train_reach
+    from ript_trainer.toy_task import ReachTrainConfig, TrainConfig, make_reach_trainer
 
-    config = ReachTrainConfig(
-        iterations=args.iterations, learning_rate=args.lr, seed=args.seed,
+    config = ReachTrainConfig(train=TrainConfig(
+        iterations=args.iterations, learning_rate=args.lr, seed=args.seed, eval_every=1,
+        parallel_groups=args.batch_size // args.group_size,
         sampler=SamplerConfig(group_size=args.group_size, batch_size=args.batch_size,
                               dynamic=not args.no_dynamic, seed=args.seed),
         loop=LoopConfig(ppo_epochs=args.ppo_epochs, minibatch_size=args.batch_size),
-    )
-    run_dir = args.out / time.strftime("%Y%m%d-%H%M%S")
-    logger = MetricsLogger(run_dir)
-    logger.save_config(asdict(config))
-    bar = tqdm(total=config.iterations + 1, desc="ript toy", unit="it")
-
-    def log(metrics: dict) -> None:
-        logger.log(metrics["iteration"], metrics)
-        bar.set_postfix(success=f"{metrics['eval/success_rate']:.2f}",
-                        rejected=int(metrics.get("sampler/groups_rejected", 0)))
-        bar.update(1)
-
-    history = train_reach(config, log=log)
-    bar.close()
-    logger.close()
-    curve = plot_curves(read_jsonl(logger.jsonl_path), ["eval/success_rate", "rollout/success_rate"],
-                        run_dir / "learning_curve.png", title="RIPT on 1-D reach (sparse success)")
+    ))
+    run_dir = args.resume or args.out / time.strftime("%Y%m%d-%H%M%S")
+    trainer = make_reach_trainer(config, run_dir)
+    if trainer.resume():
+        print(f"resumed {run_dir} at iteration {trainer.iteration}")
+    try:
+        history = trainer.run(progress=True)
+    finally:
+        trainer.close()
+    curve = plot_curves(history, ["eval/success_rate", "rollout/success_rate"], run_dir / "learning_curve.png",
+                        title="RIPT on 1-D reach (sparse success)", x_key="iteration")
     first, last = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
-    print(f"success rate {first:.2f} -> {last:.2f} after {config.iterations} iterations")
-    print(f"metrics: {logger.jsonl_path}\ncurve:   {curve}\ntensorboard --logdir {run_dir / 'tb'}")
+    print(f"success rate {first:.2f} -> {last:.2f} after {config.train.iterations} iterations")
+    print(f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\ntensorboard --logdir {run_dir / 'tb'}")
     return 0

@@ -4,14 +4,13 @@ Context c = (start x0, goal g). The policy sees [x, g - x], outputs chunks of H 
 each env step moves x by step_size * a. Reward is 1 iff |x_T - g| < tolerance after T steps,
 else 0 — the same sparse signal RIPT gets from a simulator or an operator.
 
-`train_reach` is the whole RIPT loop in miniature (DynamicSampler -> trajectories -> LOOP) and the
-main job's default until the LIBERO stack is configured.
+`ReachTask` is a `RolloutSource`, so `train_reach` runs the same `RiptTrainer` (sampler, LOOP,
+checkpoints) as LIBERO training, in seconds.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -19,9 +18,10 @@ import torch
 from ript_policy.constants import OBS_STATE
 from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
 from ript_policy.policy import Policy
-from ript_trainer.loop import LoopConfig, LoopUpdater
-from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
-from ript_trainer.trials import Trajectory, build_loop_batch
+from ript_trainer.loop import LoopConfig
+from ript_trainer.sampler import SamplerConfig, Trial
+from ript_trainer.train import RiptTrainer, TrainConfig
+from ript_trainer.trials import Trajectory
 
 
 @dataclass
@@ -79,62 +79,49 @@ class ReachTask:
                                                num_steps=cfg.episode_steps))
         return rewards, trajectories
 
-    def rollout_fn(self, policy: Policy, group_size: int, generator: torch.Generator):
-        """A sampler rollout function: K stochastic trials for each context, all in one batch."""
-        def rollout(contexts):
-            repeated = [c for c in contexts for _ in range(group_size)]
-            rewards, trajectories = self.run(policy, repeated, stochastic=True, generator=generator)
-            return [[Trial(-1, float(rewards[i * group_size + k]), trajectories[i * group_size + k])
-                     for k in range(group_size)] for i in range(len(contexts))]
-        return rollout
+    def rollout(self, policy: Policy, contexts: list, group_size: int, seed: int) -> list[list[Trial]]:
+        """RolloutSource: K stochastic trials for each context, all in one batch."""
+        repeated = [c for c in contexts for _ in range(group_size)]
+        generator = torch.Generator().manual_seed(seed)
+        rewards, trajectories = self.run(policy, repeated, stochastic=True, generator=generator)
+        return [[Trial(-1, float(rewards[i * group_size + k]), trajectories[i * group_size + k])
+                 for k in range(group_size)] for i in range(len(contexts))]
 
-    def success_rate(self, policy: Policy, episodes_per_context: int = 16, seed: int = 1234) -> float:
-        """Success of the stochastic policy (the one RIPT samples from) over all contexts."""
+    def evaluate(self, policy: Policy, seed: int = 1234, episodes_per_context: int = 16) -> dict[str, float]:
+        """Success of the stochastic policy (the one RIPT samples from) over all contexts.
+        The seed is fixed so that evaluations differ only by the policy."""
         repeated = [c for c in self.contexts for _ in range(episodes_per_context)]
-        rewards, _ = self.run(policy, repeated, stochastic=True, generator=torch.Generator().manual_seed(seed))
-        return float(rewards.mean())
+        rewards, _ = self.run(policy, repeated, stochastic=True, generator=torch.Generator().manual_seed(1234))
+        return {"eval/success_rate": float(rewards.mean())}
 
 
 @dataclass
 class ReachTrainConfig:
-    iterations: int = 30
-    learning_rate: float = 1e-2
     chunk_size: int = 2
     init_scale: float = 0.5
-    seed: int = 0
     task: ReachConfig = field(default_factory=ReachConfig)
-    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(group_size=8, batch_size=64))
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(ppo_epochs=4, minibatch_size=64))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        iterations=30, learning_rate=1e-2, eval_every=1, parallel_groups=8,
+        sampler=SamplerConfig(group_size=8, batch_size=64),
+        loop=LoopConfig(ppo_epochs=4, minibatch_size=64)))
 
 
-def train_reach(config: ReachTrainConfig, log=None) -> list[dict]:
-    """Runs RIPT on the reach task; returns one metrics dict per iteration (iteration 0 = before)."""
-    torch.manual_seed(config.seed)
+def make_reach_trainer(config: ReachTrainConfig, run_dir, tensorboard: bool = True) -> RiptTrainer:
+    torch.manual_seed(config.train.seed)
     task = ReachTask(config.task)
     policy = MLPPolicy(MLPPolicyConfig(state_dim=task.state_dim, action_dim=task.action_dim,
                                        chunk_size=config.chunk_size, init_scale=config.init_scale))
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    updater = LoopUpdater(policy.log_prob, policy.parameters(), optimizer, config.loop, generator=generator)
-    sampler = DynamicSampler(task.contexts, config.sampler)
-    rollout = task.rollout_fn(policy, config.sampler.group_size, generator)
-    history = [{"iteration": 0, "eval/success_rate": task.success_rate(policy)}]
-    if log:
-        log(history[-1])
-    for iteration in range(1, config.iterations + 1):
-        start = time.perf_counter()
-        batch = sampler.collect(rollout, parallel_groups=config.sampler.batch_size // config.sampler.group_size)
-        metrics = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
-        if batch.groups:
-            loop_batch, _ = build_loop_batch(batch.groups)
-            metrics.update(updater.update(loop_batch))
-        metrics["eval/success_rate"] = task.success_rate(policy)
-        metrics["time/iteration_s"] = time.perf_counter() - start
-        history.append(metrics)
-        if log:
-            log(metrics)
-    return history
+    extra = {"task": asdict(config.task), "policy": asdict(policy.config)}
+    return RiptTrainer(policy, task, config.train, run_dir, extra_config=extra, tensorboard=tensorboard)
 
 
-def config_dict(config: ReachTrainConfig) -> dict:
-    return asdict(config)
+def train_reach(config: ReachTrainConfig, run_dir, progress: bool = False) -> list[dict]:
+    """Runs (or resumes) RIPT on the reach task; one metrics row per iteration (0 = before)."""
+    trainer = make_reach_trainer(config, run_dir, tensorboard=progress)
+    trainer.resume()
+    try:
+        return trainer.run(progress=progress)
+    finally:
+        trainer.close()
+
+

@@ -1,0 +1,83 @@
+"""Crash-safe, verifiable files for checkpoints and stored trials.
+
+A file is `MAGIC`, the SHA-256 of the payload in hex, a newline, then the payload (a torch.save
+blob). It is written to a temporary file in the same folder, fsynced, then renamed over the
+target, so a reader sees either the old file or the complete new one — never half of one, even
+after SIGKILL or a power cut. A truncated or altered file fails the digest check with a clear error
+instead of unpickling garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MAGIC = b"RIPT1\n"
+
+
+class CorruptFileError(RuntimeError):
+    """The file is truncated, altered or not a ript file."""
+
+
+def save_verified(obj: Any, path: str | Path) -> str:
+    """Atomically write `obj`; returns the payload's sha256 hex digest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + digest.encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return digest
+
+
+def file_digest(path: str | Path) -> str:
+    """The digest recorded in a verified file's header (cheap: reads the header only)."""
+    with open(path, "rb") as f:
+        header = f.read(len(MAGIC) + 65)
+    if not header.startswith(MAGIC) or len(header) < len(MAGIC) + 65:
+        raise CorruptFileError(f"{path}: not a ript checkpoint (bad header)")
+    return header[len(MAGIC):len(MAGIC) + 64].decode()
+
+
+def load_verified(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a file written by save_verified; raises CorruptFileError if it does not verify."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise CorruptFileError(f"{path}: cannot be read ({exc})") from exc
+    header_len = len(MAGIC) + 65
+    if not data.startswith(MAGIC) or len(data) < header_len or data[header_len - 1:header_len] != b"\n":
+        raise CorruptFileError(f"{path}: not a ript checkpoint or truncated header ({len(data)} bytes)")
+    expected = data[len(MAGIC):header_len - 1].decode(errors="replace")
+    payload = data[header_len:]
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected:
+        raise CorruptFileError(
+            f"{path}: checksum mismatch (file truncated or altered; header {expected[:12]}…, content {actual[:12]}…)"
+        )
+    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)

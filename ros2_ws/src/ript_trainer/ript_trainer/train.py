@@ -1,0 +1,231 @@
+"""The RIPT training loop (in-process fast path): sample -> LOOP update -> evaluate -> checkpoint.
+
+    for iteration in 1..M:
+        batch  = DynamicSampler.collect(source.rollout)     # B informative trials, K per context
+        update = LoopUpdater.update(build_loop_batch(batch)) # N epochs of PPO clip on RLOO advantages
+        every eval_every: source.evaluate(policy)            # held-out evaluation
+        checkpoint (atomic, verified), then log
+
+Where trials come from is a `RolloutSource`: the reach task, a vector of LIBERO envs, or anything
+else that can run K trials per context. Every random draw is derived from (seed, iteration), and
+the sampler's, optimizer's and policy's states are checkpointed after each iteration, so a run
+killed at any moment resumes from its last completed iteration with the results it would have had.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from ript_policy.policy import Policy
+from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
+from ript_trainer.loop import LoopConfig, LoopUpdater
+from ript_trainer.metrics import MetricsLogger
+from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
+from ript_trainer.trials import build_loop_batch
+
+log = logging.getLogger("ript.train")
+
+CHECKPOINT_GLOB = "iter_*.ckpt"
+
+
+class RolloutSource(Protocol):
+    """Runs trials. `rollout` returns, per context, K Trials whose data is a Trajectory."""
+
+    contexts: Sequence[Any]
+
+    def rollout(self, policy: Policy, contexts: list[Any], group_size: int, seed: int) -> list[list[Trial]]: ...
+
+    def evaluate(self, policy: Policy, seed: int) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 50
+    """M: optimisation steps."""
+    learning_rate: float = 1e-4
+    """Adam learning rate for the LOOP updates."""
+    weight_decay: float = 0.0
+    eval_every: int = 5
+    """Evaluate every this many iterations (and before the first, and after the last). 0: never."""
+    parallel_groups: int = 1
+    """Groups rolled out at once; the source runs parallel_groups * K trials per call."""
+    keep_checkpoints: int = 2
+    """Completed-iteration checkpoints kept on disk (older ones are deleted)."""
+    seed: int = 0
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
+            raise ValueError(f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
+                             f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}")
+
+
+def derive_seed(*parts: int) -> int:
+    """A stable 63-bit seed from integers (Python's hash of ints is not salted, but be explicit)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value * 6364136223846793005 + int(part) + 1442695040888963407) % (1 << 63)
+    return value
+
+
+class RiptTrainer:
+    def __init__(self, policy: Policy, source: RolloutSource, config: TrainConfig, run_dir: str | Path,
+                 extra_config: dict | None = None, tensorboard: bool = True,
+                 on_status: Callable[[str, str], None] | None = None) -> None:
+        self.policy = policy
+        self.source = source
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate,
+                                          weight_decay=config.weight_decay)
+        self.sampler = DynamicSampler(source.contexts, config.sampler)
+        self.updater = LoopUpdater(policy.log_prob, policy.parameters(), self.optimizer, config.loop)
+        self.iteration = 0
+        self.history: list[dict] = []
+        self.env_steps = 0
+        self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard)
+        self.logger.save_config({"train": asdict(config), **(extra_config or {})})
+        self.on_status = on_status or (lambda state, detail: None)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> list[dict]:
+        from tqdm import tqdm
+
+        cfg = self.config
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="ript train", unit="it", disable=not progress)
+        if self.iteration == 0 and not self.history:
+            row = {"iteration": 0, "env_steps": 0}
+            if cfg.eval_every:
+                bar.set_description("evaluating")
+                row.update(self._evaluate())
+            self._finish_iteration(row)
+        while self.iteration < cfg.iterations:
+            row = self.step(bar)
+            bar.update(1)
+            bar.set_postfix({k.split("/")[-1]: f"{v:.2f}" for k, v in row.items()
+                             if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl")})
+        bar.close()
+        self.on_status("idle", "done")
+        return self.history
+
+    def step(self, bar=None) -> dict:
+        """One RIPT iteration: collect, update, maybe evaluate, checkpoint, log."""
+        cfg = self.config
+        iteration = self.iteration + 1
+        start = time.perf_counter()
+        calls = 0
+        collected = 0
+
+        def rollout(contexts):
+            nonlocal calls, collected
+            seed = derive_seed(cfg.seed, iteration, calls)
+            calls += 1
+            groups = self.source.rollout(self.policy, contexts, cfg.sampler.group_size, seed)
+            for group in groups:
+                self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in group)
+            collected += sum(len(group) for group in groups)
+            detail = f"collecting {self.sampler.accepted_trials}/{cfg.sampler.batch_size} informative ({collected} run)"
+            self.on_status("collecting", detail)
+            if bar is not None:
+                bar.set_description(detail)
+            return groups
+
+        self.policy.eval()
+        self.on_status("collecting", f"iteration {iteration}")
+        batch = self.sampler.collect(rollout, parallel_groups=cfg.parallel_groups)
+        rollout_s = time.perf_counter() - start
+        row: dict[str, Any] = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
+        if batch.reason not in ("complete", "early_stop"):
+            log.warning("iteration %d: sampler stopped early (%s) with %d informative trials",
+                        iteration, batch.reason, len(batch.trials))
+        if batch.groups:
+            self.policy.train()
+            self.updater.generator = torch.Generator().manual_seed(derive_seed(cfg.seed, iteration, 1 << 20))
+
+            def on_epoch(epoch, total):
+                self.on_status("updating", f"epoch {epoch}/{total}")
+                if bar is not None:
+                    bar.set_description(f"updating epoch {epoch}/{total}")
+
+            loop_batch, _ = build_loop_batch(batch.groups)
+            row.update(self.updater.update(loop_batch, on_epoch=on_epoch))
+            self.policy.eval()
+        row["time/rollout_s"] = rollout_s
+        row["time/update_s"] = time.perf_counter() - start - rollout_s
+        if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == cfg.iterations):
+            if bar is not None:
+                bar.set_description("evaluating")
+            row.update(self._evaluate(iteration))
+        row["env_steps"] = self.env_steps
+        row["time/iteration_s"] = time.perf_counter() - start
+        self._finish_iteration(row)
+        return row
+
+    def _evaluate(self, iteration: int = 0) -> dict[str, float]:
+        self.on_status("evaluating", f"iteration {iteration}")
+        start = time.perf_counter()
+        with torch.no_grad():
+            result = self.source.evaluate(self.policy, derive_seed(self.config.seed, iteration, 1 << 21))
+        return {**result, "time/eval_s": time.perf_counter() - start}
+
+    def _finish_iteration(self, row: dict) -> None:
+        self.iteration = int(row["iteration"])
+        self.history.append(row)
+        self.save_checkpoint()
+        self.logger.log(self.iteration, row)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "history": self.history,
+            "env_steps": self.env_steps,
+            "config": asdict(self.config),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.checkpoint_dir / f"iter_{self.iteration:06d}.ckpt"
+        save_verified(self.state_dict(), path)
+        for old in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))[:-self.config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint that verifies. Corrupt ones are reported and set aside.
+        Returns False when there is nothing to resume from."""
+        for path in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB), reverse=True):
+            try:
+                state = load_verified(path)
+            except CorruptFileError as exc:
+                log.error("skipping corrupt checkpoint: %s", exc)
+                path.rename(path.with_suffix(".corrupt"))
+                continue
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.iteration = int(state["iteration"])
+            self.history = list(state["history"])
+            self.env_steps = int(state["env_steps"])
+            # metrics.jsonl may have rows past the checkpoint (killed between log and save): rewrite it.
+            self.logger.rewrite(self.history)
+            log.info("resumed from %s (iteration %d)", path.name, self.iteration)
+            return True
+        return False
+
+    def close(self) -> None:
+        self.logger.close()
