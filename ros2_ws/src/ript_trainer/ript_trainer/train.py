@@ -151,7 +151,8 @@ class RiptTrainer:
             log.warning("iteration %d: sampler stopped early (%s) with %d informative trials",
                         iteration, batch.reason, len(batch.trials))
         if batch.groups:
-            self.policy.train()
+            # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
+            # would make log pi_theta differ from the sampling distribution at ratio = 1.
             self.updater.generator = torch.Generator().manual_seed(derive_seed(cfg.seed, iteration, 1 << 20))
 
             def on_epoch(epoch, total):
@@ -161,7 +162,6 @@ class RiptTrainer:
 
             loop_batch, _ = build_loop_batch(batch.groups)
             row.update(self.updater.update(loop_batch, on_epoch=on_epoch))
-            self.policy.eval()
         row["time/rollout_s"] = rollout_s
         row["time/update_s"] = time.perf_counter() - start - rollout_s
         if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == cfg.iterations):
