@@ -2,7 +2,8 @@
 # Idempotent setup shared by ./run.sh and ./test.sh:
 #   1. Debian packages from scripts/apt-packages.txt (apt-get, only the missing ones);
 #   2. a virtual environment in .venv (override with RIPT_VENV) with the pinned Python packages;
-#   3. the ript packages (ript_policy, ript_trainer, ript_sim) installed editable.
+#   3. the ript packages (ript_policy, ript_trainer, ript_sim) installed editable;
+#   4. the custom ROS interfaces (scripts/build_interfaces.sh, its own stamp).
 # A stamp of the inputs' hash makes a second run with nothing changed take about a second.
 # Source it (to get the venv on PATH and the ROS environment variables) or run it.
 set -euo pipefail
@@ -54,6 +55,8 @@ setup_python() {
 
 install_apt_packages
 setup_python
+# Custom ROS interfaces (ros2_ws/src/ript_interfaces), built into the venv; ~0.2 s when unchanged.
+RIPT_VENV="$RIPT_VENV" "$RIPT_ROOT/scripts/build_interfaces.sh"
 
 export PATH="$RIPT_VENV/bin:$PATH"
 export VIRTUAL_ENV="$RIPT_VENV"
@@ -62,6 +65,12 @@ export VIRTUAL_ENV="$RIPT_VENV"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$RIPT_ROOT/runs/ros_logs}"
+# ament index lookups (ament_index_python, colcon, `ros2 launch`) search the venv prefix, where the
+# ROS wheels and ript_interfaces live.
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":$RIPT_VENV:"*) ;;
+  *) export AMENT_PREFIX_PATH="$RIPT_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;;
+esac
 # LIBERO renders offscreen on the CPU; EGL is the fast path.
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-$MUJOCO_GL}"
