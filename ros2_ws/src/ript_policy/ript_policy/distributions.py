@@ -44,3 +44,16 @@ DISTRIBUTIONS = {
     "gaussian": (gaussian_log_prob, sample_gaussian),
     "laplace": (laplace_log_prob, sample_laplace),
 }
+
+
+def standard_noise(kind: str, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> Tensor:
+    """Draws eps from the unit member of a location-scale family: x = loc + scale * eps.
+
+    Drawing eps first lets a torch policy and an onnxruntime policy sample the same actions from
+    the same noise (parity tests, replay).
+    """
+    zeros = torch.zeros(shape, device=device)
+    if kind not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {sorted(DISTRIBUTIONS)}, got {kind!r}")
+    return DISTRIBUTIONS[kind][1](zeros, torch.ones_like(zeros), generator)

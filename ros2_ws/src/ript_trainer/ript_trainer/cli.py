@@ -12,11 +12,12 @@ SUBCOMMANDS = {
     "train": ("ript_sim.train_cli", "RIPT post-training of an SFT checkpoint on LIBERO (LOOP + dynamic sampling)"),
     "toy": ("ript_trainer.toy_cli", "RIPT (LOOP + dynamic sampling) on the 1-D reach task: a CPU smoke run in seconds"),
     "record-demos": ("ript_sim.record_cli", "record scripted-expert LIBERO demos (HDF5, LIBERO layout) from training contexts"),
-    "eval": ("ript_sim.eval_cli", "standard LIBERO evaluation (50 benchmark init states per task, Wilson 95% CI)"),
+    "eval": ("ript_sim.eval_cli", "standard LIBERO evaluation (50 benchmark init states per task, Wilson 95%% CI)"),
     "contexts": ("ript_sim.contexts_cli", "draw training contexts disjoint from the LIBERO evaluation init states"),
     "sft": ("ript_policy.sft_cli", "stage 2: supervised fine-tuning of the VLA from HDF5 demos (ours or LIBERO's)"),
     "calibrate-scale": ("ript_policy.scale_cli", "fit the regression head's scale by NLL on demos, mean frozen"),
     "export-onnx": ("ript_policy.onnx_export", "export a policy checkpoint's inference path to ONNX"),
+    "up": ("ript_trainer.up_cli", "start the ROS 2 graph (policy, trainer, LIBERO bridge) of launch/<sim|franka>.launch.py"),
 }
 
 

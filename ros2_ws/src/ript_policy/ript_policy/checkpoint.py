@@ -1,0 +1,104 @@
+"""Checkpoints: weights + config + normalisation statistics + instruction embeddings, one file.
+
+Written with `safe_io` (atomic rename, SHA-256 header), so a crash never leaves a half-written
+checkpoint under the real name and a truncated or corrupted copy fails with a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ript_policy.config import VLAConfig
+from ript_policy.policy import Policy
+from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
+from ript_policy.vla import VLAPolicy, build_policy
+
+FORMAT_VERSION = 1
+KIND = "ript-vla-policy"
+
+
+class CheckpointError(CorruptFileError):
+    """The file is not a ript policy checkpoint, or it is truncated or corrupted."""
+
+
+def save_checkpoint(path: str | Path, policy: VLAPolicy, stats: dict | None = None,
+                    instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> Path:
+    """Writes policy weights with its config and the SFT statistics (state/action mean, std, min, max)."""
+    payload = {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "config": live_config(policy),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+        "stats": stats or {},
+        "instruction_embeddings": {k: [float(x) for x in v] for k, v in (instruction_embeddings or {}).items()},
+        "metadata": metadata or {},
+    }
+    save_verified(payload, path)
+    return Path(path)
+
+
+def live_config(policy: VLAPolicy) -> dict:
+    """The policy's config with the exploration knobs as currently set (they define the scored
+    distribution, and an RL run may have changed them since the policy was built)."""
+    config = policy.config.to_dict()
+    if policy.head_type == "regression":
+        config["regression"]["exploration_scale"] = float(policy.exploration_scale)
+    else:
+        config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
+    return config
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The verified payload dict (config, state_dict, stats, instruction_embeddings, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = load_verified(path)
+    except CorruptFileError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise CheckpointError(f"{path} is a ript file but not a policy checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format {payload.get('format_version')}, this code reads {FORMAT_VERSION}")
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, dict]:
+    """Rebuilds the policy from its own config; returns (policy in eval mode, payload)."""
+    payload = read_checkpoint(path)
+    config = VLAConfig.from_dict(payload["config"])
+    if config.pretrained_backbone is not None:
+        # The checkpoint holds the fine-tuned backbone; don't require the original file.
+        config.pretrained_backbone = None
+    policy = build_policy(config)
+    policy.load_state_dict(payload["state_dict"])
+    return policy.to(device).eval(), payload
+
+
+def load_policy(path: str | Path, backend: str = "torch", device: str | None = None) -> Policy:
+    """A `Policy` from a checkpoint file or an ONNX export folder.
+
+    backend='torch': the VLAPolicy (device: 'cuda' when available unless given).
+    backend='onnx': an OnnxPolicy; `path` is an export folder, or a checkpoint that is exported
+    (once) into '<checkpoint>.onnx/' beside it.
+    """
+    path = Path(path)
+    if backend == "torch":
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return load_checkpoint(path, device)[0]
+    if backend == "onnx":
+        from ript_policy.onnx_export import export_onnx
+        from ript_policy.onnx_policy import OnnxPolicy
+
+        if path.is_file():
+            folder = path.with_name(path.name + ".onnx")
+            if not (folder / "policy.json").is_file() or (folder / "policy.json").stat().st_mtime < path.stat().st_mtime:
+                export_onnx(path, folder)
+            path = folder
+        return OnnxPolicy(path, device=device)
+    raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")

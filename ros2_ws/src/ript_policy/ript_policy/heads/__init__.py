@@ -1,0 +1,1 @@
+"""Action heads: regression (OpenVLA-OFT-like) and tokenized (QueST-like)."""

@@ -1,0 +1,68 @@
+"""Regression head (OpenVLA-OFT-like) and its closed-form action distribution.
+
+H learned action queries ride through the trunk with the observation tokens and are decoded in
+parallel: mean mu_theta [B, H, A] (trained with L1 or MSE during SFT) and scale sigma_theta
+[B, H, A] (the scale head, calibrated by NLL with the mean frozen: `ript calibrate-scale`).
+
+The policy is pi(a | c) = prod_{t, i} p(a_ti; mu_ti, lambda * sigma_ti), with p Laplace (L1) or
+Gaussian (MSE) and lambda the exploration scale. lambda is part of the scored distribution:
+samples drawn with lambda = 2 are scored with lambda = 2. The robot executes clip(a); the
+log-prob is of the unclipped a, so clipping never corrupts it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ript_policy.config import RegressionHeadConfig
+from ript_policy.distributions import DISTRIBUTIONS
+
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class RegressionHead(nn.Module):
+    """Action queries + two linear read-outs: query features [B, H, D] -> (mean, scale) [B, H, A]."""
+
+    def __init__(self, dim: int, chunk_size: int, action_dim: int, config: RegressionHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.queries = nn.Parameter(torch.randn(1, chunk_size, dim) * 0.02)
+        self.mean_out = nn.Linear(dim, action_dim)
+        self.scale_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, action_dim))
+        # Start at exactly init_scale everywhere: zero last weights, bias at softplus^-1.
+        nn.init.zeros_(self.scale_head[-1].weight)
+        nn.init.constant_(self.scale_head[-1].bias, _inverse_softplus(config.init_scale - config.min_scale))
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        mean = self.mean_out(features)
+        scale = F.softplus(self.scale_head(features)) + self.config.min_scale
+        return mean, scale
+
+
+def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: str,
+                        exploration_scale: float) -> Tensor:
+    """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over action dims)."""
+    log_prob_fn, _ = DISTRIBUTIONS[distribution]
+    return log_prob_fn(raw, mean, scale * exploration_scale)
+
+
+def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: str, exploration_scale: float,
+                      low: float, high: float) -> tuple[Tensor, Tensor, Tensor]:
+    """raw = mu + lambda * sigma * eps. Returns (executed = clip(raw), raw, log_probs [B, H])."""
+    raw = mean + exploration_scale * scale * eps
+    return raw.clamp(low, high), raw, regression_log_prob(raw, mean, scale, distribution, exploration_scale)
+
+
+def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None) -> Tensor:
+    """Mean negative log-likelihood per action step of demo actions [B, H, A] (mask [B, H])."""
+    logp = regression_log_prob(actions, mean, scale, distribution, 1.0)  # [B, H]
+    if mask is None:
+        return -logp.mean()
+    mask = mask.to(logp.dtype)
+    return -(logp * mask).sum() / mask.sum().clamp(min=1.0)

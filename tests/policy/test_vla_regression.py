@@ -1,0 +1,117 @@
+"""Regression head: closed-form densities, sampling/scoring consistency, exploration scale, clipping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Laplace, Normal
+
+from ript_policy.distributions import gaussian_log_prob, laplace_log_prob, standard_noise
+from ript_policy.heads.regression import regression_log_prob, regression_sample
+from ript_policy.vla import build_policy
+from vla_helpers import random_obs, tiny_config
+
+
+@pytest.mark.parametrize("kind", ["laplace", "gaussian"])
+def test_densities_match_torch_distributions(kind):
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(5, 4, 7, generator=g)
+    scale = torch.rand(5, 4, 7, generator=g) + 0.05
+    x = mean + torch.randn(5, 4, 7, generator=g)
+    ours = (laplace_log_prob if kind == "laplace" else gaussian_log_prob)(x, mean, scale)
+    ref = Independent((Laplace if kind == "laplace" else Normal)(mean, scale), 1).log_prob(x)
+    assert ours.shape == (5, 4)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["laplace", "gaussian"])
+def test_standard_noise_has_unit_scale(kind):
+    eps = standard_noise(kind, (200_000,), torch.Generator().manual_seed(1))
+    # Laplace(0, 1): E|x| = 1; N(0, 1): std = 1.
+    stat = eps.abs().mean() if kind == "laplace" else eps.std()
+    assert abs(float(stat) - 1.0) < 0.01
+    assert abs(float(eps.mean())) < 0.01
+
+
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_policy_sample_and_log_prob_agree_with_exploration_and_clipping(loss):
+    config = tiny_config("regression", regression={"loss": loss, "init_scale": 0.5})
+    policy = build_policy(config).eval()
+    policy.exploration_scale = 3.0  # large: many samples leave [-1, 1] and get clipped
+    obs = random_obs(config, batch=6)
+    sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+
+    assert sample.actions.shape == sample.scored.shape == (6, config.chunk_size, config.action_dim)
+    assert sample.log_probs.shape == (6, config.chunk_size)  # T = H: one per action step
+    assert float(sample.actions.abs().max()) <= 1.0
+    clipped = (sample.scored.abs() > 1.0)
+    assert bool(clipped.any()), "test needs some clipped actions"
+    torch.testing.assert_close(sample.actions[~clipped], sample.scored[~clipped])
+
+    # Re-scoring the raw sample reproduces the sampling log-probs (clipping did not touch them) ...
+    rescored = policy.log_prob(obs, sample.scored)
+    torch.testing.assert_close(rescored, sample.log_probs, rtol=1e-5, atol=1e-4)
+    # ... and both equal the density of Laplace/Normal(mu, lambda * sigma) from torch.distributions.
+    mean, scale = policy.regression_params(policy.prepare(obs))
+    dist = (Laplace if loss == "l1" else Normal)(mean, 3.0 * scale)
+    torch.testing.assert_close(rescored, dist.log_prob(sample.scored).sum(-1), rtol=1e-5, atol=1e-4)
+    # Sequence log-prob = sum of per-step log-probs.
+    torch.testing.assert_close(policy.chunk_log_prob(obs, sample.scored), dist.log_prob(sample.scored).sum((1, 2)),
+                               rtol=1e-5, atol=1e-3)
+    # The exploration scale is part of the scored distribution.
+    policy.exploration_scale = 1.0
+    assert not torch.allclose(policy.log_prob(obs, sample.scored), rescored)
+
+
+def test_empirical_spread_matches_exploration_scale():
+    mean = torch.zeros(1, 1, 1)
+    scale = torch.full((1, 1, 1), 0.2)
+    eps = standard_noise("laplace", (100_000, 1, 1), torch.Generator().manual_seed(3))
+    _, raw, logp = regression_sample(mean.expand_as(eps), scale.expand_as(eps), eps, "laplace", 2.0, -1, 1)
+    assert abs(float(raw.abs().mean()) - 0.4) < 0.01  # E|x - mu| = b = lambda * sigma
+    torch.testing.assert_close(logp, regression_log_prob(raw, mean, scale, "laplace", 2.0).expand_as(logp))
+    # Log-likelihood of the samples is the negative entropy of Laplace(0.4): 1 + log(2b).
+    assert abs(-float(logp.mean()) - (1 + math.log(0.8))) < 0.02
+
+
+def test_log_prob_is_differentiable_and_sample_is_not():
+    config = tiny_config("regression")
+    policy = build_policy(config)
+    obs = random_obs(config, batch=4)
+    sample = policy.sample(obs)
+    assert not sample.log_probs.requires_grad and not sample.actions.requires_grad
+    logp = policy.log_prob(obs, sample.scored)
+    logp.sum().backward()
+    grads = {name: p.grad for name, p in policy.named_parameters()}
+    assert grads["head.scale_head.2.weight"] is not None and grads["head.mean_out.weight"].abs().sum() > 0
+    assert grads["trunk.blocks.0.attn.qkv.weight"].abs().sum() > 0
+
+
+def test_act_is_the_clipped_mean():
+    config = tiny_config("regression", input_mode="image")
+    policy = build_policy(config).eval()
+    obs = random_obs(config, batch=2)
+    mean, _ = policy.regression_params(policy.prepare(obs))
+    torch.testing.assert_close(policy.act(obs), mean.clamp(-1, 1))
+
+
+def test_config_validation_quotes_bad_values():
+    with pytest.raises(ValueError, match="loss"):
+        tiny_config("regression", regression={"loss": "huber"})
+    with pytest.raises(ValueError, match="execute_steps"):
+        tiny_config("regression", execute_steps=9)
+    with pytest.raises(ValueError, match="features"):
+        policy = build_policy(tiny_config("regression"))
+        obs = random_obs(policy.config)
+        obs["observation.state"] = obs["observation.state"][:, :5]
+        policy.sample(obs)
+
+
+def test_only_the_heads_own_exploration_knobs_exist():
+    regression = build_policy(tiny_config("regression"))
+    tokenized = build_policy(tiny_config("tokenized"))
+    assert hasattr(regression, "exploration_scale") and not hasattr(regression, "temperature")
+    assert hasattr(tokenized, "temperature") and hasattr(tokenized, "top_k")
+    assert not hasattr(tokenized, "exploration_scale")
