@@ -121,9 +121,11 @@ fi
 # publisher is created; tests/ros/test_interfaces.py covers that over real DDS.)
 if ! "$PY" - >>"$build_log" 2>&1 <<'EOF'
 from rclpy.type_support import check_for_type_support
-from ript_interfaces.msg import ActionChunk, Reward, TrainerStatus, TrialStart, WeightsUpdate
+from ript_interfaces.msg import (ActionChunk, ActionCommand, Reward, RobotState, TrainerStatus, TrialRecord,
+                                 TrialStart, WeightsUpdate)
 from ript_interfaces.srv import AbortTrial, StartTrial
-for t in (ActionChunk, Reward, TrainerStatus, TrialStart, WeightsUpdate, AbortTrial, StartTrial):
+for t in (ActionChunk, ActionCommand, Reward, RobotState, TrainerStatus, TrialRecord, TrialStart, WeightsUpdate,
+          AbortTrial, StartTrial):
     check_for_type_support(t)
 EOF
 then

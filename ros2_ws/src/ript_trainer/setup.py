@@ -16,5 +16,6 @@ setup(
     maintainer_email="maintainers@ript.dev",
     description="RIPT-VLA LOOP, dynamic rollout sampling, trainer node and operator panel.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["ript = ript_trainer.cli:main"]},
+    entry_points={"console_scripts": ["ript = ript_trainer.cli:main",
+                                     "trainer_node = ript_trainer.trainer_node:main"]},
 )

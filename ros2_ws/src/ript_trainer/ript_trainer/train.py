@@ -26,7 +26,7 @@ from ript_policy.policy import Policy
 from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
 from ript_trainer.loop import LoopConfig, LoopUpdater
 from ript_trainer.metrics import MetricsLogger
-from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
+from ript_trainer.sampler import DynamicSampler, SampledBatch, SamplerConfig, Trial
 from ript_trainer.trials import build_loop_batch
 
 log = logging.getLogger("ript.train")
@@ -146,22 +146,12 @@ class RiptTrainer:
         self.on_status("collecting", f"iteration {iteration}")
         batch = self.sampler.collect(rollout, parallel_groups=cfg.parallel_groups)
         rollout_s = time.perf_counter() - start
-        row: dict[str, Any] = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
-        if batch.reason not in ("complete", "early_stop"):
-            log.warning("iteration %d: sampler stopped early (%s) with %d informative trials",
-                        iteration, batch.reason, len(batch.trials))
-        if batch.groups:
-            # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
-            # would make log pi_theta differ from the sampling distribution at ratio = 1.
-            self.updater.generator = torch.Generator().manual_seed(derive_seed(cfg.seed, iteration, 1 << 20))
 
-            def on_epoch(epoch, total):
-                self.on_status("updating", f"epoch {epoch}/{total}")
-                if bar is not None:
-                    bar.set_description(f"updating epoch {epoch}/{total}")
+        def on_epoch(epoch, total):
+            if bar is not None:
+                bar.set_description(f"updating epoch {epoch}/{total}")
 
-            loop_batch, _ = build_loop_batch(batch.groups)
-            row.update(self.updater.update(loop_batch, on_epoch=on_epoch))
+        row = self.update_from_batch(batch, iteration, on_epoch)
         row["time/rollout_s"] = rollout_s
         row["time/update_s"] = time.perf_counter() - start - rollout_s
         if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == cfg.iterations):
@@ -171,6 +161,28 @@ class RiptTrainer:
         row["env_steps"] = self.env_steps
         row["time/iteration_s"] = time.perf_counter() - start
         self._finish_iteration(row)
+        return row
+
+    def update_from_batch(self, batch: SampledBatch, iteration: int,
+                          on_epoch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """The LOOP update of one sampled batch (shared with the ROS trainer's interactive core):
+        RLOO advantages + N epochs of PPO clip, seeded from (seed, iteration). Returns the log row."""
+        row: dict[str, Any] = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
+        if batch.reason not in ("complete", "early_stop"):
+            log.warning("iteration %d: sampler stopped early (%s) with %d informative trials",
+                        iteration, batch.reason, len(batch.trials))
+        if batch.groups:
+            # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
+            # would make log pi_theta differ from the sampling distribution at ratio = 1.
+            self.updater.generator = torch.Generator().manual_seed(derive_seed(self.config.seed, iteration, 1 << 20))
+
+            def report_epoch(epoch, total):
+                self.on_status("updating", f"epoch {epoch}/{total}")
+                if on_epoch is not None:
+                    on_epoch(epoch, total)
+
+            loop_batch, _ = build_loop_batch(batch.groups)
+            row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
         return row
 
     def _evaluate(self, iteration: int = 0) -> dict[str, float]:

@@ -1,0 +1,128 @@
+"""`ript up sim|franka`: start the ROS graph of `ript_trainer.graph` as subprocesses.
+
+The same nodes, parameters and remappings as `ros2 launch ript_policy <mode>.launch.py` (which the
+pip environment lacks). Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL after a grace
+period); if one node exits, the others are stopped too.
+
+    ript up sim --set checkpoint=runs/sft/policy.ckpt --set max_steps=120
+    ript up franka --set checkpoint=policy.ckpt --set contexts_file=contexts.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ript_trainer.graph import ARGUMENTS, MODES, NodeSpec, graph_nodes, resolve
+
+STOP_GRACE_S = 10.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", choices=MODES)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="launch argument, as ros2 launch's name:=value; see --list")
+    parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
+    parser.add_argument("--tasks", default="0", help="sim: tasks for a missing contexts_file (e.g. '0,1')")
+    parser.add_argument("--per-task", type=int, default=4, help="sim: contexts per task for a missing contexts_file")
+
+
+def launch_arguments(mode: str, assignments: list[str]) -> dict[str, str]:
+    values = {name: default for name, (default, _) in ARGUMENTS[mode].items()}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or name not in values:
+            raise SystemExit(f"ript up {mode}: unknown argument {assignment!r}; known: {sorted(values)}")
+        values[name] = value
+    return values
+
+
+def node_command(spec: NodeSpec, arguments: dict[str, str]) -> list[str]:
+    """`python -m module --ros-args ...` with the node's name, parameters and remappings."""
+    command = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    for key, value in spec.parameters.items():
+        value = resolve(value, arguments)
+        if isinstance(value, bool):
+            value = str(value).lower()
+        command += ["-p", f"{key}:={value}"]
+    for source, target in spec.remappings:
+        command += ["-r", f"{source}:={target}"]
+    return command
+
+
+def plan(mode: str, arguments: dict[str, str]) -> list[list[str]]:
+    return [node_command(spec, arguments) for spec in graph_nodes(mode)]
+
+
+def start(mode: str, arguments: dict[str, str], **popen) -> list[subprocess.Popen]:
+    return [subprocess.Popen(command, **popen) for command in plan(mode, arguments)]
+
+
+def stop(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT to every node (each tears down cleanly), SIGKILL to whatever is left after grace_s."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int) -> None:
+    path = Path(arguments["contexts_file"])
+    if path.exists():
+        return
+    from ript_sim.cli_common import parse_task_ids
+    from ript_sim.contexts import check_disjoint, save_contexts, training_contexts
+
+    contexts = training_contexts("libero_spatial", parse_task_ids(tasks), per_task, seed=0)
+    check_disjoint(contexts)
+    save_contexts(path, contexts)
+    print(f"wrote {len(contexts)} training contexts to {path}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for name, (default, help_text) in ARGUMENTS[args.mode].items():
+            print(f"{name:18s} {default!r:44s} {help_text}")
+        return 0
+    arguments = launch_arguments(args.mode, args.set)
+    if not arguments["checkpoint"]:
+        raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
+    if args.mode == "sim":
+        ensure_contexts(arguments, args.tasks, args.per_task)
+    else:
+        print("ript up franka: starting the policy and trainer nodes; the Franka/RealSense drivers and the "
+              "bridge that publishes /robot/state and executes /action are not part of ript yet (docs/ros.md)",
+              flush=True)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    processes = start(args.mode, arguments)
+    names = [spec.name for spec in graph_nodes(args.mode)]
+    print(f"ript up {args.mode}: started {', '.join(names)}", flush=True)
+    code = 0
+    try:
+        while not stopping:
+            exited = [(name, proc.returncode) for name, proc in zip(names, processes) if proc.poll() is not None]
+            if exited:
+                print(f"ript up {args.mode}: {exited[0][0]} exited with {exited[0][1]}; stopping the graph", flush=True)
+                code = exited[0][1] or 1
+                break
+            time.sleep(0.2)
+    finally:
+        stop(processes)
+    return code

@@ -1,0 +1,187 @@
+"""The sim graph over real DDS: policy node + trainer node + LIBERO bridge, started as `ript up sim`
+starts them, with a tiny state-mode policy on real LIBERO (2 contexts, K=2, 24-step episodes).
+
+1. One RIPT iteration with this test as the operator on /reward (successes alternate so every
+   group is informative): K trials on 2 contexts, one LOOP update at ratio 1, new weights that the
+   policy node loads and acts with; a reward for an unknown trial and a conflicting reward for a
+   stored trial are rejected with a logged reason, a duplicate is idempotent.
+2. The simulator's success check on /reward, and the trainer SIGKILLed mid-iteration: restarted on
+   the same run folder it keeps every stored trial and completes the iteration.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from ript_trainer import up_cli
+from ript_trainer.graph import graph_nodes
+
+pytestmark = pytest.mark.slow
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@pytest.fixture(scope="module")
+def sim_assets(tmp_path_factory):
+    from ript_policy.checkpoint import save_checkpoint
+    from ript_policy.config import VLAConfig
+    from ript_policy.libero_data import PROPRIO_DIM
+    from ript_policy.vla import build_policy
+    from ript_sim.contexts import save_contexts, training_contexts
+    from ript_sim.env import LiberoEnvConfig
+
+    folder = tmp_path_factory.mktemp("sim_graph")
+    torch.manual_seed(0)
+    config = VLAConfig(input_mode="state", state_dim=PROPRIO_DIM + LiberoEnvConfig().object_state_dim,
+                       use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
+    save_checkpoint(folder / "tiny.ckpt", build_policy(config))
+    save_contexts(folder / "contexts.npz", training_contexts("libero_spatial", [0, 1], per_task=1, seed=0))
+    return folder
+
+
+class SimGraph:
+    """The nodes of `ript up sim`, each a subprocess logging to one file."""
+
+    def __init__(self, assets: Path, run_dir: Path, **settings: str):
+        sets = [f"checkpoint={assets / 'tiny.ckpt'}", f"contexts_file={assets / 'contexts.npz'}",
+                f"run_dir={run_dir}", "max_steps=24", "group_size=2", "batch_size=4", "ppo_epochs=1",
+                "trial_timeout_s=30.0"] + [f"{k}={v}" for k, v in settings.items()]
+        self.arguments = up_cli.launch_arguments("sim", sets)
+        self.names = [spec.name for spec in graph_nodes("sim")]
+        self.log_path = run_dir.parent / f"{run_dir.name}.log"
+        self.log = self.log_path.open("w")
+        self.procs = dict(zip(self.names, up_cli.start("sim", self.arguments, stdout=self.log,
+                                                       stderr=subprocess.STDOUT)))
+
+    def restart(self, name: str) -> None:
+        command = up_cli.plan("sim", self.arguments)[self.names.index(name)]
+        self.procs[name] = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self.procs.values())
+
+    def stop(self) -> str:
+        up_cli.stop(list(self.procs.values()))
+        self.log.close()
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def graphs():
+    started: list[SimGraph] = []
+    yield started
+    for graph in started:
+        if not graph.log.closed:
+            graph.stop()
+
+
+def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
+    from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, TrialStart, WeightsUpdate
+
+    run_dir = tmp_path / "run"
+    graph = SimGraph(sim_assets, run_dir, sim_reward="false", iterations="2", learning_rate="0.05")
+    graphs.append(graph)
+    starts: list[TrialStart] = []
+    chunks: dict[str, int] = {}
+    commands: list[ActionCommand] = []
+    weights: list[WeightsUpdate] = []
+    node = ros.node
+    node.create_subscription(TrialStart, "/ript/trial_start", starts.append, RELIABLE)
+    node.create_subscription(ActionChunk, "/policy/action_chunk",
+                             lambda m: chunks.__setitem__(m.trial_id, chunks.get(m.trial_id, 0) + 1), RELIABLE)
+    node.create_subscription(ActionCommand, "/action", commands.append, RELIABLE)
+    node.create_subscription(WeightsUpdate, "/ript/weights", weights.append, LATCHED)
+    reward_pub = node.create_publisher(Reward, "/reward", RELIABLE)
+
+    def reward(trial_id: str, success: bool) -> None:
+        reward_pub.publish(Reward(trial_id=trial_id, success=success, reward=float(success),
+                                  source=Reward.SOURCE_OPERATOR, confidence=1.0))
+
+    judged: dict[str, bool] = {}
+    stray_sent = conflict_sent = False
+
+    def operate() -> bool:
+        nonlocal stray_sent, conflict_sent
+        assert graph.alive(), graph.stop()[-3000:]
+        if starts and not stray_sent:
+            reward("no-such-trial", True)
+            stray_sent = True
+        for start in starts:
+            if start.trial_id not in judged and chunks.get(start.trial_id, 0) >= 2:
+                judged[start.trial_id] = start.trial_index == 0  # k0 succeeds, k1 fails: informative
+                reward(start.trial_id, judged[start.trial_id])
+                reward(start.trial_id, judged[start.trial_id])  # a duplicate: must be idempotent
+        first = starts[0].trial_id if starts else None
+        if not conflict_sent and first and len(judged) >= 2:
+            reward(first, not judged[first])  # the first trial is stored by now: a conflicting late reward
+            conflict_sent = True
+        return any(c.weights_version == 1 for c in commands)
+
+    assert ros.spin_until(operate, 150.0), f"no action with weights v1; log:\n{graph.stop()[-4000:]}"
+    log = graph.stop()
+
+    first_iteration = [s for s in starts if s.iteration == 1]
+    assert len({s.context_id for s in first_iteration}) == 2, "K trials on 2 contexts"
+    assert {s.weights_version for s in first_iteration} == {0}
+    assert any(s.iteration == 2 and s.weights_version == 1 for s in starts)
+    assert [w.version for w in weights][-1] >= 1
+    stored = sorted((run_dir / "trials" / "iter_000001").glob("*.trial"))
+    assert len(stored) == 4, [p.name for p in stored]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["iteration"] == 1)
+    assert row["sampler/trials"] == 4 and row["sampler/groups_accepted"] == 2
+    # Trajectories recorded by the policy node re-score under the same distribution: ratio 1.
+    assert row["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+    from ript_policy.checkpoint import read_checkpoint
+
+    before = read_checkpoint(sim_assets / "tiny.ckpt")["state_dict"]
+    after = read_checkpoint(run_dir / "weights" / "policy_v000001.ckpt")["state_dict"]
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the LOOP update changed no weight"
+    assert "loaded weights v1" in log
+    assert "reward for 'no-such-trial' from operator rejected: reward for unknown trial" in log
+    assert "ignored: duplicate reward" in log
+    assert f"rejected: reward 0 for finished trial {first_iteration[0].trial_id}" in log or \
+        f"rejected: reward 1 for finished trial {first_iteration[0].trial_id}" in log
+
+
+def test_trainer_killed_mid_iteration_loses_no_stored_trial(ros, sim_assets, tmp_path, graphs):
+    run_dir = tmp_path / "run"
+    trials_dir = run_dir / "trials" / "iter_000001"
+    graph = SimGraph(sim_assets, run_dir, sim_reward="true", dynamic="false", iterations="1")
+    graphs.append(graph)
+
+    def stored() -> set[str]:
+        return {p.name for p in trials_dir.glob("*.trial")}
+
+    deadline = time.monotonic() + 120
+    while len(stored()) < 2:
+        assert graph.alive(), graph.stop()[-3000:]
+        assert time.monotonic() < deadline, f"no 2 stored trials; log:\n{graph.stop()[-4000:]}"
+        time.sleep(0.05)
+    os.kill(graph.procs["trainer_node"].pid, signal.SIGKILL)
+    graph.procs["trainer_node"].wait()
+    before_kill = stored()
+    assert len(before_kill) < 4, "the iteration finished before the kill; the test proves nothing"
+    graph.restart("trainer_node")
+
+    checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert graph.alive(), graph.stop()[-3000:]
+        assert time.monotonic() < deadline, f"iteration not completed after restart; log:\n{graph.stop()[-4000:]}"
+        time.sleep(0.1)
+    log = graph.stop()
+    after = stored()
+    assert before_kill <= after, f"lost {before_kill - after}"
+    assert len(after) == 4
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1] and rows[0]["sampler/trials"] == 4
+    assert f"replayed {len(before_kill)} stored trials of iteration 1" in log
