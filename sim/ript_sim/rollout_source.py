@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ript_policy.policy import Policy
+from ript_policy.policy import Policy, executed_mask
 from ript_sim.contexts import Context
 from ript_sim.vector_env import EpisodeResult, VectorEnv, run_episodes
 from ript_trainer.sampler import Trial
@@ -84,13 +84,8 @@ class PolicyAgent:
 
     def _trajectory(self, queries: list[_Query], num_steps: int) -> Trajectory:
         log_probs = torch.stack([q.log_probs for q in queries])  # [Q, T]
-        if log_probs.shape[1] == self.policy.chunk_size:
-            # One element per action step: only executed steps influenced the outcome.
-            executed = torch.tensor([q.executed for q in queries])
-            mask = torch.arange(log_probs.shape[1])[None, :] < executed[:, None]
-        else:
-            # Tokens encode the whole chunk jointly: a chunk that was started counts entirely.
-            mask = torch.ones_like(log_probs, dtype=torch.bool)
+        mask = executed_mask(log_probs.shape[1], self.policy.chunk_size,
+                             torch.tensor([q.executed for q in queries]))
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in queries])) for key in queries[0].obs}
         return Trajectory(obs=obs, scored=torch.stack([q.scored for q in queries]), log_probs=log_probs,
                           mask=mask, num_steps=num_steps)

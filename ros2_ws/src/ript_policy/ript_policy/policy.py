@@ -81,6 +81,19 @@ class Policy(nn.Module, ABC):
         return logp.sum(dim=1)
 
 
+def executed_mask(num_elements: int, chunk_size: int, executed: Tensor) -> Tensor:
+    """Which scored elements of each query count for LOOP, [Q, T] bool.
+
+    executed: [Q] actions of each query's chunk that were actually sent to the robot/sim.
+    One element per action step (regression head): only the executed steps influenced the
+    outcome. Otherwise (tokens encode the whole chunk jointly): a chunk that was started counts
+    entirely.
+    """
+    if num_elements == chunk_size:
+        return torch.arange(num_elements)[None, :] < executed[:, None]
+    return torch.ones((executed.shape[0], num_elements), dtype=torch.bool)
+
+
 class ChunkQueue:
     """Executes the first `execute_steps` actions of each predicted chunk before re-querying.
 

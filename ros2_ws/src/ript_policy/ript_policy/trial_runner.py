@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ript_policy.policy import Policy
+from ript_policy.policy import Policy, executed_mask
 from ript_policy.safe_io import save_verified
 
 TRAJECTORY_KIND = "ript-trial-trajectory"
@@ -99,13 +99,8 @@ class TrialRunner:
         if not self.stochastic or not self.queries:
             return None
         log_probs = torch.stack([q.log_probs for q in self.queries])  # [Q, T]
-        if log_probs.shape[1] == self.policy.chunk_size:
-            # One element per action step: only the executed steps influenced the outcome.
-            executed = torch.tensor([q.executed for q in self.queries])
-            mask = torch.arange(log_probs.shape[1])[None, :] < executed[:, None]
-        else:
-            # Tokens encode the whole chunk jointly: a chunk that was started counts entirely.
-            mask = torch.ones_like(log_probs, dtype=torch.bool)
+        mask = executed_mask(log_probs.shape[1], self.policy.chunk_size,
+                             torch.tensor([q.executed for q in self.queries]))
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in self.queries])) for key in self.queries[0].obs}
         return {"obs": obs, "scored": torch.stack([q.scored for q in self.queries]), "log_probs": log_probs,
                 "mask": mask, "num_steps": self.steps}
