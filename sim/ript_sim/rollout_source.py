@@ -34,6 +34,11 @@ class _Query:
     executed: int = 0
 
 
+def policy_generator(policy: Policy, seed: int) -> torch.Generator:
+    """A seeded generator on the policy's device (CUDA sampling needs a CUDA generator)."""
+    return torch.Generator(device=getattr(policy, "device", "cpu")).manual_seed(seed)
+
+
 class PolicyAgent:
     """An EpisodeAgent that samples (stochastic) or takes the mode (deterministic) of a Policy."""
 
@@ -105,7 +110,7 @@ class LiberoRolloutSource:
     def rollout(self, policy: Policy, contexts: list[Context], group_size: int, seed: int) -> list[list[Trial]]:
         repeated = [c for c in contexts for _ in range(group_size)]
         agent = PolicyAgent(policy, self.featurize, self.execute_steps, stochastic=True,
-                            generator=torch.Generator().manual_seed(seed))
+                            generator=policy_generator(policy, seed))
         run_episodes(self.vec, repeated, agent)
         groups = []
         for i in range(len(contexts)):

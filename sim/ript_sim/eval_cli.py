@@ -1,0 +1,65 @@
+"""`ript eval`: the standard LIBERO evaluation of a policy checkpoint or of the scripted expert."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ript_sim.cli_common import add_suite_arguments, parse_task_ids
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_suite_arguments(parser)
+    parser.add_argument("--episodes", type=int, default=50, help="episodes per task, from benchmark init states 0.. "
+                        "(standard: 50)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="VLA checkpoint (from `ript sft` or `ript train`); default: the scripted expert. "
+                        "Its own config sets the render mode and image size")
+    parser.add_argument("--state-only", action="store_true", help="no cameras (the expert; ignored with --checkpoint)")
+    parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
+
+
+def _checkpoint_policy(path: Path, stochastic: bool, seed: int) -> tuple[object, dict, object]:
+    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
+    from ript_policy.checkpoint import load_checkpoint
+    from ript_policy.encoders import LanguageEncoder
+    from ript_policy.sft import libero_policy_inputs
+    from ript_sim.eval import policy_agent
+
+    policy, payload = load_checkpoint(path)
+    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    embeddings: dict[str, object] = {}
+
+    def featurize(obs, context):
+        if context.instruction not in embeddings:
+            embeddings[context.instruction] = language(context.instruction)
+        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
+
+    agent = policy_agent(policy, execute_steps=policy.config.execute_steps, stochastic=stochastic, seed=seed,
+                         featurize=featurize)
+    env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
+    return agent, env, policy
+
+
+def run(args: argparse.Namespace) -> int:
+    from ript_sim.env import LiberoEnvConfig
+    from ript_sim.eval import evaluate, markdown_table, save_report
+    from ript_sim.expert import ScriptedExpert
+
+    env = {"render": not args.state_only, "image_size": args.image_size}
+    if args.checkpoint is None:
+        agent, name = ScriptedExpert(), "scripted expert"
+    else:
+        agent, env, _ = _checkpoint_policy(args.checkpoint, args.stochastic, args.seed)
+        name = args.checkpoint.name
+    env_config = LiberoEnvConfig(suite=args.suite, **env)
+    report = evaluate(agent, args.suite, parse_task_ids(args.tasks), args.episodes, num_envs=args.num_envs,
+                      env_config=env_config, policy_name=name)
+    paths = save_report(report, args.out / args.suite)
+    print("\n" + markdown_table(report))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} ({report.wall_time_s:.0f} s, "
+          f"{report.worker_restarts} worker restarts)")
+    return 0

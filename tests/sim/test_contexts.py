@@ -1,0 +1,42 @@
+"""Training contexts come from fresh seeded resets and never equal an evaluation init state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ript_sim.contexts import (Context, check_disjoint, distance_to_set, evaluation_contexts, load_contexts,
+                               save_contexts, training_contexts)
+
+pytestmark = pytest.mark.slow
+
+
+def test_training_contexts_are_disjoint_and_reproducible(tmp_path, eval_states):
+    train = training_contexts("libero_spatial", [0], per_task=3, seed=0)
+    assert len(train) == 3 and all(c.split == "train" and c.task_id == 0 for c in train)
+    check_disjoint(train)
+    for context in train:
+        assert distance_to_set(context.init_state, eval_states) > 1e-3
+    assert len({c.seed for c in train}) == 3
+    again = training_contexts("libero_spatial", [0], per_task=1, seed=0)
+    np.testing.assert_array_equal(again[0].init_state, train[0].init_state)
+    other_seed = training_contexts("libero_spatial", [0], per_task=1, seed=1)
+    assert np.abs(other_seed[0].init_state[1:] - train[0].init_state[1:]).max() > 1e-3
+    path = save_contexts(tmp_path / "contexts.npz", train)
+    loaded = load_contexts(path)
+    assert [(c.suite, c.task_id, c.index, c.seed) for c in loaded] == [(c.suite, c.task_id, c.index, c.seed) for c in train]
+    np.testing.assert_array_equal(loaded[2].init_state, train[2].init_state)
+
+
+def test_an_evaluation_state_is_caught(eval_states):
+    leaked = Context("libero_spatial", 0, eval_states[17] + 1e-6, "train", 0)
+    with pytest.raises(ValueError, match="evaluation state"):
+        check_disjoint([leaked])
+
+
+def test_evaluation_contexts_are_the_benchmark_states(eval_states):
+    contexts = evaluation_contexts("libero_spatial", [0], episodes=50)
+    assert len(contexts) == 50 and [c.index for c in contexts] == list(range(50))
+    np.testing.assert_array_equal(np.stack([c.init_state for c in contexts]), eval_states)
+    with pytest.raises(ValueError):
+        evaluation_contexts("libero_spatial", [0], episodes=51)

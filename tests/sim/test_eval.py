@@ -1,0 +1,43 @@
+"""Evaluation protocol on 2 episodes, with the scripted expert and with a `Policy`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ript_sim.eval import evaluate, save_report, wilson_interval
+from ript_sim.expert import ScriptedExpert
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(0, 50)
+    assert low == 0.0 and 0.07 < high < 0.08  # 7.1 %: the rule of three's neighbourhood
+    low, high = wilson_interval(25, 50)
+    assert abs((low + high) / 2 - 0.5) < 1e-9 and 0.36 < low < 0.37
+    assert wilson_interval(50, 50)[1] == 1.0
+
+
+@pytest.mark.slow
+def test_evaluate_expert_two_episodes(vector_env, tmp_path):
+    report = evaluate(ScriptedExpert(), "libero_spatial", [0], episodes=2, vec=vector_env, progress=False,
+                      policy_name="scripted expert")
+    assert report.episodes_per_task == 2 and report.max_steps == 220
+    task = report.tasks[0]
+    assert task.episodes == 2 and task.successes == 2 and task.success_rate == 1.0
+    assert task.ci_low < 1.0 and task.ci_high == 1.0 and task.mean_steps < 220
+    paths = save_report(report, tmp_path)
+    assert json.loads(paths["json"].read_text())["tasks"][0]["successes"] == 2
+    assert "| 0 |" in paths["markdown"].read_text() and paths["png"].stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_evaluate_untrained_policy_fails(vector_env):
+    from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
+
+    torch.manual_seed(0)
+    policy = MLPPolicy(MLPPolicyConfig(state_dim=8 + 21, action_dim=7, chunk_size=4))
+    report = evaluate(policy, "libero_spatial", [0], episodes=2, vec=vector_env, progress=False)
+    assert report.tasks[0].successes == 0 and report.tasks[0].mean_steps == 220
+    assert report.tasks[0].failed_init_states == [0, 1]
