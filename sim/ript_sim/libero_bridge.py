@@ -15,13 +15,10 @@ not stall the trial).
 
 from __future__ import annotations
 
-import signal
 import time
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -32,6 +29,7 @@ from ript_policy import libero_data as keys
 from ript_sim.contexts import load_contexts
 from ript_sim.env import LiberoEnv, LiberoEnvConfig
 from ript_sim.ros_contexts import context_id
+from ript_policy.ros_main import spin_node
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -138,23 +136,7 @@ class LiberoBridge(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = LiberoBridge()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
-        executor.shutdown()
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(LiberoBridge, args, close=lambda node: node.close())
 
 
 if __name__ == "__main__":

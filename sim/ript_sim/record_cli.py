@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, expert=ExpertConfig(noise_std=args.noise, seed=args.seed))
     out = args.out / args.suite
     records = record_demos(config, out)
-    print(f"\n| task | expert success (training contexts) | demos | file |\n|---:|---:|---:|---|")
+    print("\n| task | expert success (training contexts) | demos | file |\n|---:|---:|---:|---|")
     for r in records:
         rate = f"{r.expert_successes}/{r.attempts}" if r.attempts else "not handled"
         print(f"| {r.task_id} | {rate} | {r.demos} | {Path(r.path).name if r.path else '-'} |")

@@ -13,14 +13,11 @@ nothing on stale inputs (older than stale_after_s) or when inputs of another tri
 
 from __future__ import annotations
 
-import signal
 import zlib
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -29,6 +26,7 @@ from std_msgs.msg import String
 from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, TrialRecord, TrialStart, WeightsUpdate
 from ript_policy import libero_data as keys
 from ript_policy.trial_runner import TrialRunner, UnsafeAction, save_trajectory
+from ript_policy.ros_main import spin_node
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -251,22 +249,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

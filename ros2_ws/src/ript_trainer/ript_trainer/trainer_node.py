@@ -16,12 +16,9 @@ Trials start automatically (`auto_start`, the simulator) or when an operator cal
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -32,6 +29,7 @@ from ript_trainer.interactive import ContextInfo, InteractiveTrainer, TrialTicke
 from ript_trainer.loop import LoopConfig
 from ript_trainer.sampler import SamplerConfig
 from ript_trainer.train import TrainConfig
+from ript_policy.ros_main import spin_node
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -222,23 +220,7 @@ class TrainerNode(Node):
 
 def main(args=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
-    rclpy.init(args=args)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = TrainerNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
-        executor.shutdown()
-        if node is not None:
-            node.trainer.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    spin_node(TrainerNode, args, close=lambda node: node.trainer.close())
 
 
 if __name__ == "__main__":
