@@ -10,6 +10,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
     ],
+    package_data={"ript_trainer.panel": ["static/*"]},  # the operator panel's page, served by the node
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="ript maintainers",
@@ -17,5 +18,6 @@ setup(
     description="RIPT-VLA LOOP, dynamic rollout sampling, trainer node and operator panel.",
     license="Apache-2.0",
     entry_points={"console_scripts": ["ript = ript_trainer.cli:main",
-                                     "trainer_node = ript_trainer.trainer_node:main"]},
+                                     "trainer_node = ript_trainer.trainer_node:main",
+                                     "ript_panel = ript_trainer.panel.node:main"]},
 )

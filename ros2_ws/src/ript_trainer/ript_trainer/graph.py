@@ -52,6 +52,12 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "render": ("false", "render cameras (image-mode policies); state-mode policies need none"),
         "sim_reward": ("true", "the simulator's success check publishes /reward (false: an operator/classifier)"),
         "trial_timeout_s": ("120.0", "abort a trial without reward and trajectory after this long"),
+        "reward_mode": ("any", "'operator': only the operator's marks count (simulator rewards become "
+                               "suggestions in the panel); 'any': every judge"),
+        "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
+        "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
+        "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
+        "auto_accept": ("false", "the panel forwards the simulator's success check as the operator's mark"),
     },
     "franka": {
         "checkpoint": ("", "policy checkpoint to post-train (required)"),
@@ -66,11 +72,17 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "dynamic": ("true", "reject groups whose K rewards are all equal"),
         "control_rate_hz": ("20.0", "policy control rate (LIBERO/Franka OSC runs at 20 Hz)"),
         "trial_timeout_s": ("600.0", "abort a trial without reward and trajectory after this long"),
+        "reward_mode": ("any", "'operator': only the operator's marks count (a classifier's rewards are "
+                               "ignored); 'any': every judge"),
+        "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
+        "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
+        "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
+        "auto_accept": ("false", "the panel forwards the simulator's success check as the operator's mark"),
     },
 }
 
 _TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_size", "iterations",
-                 "learning_rate", "ppo_epochs", "dynamic", "trial_timeout_s")
+                 "learning_rate", "ppo_epochs", "dynamic", "trial_timeout_s", "reward_mode")
 
 
 def _policy(mode: str) -> NodeSpec:
@@ -96,12 +108,19 @@ def _trainer(mode: str) -> NodeSpec:
     return NodeSpec("trainer_node", "ript_trainer", "trainer_node", "ript_trainer.trainer_node", parameters)
 
 
+def _panel() -> NodeSpec:
+    return NodeSpec("operator_panel", "ript_trainer", "ript_panel", "ript_trainer.panel.node",
+                    {"host": Arg("panel_host"), "port": Arg("panel_port"), "token": Arg("panel_token"),
+                     "auto_accept": Arg("auto_accept"), "reward_mode": Arg("reward_mode"),
+                     "run_dir": Arg("run_dir")})
+
+
 def graph_nodes(mode: str) -> list[NodeSpec]:
     """The nodes of a mode. franka: the Franka/RealSense driver bridge that publishes RobotState and
     executes ActionCommand is not part of ript yet (see docs/ros.md); start it beside this graph."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    nodes = [_policy(mode), _trainer(mode)]
+    nodes = [_policy(mode), _trainer(mode), _panel()]
     if mode == "sim":
         nodes.append(NodeSpec("libero_bridge", None, "ript_libero_bridge", "ript_sim.libero_bridge",
                               {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"),

@@ -57,6 +57,11 @@ class TrainerNode(Node):
         self.auto_start = bool(p("auto_start", True).value)
         self.wait_for_subscribers = int(p("wait_for_subscribers", 2).value)
         self.trial_timeout_s = float(p("trial_timeout_s", 120.0).value)
+        self.reward_mode = str(p("reward_mode", "any").value)
+        """'operator': only Reward(source=operator) counts; the simulator's check is a suggestion for
+        the operator panel. 'any': every judge's reward counts."""
+        if self.reward_mode not in ("any", "operator"):
+            raise SystemExit(f"trainer_node: reward_mode must be 'any' or 'operator', got {self.reward_mode!r}")
         seed = int(p("seed", 0).value)
         config = TrainConfig(
             iterations=int(p("iterations", 10).value), learning_rate=float(p("learning_rate", 1e-4).value),
@@ -150,6 +155,10 @@ class TrainerNode(Node):
                                        + (f" ({self.trainer.stopped_reason})" if self.trainer.stopped_reason else ""))
 
     def _on_reward(self, msg: Reward) -> None:
+        if self.reward_mode == "operator" and msg.source != Reward.SOURCE_OPERATOR:
+            self.get_logger().info(f"reward for {msg.trial_id!r} from {msg.source or 'unknown'} ignored: "
+                                   "reward_mode is 'operator'")
+            return
         self._verdict(f"reward for {msg.trial_id!r} from {msg.source or 'unknown'}",
                       self.trainer.on_reward(msg.trial_id, 1.0 if msg.success else 0.0, msg.source))
 

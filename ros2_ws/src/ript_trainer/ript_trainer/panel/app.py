@@ -1,0 +1,247 @@
+"""The operator panel's web app: one page, a small JSON API, JPEG camera frames.
+
+Read-only GETs are open (the panel binds to localhost by default); every state-changing request
+needs the access token (`Authorization: Bearer <token>`). Errors are JSON, never tracebacks:
+401 missing/bad token, 404 unknown, 409 no active trial / already marked / refused by the trainer,
+422 malformed, 503 the trainer did not answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Literal, Optional, Protocol
+
+import cv2
+from fastapi import Depends, FastAPI, Path as PathParam, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ript_trainer.panel.state import Mark, PanelError, PanelState, flush_due
+
+STATIC_DIR = Path(__file__).with_name("static")
+log = logging.getLogger("ript.panel")
+TrialId = Field(min_length=1, max_length=200, pattern=r"^[\w\-./:]+$")
+
+
+class PanelActions(Protocol):
+    """What the app asks of ROS (the node implements it; tests may stand in)."""
+
+    def publish(self, mark: Mark) -> None: ...
+    def start_trial(self) -> tuple[bool, str, str]: ...
+    def abort_trial(self, trial_id: str, reason: str) -> tuple[bool, str]: ...
+
+
+class TrainerUnavailable(Exception):
+    """A service call to the trainer got no answer."""
+
+
+# ---- request / response models ---------------------------------------------------------------
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MarkRequest(_Request):
+    trial_id: str = TrialId
+    outcome: Literal["success", "failure"]
+
+
+class TrialRequest(_Request):
+    trial_id: str = TrialId
+
+
+class AbortRequest(_Request):
+    trial_id: str = TrialId
+    reason: str = Field("operator: unsafe", max_length=500)
+
+
+class MarkOut(BaseModel):
+    mark_id: str
+    trial_id: str
+    success: bool
+    source: str
+    status: str
+    auto: bool
+    publish_at: float
+
+
+class ActionOut(BaseModel):
+    accepted: bool
+    message: str
+    trial_id: str = ""
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: object = None
+
+
+class TrialOut(BaseModel):
+    trial_id: str
+    context_id: str
+    iteration: int
+    trial_index: int
+    group_size: int
+    instruction: str
+
+
+class StateOut(BaseModel):
+    trial: Optional[TrialOut]
+    trial_closed: str
+    suggestion: Optional[bool]
+    trainer: dict
+    last_mark: Optional[MarkOut]
+    undo_left_s: float
+    cameras: dict[str, int]
+    auto_accept: bool
+    reward_mode: str
+
+
+class IterationOut(BaseModel):
+    iteration: int
+    trials: int
+    success_rate: float
+
+
+class ContextOut(BaseModel):
+    context_id: str
+    outcomes: list[bool]
+
+
+class HistoryOut(BaseModel):
+    iterations: list[IterationOut]
+    contexts: list[ContextOut]
+
+
+ERRORS = {401: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+def _error(status: int, error: str, detail: object = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "detail": jsonable_encoder(detail)},
+                        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+
+
+def _mark_out(mark: Mark) -> MarkOut:
+    return MarkOut(mark_id=mark.mark_id, trial_id=mark.trial_id, success=mark.success, source=mark.source,
+                   status=mark.status, auto=mark.auto, publish_at=mark.publish_at)
+
+
+def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
+    app = FastAPI(title="ript operator panel", version="1", description=__doc__)
+    bearer = HTTPBearer(auto_error=False)
+
+    def require_token(credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> None:
+        given = credentials.credentials if credentials else ""
+        # constant-time comparison: the token must not leak through response timing
+        if not given or not secrets.compare_digest(given.encode(), state.config.token.encode()):
+            raise PanelError(401, "missing or bad access token")
+
+    authorized = [Depends(require_token)]
+
+    @app.exception_handler(PanelError)
+    async def on_panel_error(request: Request, exc: PanelError):
+        return _error(exc.status, {401: "unauthorized", 409: "conflict"}.get(exc.status, "error"), exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_malformed(request: Request, exc: RequestValidationError):
+        errors = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
+        return _error(422, "malformed", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
+                      exc.detail)
+
+    @app.exception_handler(TrainerUnavailable)
+    async def on_unavailable(request: Request, exc: TrainerUnavailable):
+        return _error(503, "trainer_unavailable", str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception):
+        log.exception("panel: unhandled error on %s", request.url.path)
+        return _error(500, "internal", "internal error (see the panel's log)")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        # nothing external is ever loaded: forbid it, and forbid framing (clickjacking the buttons)
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data:; "
+                                                       "frame-ancestors 'none'")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    if state.config.cors_origins:  # closed by default: no CORS headers, so only same-origin pages call in
+        app.add_middleware(CORSMiddleware, allow_origins=list(state.config.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "trainer_state": state.trainer.get("state", "unknown")}
+
+    @app.get("/api/state", response_model=StateOut)
+    def get_state() -> dict:
+        return state.snapshot()
+
+    @app.get("/api/history", response_model=HistoryOut)
+    def get_history() -> dict:
+        return state.history()
+
+    @app.get("/api/camera/{camera}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
+             response_class=Response)
+    def get_camera(camera: str = PathParam(pattern=r"^[A-Za-z0-9_]{1,40}$")) -> Response:
+        frame = state.frame(camera)
+        if frame is None:
+            return _error(404, "not_found", f"no frame from camera {camera!r} yet")
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return Response(jpeg.tobytes() if ok else b"", media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store", "X-Frame-Seq": str(frame.seq)})
+
+    @app.post("/api/mark", response_model=MarkOut, dependencies=authorized, responses=ERRORS)
+    def post_mark(body: MarkRequest) -> MarkOut:
+        mark = state.mark(body.trial_id, body.outcome == "success")
+        flush_due(state, actions.publish)  # publishes at once when there is no undo window
+        return _mark_out(mark)
+
+    @app.post("/api/accept_suggestion", response_model=MarkOut, dependencies=authorized, responses=ERRORS)
+    def post_accept(body: TrialRequest) -> MarkOut:
+        suggestion = state.snapshot()["suggestion"]
+        if suggestion is None:
+            raise PanelError(409, f"no simulator suggestion for {body.trial_id!r}")
+        mark = state.mark(body.trial_id, suggestion)
+        flush_due(state, actions.publish)
+        return _mark_out(mark)
+
+    @app.post("/api/undo", response_model=MarkOut, dependencies=authorized, responses=ERRORS)
+    def post_undo() -> MarkOut:
+        return _mark_out(state.undo())
+
+    @app.post("/api/abort", response_model=ActionOut, dependencies=authorized, responses=ERRORS)
+    def post_abort(body: AbortRequest) -> ActionOut:
+        state.check_abortable(body.trial_id)
+        accepted, message = actions.abort_trial(body.trial_id, body.reason)
+        if not accepted:
+            raise PanelError(409, message)
+        state.on_trial_aborted(body.trial_id)
+        return ActionOut(accepted=True, message=message, trial_id=body.trial_id)
+
+    @app.post("/api/start_next", response_model=ActionOut, dependencies=authorized, responses=ERRORS)
+    def post_start_next() -> ActionOut:
+        accepted, trial_id, message = actions.start_trial()
+        if not accepted:
+            raise PanelError(409, message)
+        return ActionOut(accepted=True, message=message, trial_id=trial_id)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

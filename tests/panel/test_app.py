@@ -1,0 +1,197 @@
+"""The panel's FastAPI app against its real state (journal on disk), with ROS stood in by a
+recorder: tokens, JSON errors, marks persisted before they go out, undo, static files, CORS, and a
+schemathesis fuzz of the OpenAPI schema that must never get a 5xx."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ript_trainer.panel.app import create_app
+from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+
+TOKEN = "unit-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Recorder:
+    """Stands in for the ROS node: records what the panel would publish and call."""
+
+    def __init__(self, state: PanelState):
+        self.state, self.published, self.aborted = state, [], []
+
+    def publish(self, mark):
+        # the mark must be on disk before it goes out
+        assert any(json.loads(l).get("mark_id") == mark.mark_id for l in self.state.path.read_text().splitlines())
+        self.published.append((mark.trial_id, mark.success))
+
+    def start_trial(self):
+        return False, "", "trial it0001 is still running"
+
+    def abort_trial(self, trial_id, reason):
+        self.aborted.append((trial_id, reason))
+        return True, f"aborted {trial_id}"
+
+
+def trial(n: int = 1) -> ActiveTrial:
+    return ActiveTrial(f"it0001-g000-c000-k{n}-abc", "libero_spatial/0/init00", 1, n, 4, "pick up the bowl")
+
+
+@pytest.fixture
+def panel(tmp_path):
+    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.0, marks_file=str(tmp_path / "marks.jsonl")))
+    recorder = Recorder(state)
+    with TestClient(create_app(state, recorder), raise_server_exceptions=False) as client:
+        yield state, recorder, client
+
+
+def test_token_is_required_for_every_state_change(panel):
+    state, recorder, client = panel
+    state.on_trial_start(trial())
+    body = {"trial_id": trial().trial_id, "outcome": "success"}
+    for path, payload in [("/api/mark", body), ("/api/undo", {}), ("/api/start_next", {}),
+                          ("/api/abort", {"trial_id": trial().trial_id}), ("/api/accept_suggestion", body)]:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            r = client.post(path, json=payload, headers=headers)
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, headers, r.text)
+    assert recorder.published == [] and recorder.aborted == []
+
+
+def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(panel):
+    state, recorder, client = panel
+    r = client.post("/api/mark", json={"trial_id": "x", "outcome": "success"}, headers=AUTH)
+    assert r.status_code == 409 and r.json() == {"error": "conflict", "detail": "no active trial"}
+    state.on_trial_start(trial())
+    r = client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "published", r.text
+    assert recorder.published == [(trial().trial_id, False)]
+    r = client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "success"}, headers=AUTH)
+    assert r.status_code == 409 and "already marked" in r.json()["detail"]
+    assert client.post("/api/mark", json={"trial_id": "other", "outcome": "success"}, headers=AUTH).status_code == 409
+    assert recorder.published == [(trial().trial_id, False)]
+    events = [json.loads(l)["event"] for l in state.path.read_text().splitlines()]
+    assert events == ["mark", "published"]
+    history = client.get("/api/history").json()
+    assert history["iterations"] == [{"iteration": 1, "trials": 1, "success_rate": 0.0}]
+    assert history["contexts"] == [{"context_id": "libero_spatial/0/init00", "outcomes": [False]}]
+
+
+@pytest.mark.parametrize("payload", [{}, {"trial_id": "t"}, {"trial_id": "t", "outcome": "maybe"},
+                                     {"trial_id": "", "outcome": "success"}, {"trial_id": "t", "outcome": "success", "x": 1},
+                                     [1, 2], "text"])
+def test_malformed_requests_get_422_json(panel, payload):
+    state, recorder, client = panel
+    state.on_trial_start(trial())
+    r = client.post("/api/mark", json=payload, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"] == "malformed", r.text
+    r = client.post("/api/mark", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "malformed"
+
+
+def test_undo_within_the_window_and_not_after(tmp_path):
+    now = [100.0]
+    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=3.0, marks_file=str(tmp_path / "m.jsonl")),
+                       clock=lambda: now[0])
+    recorder = Recorder(state)
+    with TestClient(create_app(state, recorder)) as client:
+        state.on_trial_start(trial())
+        tid = trial().trial_id
+        assert client.post("/api/mark", json={"trial_id": tid, "outcome": "success"}, headers=AUTH).json()["status"] == "held"
+        assert client.get("/api/state").json()["undo_left_s"] == pytest.approx(3.0)
+        now[0] += 1.0
+        assert client.post("/api/undo", headers=AUTH).json()["status"] == "undone"
+        assert client.post("/api/undo", headers=AUTH).status_code == 409
+        # the trial takes a mark again: the operator's correction
+        client.post("/api/mark", json={"trial_id": tid, "outcome": "failure"}, headers=AUTH)
+        now[0] += 3.5
+        assert state.due() and client.post("/api/undo", headers=AUTH).status_code == 409
+    # a restarted panel reads the journal: the undone mark stays undone, the held one was never sent
+    again = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "m.jsonl")))
+    assert [m.status for m in again.marks] == ["undone", "lost"]
+
+
+def test_suggestion_accept_and_auto_accept(tmp_path):
+    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0, reward_mode="operator",
+                                   marks_file=str(tmp_path / "m.jsonl")))
+    recorder = Recorder(state)
+    with TestClient(create_app(state, recorder)) as client:
+        state.on_trial_start(trial())
+        assert client.post("/api/accept_suggestion", json={"trial_id": trial().trial_id}, headers=AUTH).status_code == 409
+        assert state.on_reward(trial().trial_id, True, "simulator") is None  # a suggestion, not a mark
+        assert client.get("/api/state").json()["suggestion"] is True
+        r = client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"}, headers=AUTH)
+        assert r.json()["success"] is False  # the operator overrides the simulator
+    auto = PanelState(PanelConfig(token=TOKEN, auto_accept=True, reward_mode="operator",
+                                  marks_file=str(tmp_path / "a.jsonl")))
+    auto.on_trial_start(trial(2))
+    mark = auto.on_reward(trial(2).trial_id, True, "simulator")
+    assert mark is not None and mark.auto and mark.success and auto.due() == [mark]
+
+
+def test_abort_and_start_next_go_to_the_trainer(panel):
+    state, recorder, client = panel
+    state.on_trial_start(trial())
+    r = client.post("/api/abort", json={"trial_id": trial().trial_id}, headers=AUTH)
+    assert r.status_code == 200 and recorder.aborted == [(trial().trial_id, "operator: unsafe")]
+    assert client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"},
+                       headers=AUTH).status_code == 409  # discarded, not a failure
+    r = client.post("/api/start_next", headers=AUTH)
+    assert r.status_code == 409 and "still running" in r.json()["detail"]
+
+
+def test_static_files_cannot_escape_and_cors_is_closed(panel):
+    state, recorder, client = panel
+    assert client.get("/").status_code == 200 and "operator panel" in client.get("/").text
+    assert client.get("/static/panel.js").status_code == 200
+    for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e%2fstate.py",
+                 "/static/....//app.py", "/static//etc/passwd", "/static/%2fetc%2fpasswd"]:
+        r = client.get(path)
+        assert r.status_code == 404 and "PanelState" not in r.text and "root:" not in r.text, path
+    r = client.options("/api/mark", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+    r = client.get("/api/state", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    assert client.get("/openapi.json").json()["info"]["title"] == "ript operator panel"
+
+
+def test_camera_frame_is_served_as_jpeg(panel):
+    state, recorder, client = panel
+    assert client.get("/api/camera/agentview.jpg").status_code == 404
+    state.set_frame("agentview", np.full((32, 48, 3), 200, np.uint8))
+    r = client.get("/api/camera/agentview.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
+    assert r.headers["x-frame-seq"] == "1"
+
+
+def test_fuzz_api_never_answers_5xx(tmp_path):
+    """Every operation of the served OpenAPI schema, with schemathesis-generated requests, with and
+    without the token (schemathesis' pytest plugin is not used: it predates pytest 9)."""
+    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl")))
+    state.on_trial_start(trial())
+    state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Recorder(state)))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/api/mark", "/api/undo", "/api/abort", "/api/start_next",
+                                             "/api/state", "/api/camera/{camera}.jpg", "/health"}
+    seen = set()
+
+    # valid requests, and requests that break the schema (negative mode: they must get a 4xx, never 5xx)
+    @given(case=st.one_of([op.as_strategy(generation_mode=mode) for op in operations
+                           for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]))
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def fuzz(case):
+        for headers in (None, AUTH):  # the 401 path, and the handlers themselves
+            response = case.call(headers=headers)
+            seen.add((case.path, response.status_code))
+            assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text)
+            content_type = (response.headers.get("content-type") or [""])[0]
+            assert content_type.startswith(("application/json", "image/jpeg")), content_type
+
+    fuzz()
+    assert {code for _, code in seen} >= {200, 401, 422}, seen

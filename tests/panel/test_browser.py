@@ -1,0 +1,138 @@
+"""The panel in Debian's headless Chromium (Selenium + chromedriver): the page loads with the token
+from the URL fragment, shows the trial and the camera image changing as frames arrive, and a click
+on Success reaches the trainer (this test's node, subscribed to /reward) as the operator's reward.
+Set RIPT_PANEL_SCREENSHOT=docs/operator_panel.png to keep the screenshot."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="needs Debian's chromium and chromium-driver (scripts/apt-packages.txt)")
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+TRIAL = dict(trial_id="it0005-g002-c001-k2-9f8e7d", context_id="libero_spatial/0/init01", iteration=5,
+             trial_index=2, group_size=4, instruction="pick up the black bowl and place it on the plate",
+             stochastic=True)
+
+
+def frame(t: int, size: int = 128) -> Image:
+    """A table-like scene with a red block that moves with t, so consecutive frames differ."""
+    y, x = np.mgrid[0:size, 0:size]
+    pixels = np.stack([90 + x // 4, 70 + y // 4, 50 + 0 * x], axis=-1).astype(np.uint8)
+    cx, cy = 30 + (t * 3) % 70, 60 + int(10 * np.sin(t / 5))
+    pixels[cy:cy + 16, cx:cx + 16] = (220, 30, 30)
+    msg = Image(height=size, width=size, encoding="rgb8", step=size * 3)
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def journal(path, iterations=4) -> None:
+    """Marks of earlier iterations (what a restarted panel reloads), so the plot has a history."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with path.open("w") as f:
+        for it in range(1, iterations + 1):
+            for k in range(8):
+                mid = f"m{it}{k}"
+                ok = bool(rng.random() < 0.25 + 0.15 * it)
+                f.write(json.dumps({"event": "mark", "mark_id": mid, "trial_id": f"it{it:04d}-k{k}", "success": ok,
+                                    "source": "operator", "iteration": it, "context_id": f"libero_spatial/0/init0{k % 4}",
+                                    "marked_at": 0.0}) + "\n")
+                f.write(json.dumps({"event": "stored", "mark_id": mid}) + "\n")
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="ript-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                f"--user-data-dir={profile}", "--window-size=1180,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_panel, browser, tmp_path):
+    marks = tmp_path / "marks.jsonl"
+    journal(marks)
+    panel = start_panel(marks_file=str(marks), undo_window_s=1.0)
+    node = ros.node
+    rewards: list[Reward] = []
+    node.create_subscription(Reward, "reward", rewards.append, RELIABLE)
+    start_pub = node.create_publisher(TrialStart, "ript/trial_start", RELIABLE)
+    status_pub = node.create_publisher(TrainerStatus, "ript/status", RELIABLE)
+    camera_pubs = [node.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+                   for c in ("agentview", "wrist")]
+    assert ros.spin_until(lambda: start_pub.get_subscription_count() and status_pub.get_subscription_count(), 15)
+    start_pub.publish(TrialStart(**TRIAL))
+    tick = [0]
+
+    def stream() -> None:
+        """One new frame per camera and a status, as the robot and the trainer would send them."""
+        tick[0] += 1
+        for i, pub in enumerate(camera_pubs):
+            pub.publish(frame(tick[0] + 20 * i))
+        status_pub.publish(TrainerStatus(state=TrainerStatus.STATE_COLLECTING, iteration=5, trial_id=TRIAL["trial_id"],
+                                         trial_index=2, group_size=4, trials_collected=11, batch_target=32,
+                                         message=f"started {TRIAL['trial_id']}"))
+
+    def until(check, timeout_s=20.0, what=""):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stream()
+            ros.spin_until(lambda: False, 0.1)
+            try:
+                if check():
+                    return
+            except Exception:  # the element may not exist yet
+                pass
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{panel.output()}"
+
+    browser.get(f"{panel.url}/#token={panel.token}")
+    assert "#token" not in browser.current_url  # the page moves the token out of the address bar
+    by_id = browser.find_element
+    until(lambda: by_id("id", "instruction").text == TRIAL["instruction"], what="the instruction")
+    until(lambda: by_id("id", "trainer-state").text == "collecting", what="the trainer state")
+    assert "trial 3 of 4" in by_id("id", "progress").text and "11/32" in by_id("id", "progress").text
+
+    loaded = lambda: browser.execute_script(
+        "const i = document.getElementById('cam-agentview'); return i.complete && i.naturalWidth > 0 ? i.src : '';")
+    until(lambda: loaded(), what="a camera frame")
+    first = loaded()
+    until(lambda: loaded() and loaded() != first, what="the camera image to change")
+    until(lambda: browser.execute_script("return document.querySelectorAll('#contexts .dot').length") == 32,
+          what="the per-context history")
+    time.sleep(0.3)
+    shot = tmp_path / "operator_panel.png"
+    browser.save_screenshot(str(shot))
+    if os.environ.get("RIPT_PANEL_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["RIPT_PANEL_SCREENSHOT"])
+
+    by_id("id", "btn-success").click()
+    until(lambda: "marked" in by_id("id", "feedback").text, what="the mark's confirmation")
+    until(lambda: rewards, what="the reward on /reward")
+    (reward,) = rewards
+    assert (reward.trial_id, reward.success, reward.source) == (TRIAL["trial_id"], True, "operator")
+    # keyboard: a second mark of the same trial is refused (409) and says so on the page
+    by_id("tag name", "body").send_keys("f")
+    until(lambda: "409" in by_id("id", "feedback").text, what="the 409 for a second mark")
+    assert len(rewards) == 1
