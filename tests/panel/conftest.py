@@ -1,11 +1,8 @@
 """Fixtures for the operator panel tests: the panel node as a subprocess on a free localhost port,
-talking real DDS to an rclpy node in the test (same environment pattern as tests/ros: a unique
+talking real DDS to an rclpy node in the test (`ros_env` and `ros` from tests/conftest.py: a unique
 ROS_DOMAIN_ID, localhost discovery, logs in a temporary folder)."""
 from __future__ import annotations
 
-import os
-import random
-import re
 import socket
 import subprocess
 import sys
@@ -14,56 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 
 TOKEN = "test-token-0123456789"
-_domain_ids = iter(range(random.Random(os.getpid() + 7).randrange(100), 10_000))
-
-
-@pytest.fixture
-def ros_env(monkeypatch, tmp_path_factory) -> dict[str, str]:
-    env = {"ROS_DOMAIN_ID": str(next(_domain_ids) % 100 + 1), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "ROS_LOG_DIR": str(tmp_path_factory.getbasetemp() / "ros_logs"),
-           "RMW_IMPLEMENTATION": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
-    return env
-
-
-class Harness:
-    """One rclpy context, one node, spun by the test (it plays the trainer and the cameras)."""
-
-    def __init__(self, name: str):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def spin_until(self, done, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            self.executor.spin_once(timeout_sec=0.05)
-        return True
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-@pytest.fixture
-def ros(ros_env, request):
-    harness = Harness(re.sub(r"\W", "_", request.node.name)[:60])
-    yield harness
-    harness.close()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,84 @@
+"""Fixtures shared by every test that talks real DDS (tests/ros, tests/panel).
+
+Each test gets its own ROS_DOMAIN_ID (and discovery limited to localhost), so tests don't hear each
+other and other test runs on the same machine are unlikely to; ROS logs go to a temporary directory.
+Subprocesses started by a test inherit the same environment. rclpy is imported lazily so that
+tests without ROS never load it.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+# Domain ids 1..100 are safe for Fast DDS port mapping; start at a random point so two test runs
+# on one machine are unlikely to share a domain, then hand out distinct ids within this run.
+_first_domain = random.Random(os.getpid()).randrange(100)
+_domain_ids = ((_first_domain + i) % 100 + 1 for i in itertools.count())
+
+
+@pytest.fixture(scope="session")
+def ros_log_dir(tmp_path_factory) -> Path:
+    # rcl configures logging once per process, so one directory serves the whole session.
+    return tmp_path_factory.mktemp("ros_logs")
+
+
+@pytest.fixture
+def ros_env(monkeypatch, ros_log_dir) -> dict[str, str]:
+    """A fresh domain id, localhost-only discovery and a temporary log dir, for this process and
+    the processes it starts."""
+    env = {
+        "ROS_DOMAIN_ID": str(next(_domain_ids)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_LOG_DIR": str(ros_log_dir),
+        "RMW_IMPLEMENTATION": os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
+    return env
+
+
+class RosHarness:
+    """One rclpy context with one node and a single-threaded executor, spun by the test."""
+
+    def __init__(self, name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Spin until done() is true; False when timeout_s passes first."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def close(self) -> None:
+        # Executor, then node, then the context: shutting the context down first leaves the
+        # executor waiting on destroyed entities.
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def ros(ros_env, request):
+    harness = RosHarness(re.sub(r"\W", "_", request.node.name)[:60])
+    yield harness
+    harness.close()
