@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 import torch
 
 MAGIC = b"RIPT1\n"
+
+log = logging.getLogger("ript.safe_io")
 
 
 class CorruptFileError(RuntimeError):
@@ -81,3 +84,15 @@ def load_verified(path: str | Path, map_location: str | torch.device = "cpu") ->
             f"{path}: checksum mismatch (file truncated or altered; header {expected[:12]}…, content {actual[:12]}…)"
         )
     return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+
+
+def load_or_set_aside(path: str | Path, what: str) -> Any | None:
+    """load_verified, except that a file that does not verify is logged, renamed to *.corrupt
+    (kept for inspection, never read again) and None is returned."""
+    path = Path(path)
+    try:
+        return load_verified(path)
+    except CorruptFileError as exc:
+        log.error("setting aside corrupt %s: %s", what, exc)
+        path.rename(path.with_suffix(".corrupt"))
+        return None

@@ -36,48 +36,42 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
 
 
+# Launch arguments both graphs take, then each graph's own (name -> (default, description)).
+_SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "checkpoint": ("", "policy checkpoint to post-train (required)"),
+    "backend": ("torch", "policy runtime: torch or onnx"),
+    "group_size": ("8", "K: trials per context"),
+    "batch_size": ("32", "B: informative trials per iteration"),
+    "iterations": ("10", "RIPT iterations"),
+    "learning_rate": ("0.0001", "LOOP learning rate"),
+    "ppo_epochs": ("2", "N: PPO epochs per iteration"),
+    "dynamic": ("true", "reject groups whose K rewards are all equal"),
+    "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
+    "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
+    "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
+    "auto_accept": ("false", "the panel forwards the simulator's success check as the operator's mark"),
+}
+
 ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
     "sim": {
-        "checkpoint": ("", "policy checkpoint to post-train (required)"),
+        **_SHARED_ARGUMENTS,
         "run_dir": ("runs/ros/sim", "trainer run folder: checkpoints, stored trials, weights; resumed if present"),
         "contexts_file": ("runs/contexts/libero_spatial_seed0.npz", "training contexts (`ript contexts --out`)"),
-        "backend": ("torch", "policy runtime: torch or onnx"),
-        "group_size": ("8", "K: trials per context"),
-        "batch_size": ("32", "B: informative trials per iteration"),
-        "iterations": ("10", "RIPT iterations"),
-        "learning_rate": ("0.0001", "LOOP learning rate"),
-        "ppo_epochs": ("2", "N: PPO epochs per iteration"),
-        "dynamic": ("true", "reject groups whose K rewards are all equal"),
         "max_steps": ("0", "episode budget in the simulator (0: the suite's standard)"),
         "render": ("false", "render cameras (image-mode policies); state-mode policies need none"),
         "sim_reward": ("true", "the simulator's success check publishes /reward (false: an operator/classifier)"),
         "trial_timeout_s": ("120.0", "abort a trial without reward and trajectory after this long"),
         "reward_mode": ("any", "'operator': only the operator's marks count (simulator rewards become "
                                "suggestions in the panel); 'any': every judge"),
-        "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
-        "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
-        "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
-        "auto_accept": ("false", "the panel forwards the simulator's success check as the operator's mark"),
     },
     "franka": {
-        "checkpoint": ("", "policy checkpoint to post-train (required)"),
+        **_SHARED_ARGUMENTS,
         "run_dir": ("runs/ros/franka", "trainer run folder; resumed if present"),
         "contexts_file": ("contexts.yaml", "YAML list of {context_id, instruction} the operator sets up"),
-        "backend": ("torch", "policy runtime: torch or onnx"),
-        "group_size": ("8", "K: trials per context"),
-        "batch_size": ("32", "B: informative trials per iteration"),
-        "iterations": ("10", "RIPT iterations"),
-        "learning_rate": ("0.0001", "LOOP learning rate"),
-        "ppo_epochs": ("2", "N: PPO epochs per iteration"),
-        "dynamic": ("true", "reject groups whose K rewards are all equal"),
         "control_rate_hz": ("20.0", "policy control rate (LIBERO/Franka OSC runs at 20 Hz)"),
         "trial_timeout_s": ("600.0", "abort a trial without reward and trajectory after this long"),
         "reward_mode": ("any", "'operator': only the operator's marks count (a classifier's rewards are "
                                "ignored); 'any': every judge"),
-        "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
-        "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
-        "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
-        "auto_accept": ("false", "the panel forwards the simulator's success check as the operator's mark"),
     },
 }
 

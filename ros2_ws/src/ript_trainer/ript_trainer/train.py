@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 
 from ript_policy.policy import Policy
-from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
+from ript_policy.safe_io import load_or_set_aside, save_verified
 from ript_trainer.loop import LoopConfig, LoopUpdater
 from ript_trainer.metrics import MetricsLogger
 from ript_trainer.sampler import DynamicSampler, SampledBatch, SamplerConfig, Trial
@@ -221,11 +221,8 @@ class RiptTrainer:
         """Load the newest checkpoint that verifies. Corrupt ones are reported and set aside.
         Returns False when there is nothing to resume from."""
         for path in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB), reverse=True):
-            try:
-                state = load_verified(path)
-            except CorruptFileError as exc:
-                log.error("skipping corrupt checkpoint: %s", exc)
-                path.rename(path.with_suffix(".corrupt"))
+            state = load_or_set_aside(path, "checkpoint")
+            if state is None:
                 continue
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])

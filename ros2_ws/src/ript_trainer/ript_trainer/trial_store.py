@@ -13,16 +13,14 @@ No rclpy here: unit-tested without ROS.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
+from ript_policy.safe_io import load_or_set_aside, save_verified
 from ript_trainer.trials import Trajectory
 
-log = logging.getLogger("ript.trial_store")
 
 TRIAL_SUFFIX = ".trial"
 
@@ -79,11 +77,8 @@ class TrialStore:
         completed save (writes are atomic), so it is reported and set aside, never replayed."""
         trials = []
         for path in self._files(iteration):
-            try:
-                payload = load_verified(path)
-            except CorruptFileError as exc:
-                log.error("setting aside a corrupt trial file: %s", exc)
-                path.rename(path.with_suffix(".corrupt"))
+            payload = load_or_set_aside(path, "trial file")
+            if payload is None:
                 continue
             payload["trajectory"] = trajectory_from_dict(payload["trajectory"])
             trials.append(StoredTrial(**payload))
