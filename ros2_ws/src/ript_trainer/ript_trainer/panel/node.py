@@ -35,6 +35,7 @@ from ript_trainer.panel.state import ActiveTrial, Mark, PanelConfig, PanelState,
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SERVICE_TIMEOUT_S = 5.0
+SERVICE_DISCOVERY_S = 3.0
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
 
@@ -108,7 +109,8 @@ class PanelNode(Node):
                                f"{'success' if mark.success else 'failure'}")
 
     def _call(self, client, request):
-        if not client.service_is_ready():
+        # discovery can lag a freshly (re)started trainer by a moment: wait briefly before giving up
+        if not client.wait_for_service(timeout_sec=SERVICE_DISCOVERY_S):
             raise TrainerUnavailable(f"{client.srv_name} has no server (is the trainer running?)")
         done = threading.Event()
         future = client.call_async(request)
