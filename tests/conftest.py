@@ -82,3 +82,15 @@ def ros(ros_env, request):
     harness = RosHarness(re.sub(r"\W", "_", request.node.name)[:60])
     yield harness
     harness.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread: on a small shared CPU, two OpenMP threads competing with another busy
+    process made tiny training steps ~20x slower than one thread."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

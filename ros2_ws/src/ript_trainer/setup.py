@@ -19,5 +19,6 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": ["ript = ript_trainer.cli:main",
                                      "trainer_node = ript_trainer.trainer_node:main",
-                                     "ript_panel = ript_trainer.panel.node:main"]},
+                                     "ript_panel = ript_trainer.panel.node:main",
+                                     "ript_classifier = ript_trainer.classifier_node:main"]},
 )

@@ -26,6 +26,7 @@ from std_msgs.msg import String
 from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, TrialRecord, TrialStart, WeightsUpdate
 from ript_policy import libero_data as keys
 from ript_policy.trial_runner import TrialRunner, UnsafeAction, save_trajectory
+from ript_policy.ros_images import image_to_rgb
 from ript_policy.ros_main import spin_node
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,15 +35,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 SENSOR = qos_profile_sensor_data
 CAMERAS = {"agentview": keys.AGENTVIEW, "wrist": keys.WRIST}
 """Camera topic suffix -> LIBERO observation key."""
-
-
-def image_array(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8, any row padding) -> uint8 [H, W, 3] RGB."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (rgb8 or bgr8)")
-    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return pixels[..., ::-1] if msg.encoding == "bgr8" else pixels
 
 
 def stamp_s(stamp) -> float:
@@ -209,8 +201,11 @@ class PolicyNode(Node):
             image = self.images.get(camera)
             if image is None or abs(stamp_s(image.header.stamp) - stamp) > self.sync_tolerance_s:
                 return None
+            pixels = image_to_rgb(image)
+            if pixels is None:  # an encoding we cannot read: no action rather than a wrong one
+                return None
             # Topics carry upright images; the featurizer expects LIBERO's stored (flipped) rows.
-            obs[CAMERAS[camera]] = keys.upright(image_array(image))
+            obs[CAMERAS[camera]] = keys.upright(pixels)
         return obs, stamp
 
     def _tick(self) -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -28,18 +28,15 @@ class CorruptFileError(RuntimeError):
     """The file is truncated, altered or not a ript file."""
 
 
-def save_verified(obj: Any, path: str | Path) -> str:
-    """Atomically write `obj`; returns the payload's sha256 hex digest."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through `write(f)` so that readers see the old file or the whole new one: a
+    temporary file in the same folder, fsynced, renamed over `path`, then the folder fsynced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    payload = buffer.getvalue()
-    digest = hashlib.sha256(payload).hexdigest()
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + digest.encode() + b"\n" + payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -52,6 +49,15 @@ def save_verified(obj: Any, path: str | Path) -> str:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_verified(obj: Any, path: str | Path) -> str:
+    """Atomically write `obj`; returns the payload's sha256 hex digest."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
+    atomic_write(path, lambda f: f.write(MAGIC + digest.encode() + b"\n" + payload))
     return digest
 
 

@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "sft": ("ript_policy.sft_cli", "stage 2: supervised fine-tuning of the VLA from HDF5 demos (ours or LIBERO's)"),
     "calibrate-scale": ("ript_policy.scale_cli", "fit the regression head's scale by NLL on demos, mean frozen"),
     "export-onnx": ("ript_policy.onnx_export", "export a policy checkpoint's inference path to ONNX"),
+    "sim-outcomes": ("ript_sim.outcomes", "labelled trial-outcome frames from LIBERO (success check) for the success classifier"),
+    "train-classifier": ("ript_trainer.classifier_cli", "train the success classifier on labelled outcome frames; held-out accuracy report"),
     "up": ("ript_trainer.up_cli", "start the ROS 2 graph (policy, trainer, LIBERO bridge) of launch/<sim|franka>.launch.py"),
 }
 

@@ -17,7 +17,6 @@ import socket
 import sys
 import threading
 
-import numpy as np
 import rclpy
 import uvicorn
 from rcl_interfaces.msg import ParameterDescriptor
@@ -30,27 +29,13 @@ from std_msgs.msg import String
 
 from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
 from ript_interfaces.srv import AbortTrial, StartTrial
+from ript_policy.ros_images import image_to_rgb
 from ript_trainer.panel.app import TrainerUnavailable, create_app
 from ript_trainer.panel.state import ActiveTrial, Mark, PanelConfig, PanelState, flush_due
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 SERVICE_TIMEOUT_S = 5.0
 SERVICE_DISCOVERY_S = 3.0
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def image_to_rgb(msg: Image) -> np.ndarray | None:
-    """H x W x 3 RGB uint8 from an 8-bit Image (row stride honoured); None for other encodings."""
-    channels = CHANNELS.get(msg.encoding)
-    if channels is None or msg.height == 0 or msg.width == 0:
-        return None
-    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-    if msg.encoding.startswith("bgr"):
-        pixels = pixels[..., 2::-1]
-    elif channels == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
 
 
 class PanelNode(Node):
