@@ -15,14 +15,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from ript_policy.libero_data import OBJECT_POSE_DIM  # pos (3) + quat xyzw (4) per object of interest
+
 SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
 MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520, "libero_90": 400}
 """Standard evaluation budget per suite (steps after settling), from the LIBERO/OpenVLA protocol."""
 NOOP_ACTION = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float64)
 """Zero delta pose, gripper open: what the scene settles under."""
 SIM_STATE = "sim_state"
-OBJECT_POSE_DIM = 7
-"""object_state holds pos (3) + quat xyzw (4) per object of interest."""
 
 
 @dataclass

@@ -33,14 +33,14 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 def sim_assets(tmp_path_factory):
     from ript_policy.checkpoint import save_checkpoint
     from ript_policy.config import VLAConfig
-    from ript_policy.libero_data import PROPRIO_DIM
+    from ript_policy.libero_data import state_dim
     from ript_policy.vla import build_policy
     from ript_sim.contexts import save_contexts, training_contexts
     from ript_sim.env import LiberoEnvConfig
 
     folder = tmp_path_factory.mktemp("sim_graph")
     torch.manual_seed(0)
-    config = VLAConfig(input_mode="state", state_dim=PROPRIO_DIM + LiberoEnvConfig().object_state_dim,
+    config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
                        use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
     save_checkpoint(folder / "tiny.ckpt", build_policy(config))
     save_contexts(folder / "contexts.npz", training_contexts("libero_spatial", [0, 1], per_task=1, seed=0))

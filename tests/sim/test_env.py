@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ript_policy.libero_data import state_dim
 from ript_sim.contexts import evaluation_contexts
 from ript_sim.env import NOOP_ACTION, LiberoEnv, LiberoEnvConfig
 from ript_sim.expert import ScriptedExpert
@@ -83,7 +84,7 @@ def test_rendered_env_gives_upright_images(eval_states):
         assert obs["agentview_rgb"].shape == (size, size, 3) and obs["agentview_rgb"].dtype == np.uint8
         assert obs["eye_in_hand_rgb"].shape == (size, size, 3)
         policy_obs = policy_observation(obs)
-        assert policy_obs[OBS_STATE].shape == (8 + env.config.object_state_dim,)
+        assert policy_obs[OBS_STATE].shape == (state_dim(env.config.object_state_dim),)
         image = policy_obs[OBS_IMAGE_AGENTVIEW]
         assert policy_obs[OBS_IMAGE_WRIST].shape == (size, size, 3)
         # Upright: the camera model projects the (dark) black bowl to where the upright image shows

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from ript_policy.libero_data import state_dim
 from ript_sim.eval import evaluate, save_report, wilson_interval
 from ript_sim.expert import ScriptedExpert
 
@@ -37,7 +38,7 @@ def test_evaluate_untrained_policy_fails(vector_env):
     from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
 
     torch.manual_seed(0)
-    policy = MLPPolicy(MLPPolicyConfig(state_dim=8 + 21, action_dim=7, chunk_size=4))
+    policy = MLPPolicy(MLPPolicyConfig(state_dim=state_dim(21), action_dim=7, chunk_size=4))
     report = evaluate(policy, "libero_spatial", [0], episodes=2, vec=vector_env, progress=False)
     assert report.tasks[0].successes == 0 and report.tasks[0].mean_steps == 220
     assert report.tasks[0].failed_init_states == [0, 1]

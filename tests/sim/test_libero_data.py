@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
-from ript_policy.libero_data import PROPRIO_DIM, Demo, policy_observation, read_demos, upright, write_demos
+from ript_policy.libero_data import Demo, policy_observation, read_demos, state_dim, upright, write_demos
 
 
 def _demo(length: int, images: bool = True, seed: int = 0) -> Demo:
@@ -72,7 +72,7 @@ def test_reads_official_layout(tmp_path):
 def test_policy_observation_features_and_flip():
     demo = _demo(4)
     out = policy_observation(demo.obs, instruction_embedding=np.ones(384), image_size=8)
-    assert out[OBS_STATE].shape == (4, PROPRIO_DIM + 21) and out[OBS_STATE].dtype == np.float32
+    assert out[OBS_STATE].shape == (4, state_dim(21)) and out[OBS_STATE].dtype == np.float32
     np.testing.assert_allclose(out[OBS_STATE][:, :3], demo.obs["ee_pos"], rtol=1e-6)
     np.testing.assert_allclose(out[OBS_STATE][:, 6:8], demo.obs["gripper_states"], rtol=1e-6)
     assert out[OBS_IMAGE_AGENTVIEW].shape == (4, 8, 8, 3) and out[OBS_IMAGE_WRIST].dtype == np.uint8
@@ -82,6 +82,20 @@ def test_policy_observation_features_and_flip():
     np.testing.assert_array_equal(step[OBS_STATE], policy_observation(demo.obs)[OBS_STATE][2])
     np.testing.assert_array_equal(step[OBS_IMAGE_AGENTVIEW][0], demo.obs["agentview_rgb"][2][-1])
     np.testing.assert_array_equal(upright(demo.obs["agentview_rgb"])[:, :, 0], demo.obs["agentview_rgb"][:, ::-1, 0])
+
+
+def test_state_features_give_object_positions_from_the_gripper():
+    ee = np.array([0.1, -0.2, 1.0])
+    objects = np.zeros(21)
+    objects[0:7] = [0.3, 0.1, 0.9, 0, 0, 0, 1]  # bowl
+    objects[7:14] = [-0.1, 0.0, 0.95, 0, 0, 0, 1]  # plate; the third slot is padding
+    obs = {"ee_pos": ee, "ee_ori": np.zeros(3), "gripper_states": np.array([0.04, -0.04]), "object_state": objects}
+    features = policy_observation(obs)[OBS_STATE]
+    assert features.shape == (state_dim(21),) == (8 + 21 + 9,)
+    np.testing.assert_allclose(features[8:29], objects, rtol=1e-6)
+    np.testing.assert_allclose(features[29:], [0.2, 0.3, -0.1, -0.2, 0.2, -0.05, 0, 0, 0], atol=1e-6)
+    # image mode has no object poses, so no relative features either
+    assert policy_observation({k: v for k, v in obs.items() if k != "object_state"})[OBS_STATE].shape == (8,)
 
 
 def test_demo_validates_lengths():

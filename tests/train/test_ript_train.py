@@ -9,7 +9,7 @@ import pytest
 
 from ript_policy.checkpoint import load_checkpoint, save_checkpoint
 from ript_policy.config import VLAConfig
-from ript_policy.libero_data import PROPRIO_DIM
+from ript_policy.libero_data import state_dim as libero_state_dim
 from ript_policy.vla import build_policy
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def tiny_checkpoint(tmp_path_factory):
     from ript_sim.env import LiberoEnvConfig
 
-    state_dim = PROPRIO_DIM + LiberoEnvConfig().object_state_dim
+    state_dim = libero_state_dim(LiberoEnvConfig().object_state_dim)
     config = VLAConfig(input_mode="state", state_dim=state_dim, use_language=False, hidden_dim=32, num_layers=1,
                        num_heads=2, chunk_size=4, execute_steps=4)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"

@@ -48,9 +48,17 @@ IMAGE_KEYS = (AGENTVIEW, WRIST)
 
 PROPRIO_KEYS = (EE_POS, EE_ORI, GRIPPER_STATES)
 """OBS_STATE = ee_pos (3) ++ ee_ori axis-angle (3) ++ gripper_states (2) = PROPRIO_DIM features,
-then object_state (D) appended when the observation has it. Joint angles are left out: the action
-space is end-effector deltas, so the end-effector pose is the state that matters."""
+then, when the observation has object poses (state mode), object_state (D) and each object's
+position relative to the end effector (3 per object). Joint angles are left out: the action space
+is end-effector deltas, so the end-effector pose is the state that matters."""
 PROPRIO_DIM = 8
+OBJECT_POSE_DIM = 7
+"""object_state holds one (position xyz, quaternion xyzw) per object, zero-padded."""
+
+
+def state_dim(object_state_dim: int = 0) -> int:
+    """Length of OBS_STATE for observations with `object_state_dim` object-pose features."""
+    return PROPRIO_DIM + object_state_dim + 3 * (object_state_dim // OBJECT_POSE_DIM)
 
 
 @dataclass
@@ -175,10 +183,17 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def state_features(obs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """OBS_STATE features float32 [..., PROPRIO_DIM (+ D)]: see PROPRIO_KEYS."""
+    """OBS_STATE features float32 [..., state_dim(D)]: see PROPRIO_KEYS."""
     parts = [np.asarray(obs[key], dtype=np.float32) for key in PROPRIO_KEYS]
     if OBJECT_STATE in obs:
-        parts.append(np.asarray(obs[OBJECT_STATE], dtype=np.float32))
+        objects = np.asarray(obs[OBJECT_STATE], dtype=np.float32)
+        parts.append(objects)
+        # Where each object is *from the gripper*: the quantity a reaching action is proportional
+        # to. A small policy that must subtract absolute positions itself drifts in closed loop.
+        poses = objects.reshape(*objects.shape[:-1], -1, OBJECT_POSE_DIM)
+        ee = np.asarray(obs[EE_POS], dtype=np.float32)[..., None, :]
+        present = np.any(poses != 0, axis=-1, keepdims=True)  # padding slots stay zero
+        parts.append(np.where(present, poses[..., :3] - ee, 0).reshape(*objects.shape[:-1], -1))
     return np.concatenate(parts, axis=-1)
 
 
