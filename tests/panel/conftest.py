@@ -4,13 +4,13 @@ ROS_DOMAIN_ID, localhost discovery, logs in a temporary folder)."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from node_process import NodeProcess
 
 TOKEN = "test-token-0123456789"
 def free_port() -> int:
@@ -19,17 +19,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class PanelProcess:
+class PanelProcess(NodeProcess):
     def __init__(self, run_dir: Path, **params):
         self.port = free_port()
         params = {"port": self.port, "token": TOKEN, "run_dir": str(run_dir), "undo_window_s": 0.5, **params}
-        command = [sys.executable, "-m", "ript_trainer.panel.node", "--ros-args"]
-        for key, value in params.items():
-            command += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
-        self.log_path = run_dir / "panel.log"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        super().__init__("ript_trainer.panel.node", run_dir / "panel.log", **params)
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = TOKEN
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,21 +37,6 @@ class PanelProcess:
                 pass
             assert time.monotonic() < deadline, f"panel did not come up:\n{self.output()}"
             time.sleep(0.2)
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT, as `ript up` stops its nodes
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture

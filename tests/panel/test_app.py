@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ript_trainer.panel.app import create_app
+from ript_trainer.panel.app import RobotUnavailable, create_app
 from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
 
 TOKEN = "unit-token"
@@ -24,7 +24,8 @@ class Recorder:
     """Stands in for the ROS node: records what the panel would publish and call."""
 
     def __init__(self, state: PanelState):
-        self.state, self.published, self.aborted = state, [], []
+        self.state, self.published, self.aborted, self.robot = state, [], [], []
+        self.estopped, self.bridge_running = False, True
 
     def publish(self, mark):
         # the mark must be on disk before it goes out
@@ -37,6 +38,16 @@ class Recorder:
     def abort_trial(self, trial_id, reason):
         self.aborted.append((trial_id, reason))
         return True, f"aborted {trial_id}"
+
+    def robot_command(self, command):
+        """As the franka bridge answers its Trigger services."""
+        if not self.bridge_running:
+            raise RobotUnavailable(f"/robot/{command} has no server (is the franka bridge running?)")
+        self.robot.append(command)
+        if command == "home" and self.estopped:
+            return False, "cannot home: e-stop latched (call robot/release to clear)"
+        self.estopped = {"estop": True, "release": False}.get(command, self.estopped)
+        return True, f"{command} done"
 
 
 def trial(n: int = 1) -> ActiveTrial:
@@ -56,11 +67,12 @@ def test_token_is_required_for_every_state_change(panel):
     state.on_trial_start(trial())
     body = {"trial_id": trial().trial_id, "outcome": "success"}
     for path, payload in [("/api/mark", body), ("/api/undo", {}), ("/api/start_next", {}),
-                          ("/api/abort", {"trial_id": trial().trial_id}), ("/api/accept_suggestion", body)]:
+                          ("/api/abort", {"trial_id": trial().trial_id}), ("/api/accept_suggestion", body),
+                          ("/api/robot/estop", {}), ("/api/robot/release", {}), ("/api/robot/home", {})]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = client.post(path, json=payload, headers=headers)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, headers, r.text)
-    assert recorder.published == [] and recorder.aborted == []
+    assert recorder.published == [] and recorder.aborted == [] and recorder.robot == []
 
 
 def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(panel):
@@ -145,6 +157,22 @@ def test_abort_and_start_next_go_to_the_trainer(panel):
     assert r.status_code == 409 and "still running" in r.json()["detail"]
 
 
+def test_estop_release_and_home_go_to_the_robot_bridge(panel):
+    state, recorder, client = panel
+    r = client.post("/api/robot/estop", headers=AUTH)
+    assert r.status_code == 200 and r.json()["accepted"] is True, r.text
+    r = client.post("/api/robot/home", headers=AUTH)  # the bridge refuses to move while e-stopped
+    assert r.status_code == 409 and r.json() == {"error": "conflict",
+                                                 "detail": "cannot home: e-stop latched (call robot/release to clear)"}
+    assert client.post("/api/robot/release", headers=AUTH).status_code == 200
+    assert client.post("/api/robot/home", headers=AUTH).json()["message"] == "home done"
+    assert recorder.robot == ["estop", "home", "release", "home"]
+    recorder.bridge_running = False
+    r = client.post("/api/robot/estop", headers=AUTH)
+    assert r.status_code == 503 and r.json()["error"] == "robot_unavailable" and "franka bridge" in r.json()["detail"]
+    assert client.get("/").text.count("btn-estop") == 1
+
+
 def test_static_files_cannot_escape_and_cors_is_closed(panel):
     state, recorder, client = panel
     assert client.get("/").status_code == 200 and "operator panel" in client.get("/").text
@@ -178,7 +206,8 @@ def test_fuzz_api_never_answers_5xx(tmp_path):
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Recorder(state)))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/api/mark", "/api/undo", "/api/abort", "/api/start_next",
-                                             "/api/state", "/api/camera/{camera}.jpg", "/health"}
+                                             "/api/state", "/api/camera/{camera}.jpg", "/health",
+                                             "/api/robot/estop", "/api/robot/release", "/api/robot/home"}
     seen = set()
 
     # valid requests, and requests that break the schema (negative mode: they must get a 4xx, never 5xx)

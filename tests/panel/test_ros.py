@@ -111,3 +111,37 @@ def test_simulator_suggestion_auto_accepted_and_start_next(ros, start_panel):
     assert len(forwarded) == 1 and forwarded[0].trial_id == TRIAL["trial_id"] and forwarded[0].success is False
     state = wait_state(ros, panel, lambda s: s["suggestion"] is False)
     assert state["last_mark"]["auto"] is True and state["trial_closed"] == "marked"
+
+
+def test_estop_and_home_buttons_call_the_robot_bridge(ros, start_panel):
+    from std_srvs.srv import Trigger
+
+    panel = start_panel()
+    calls = []
+
+    def serve(name, success, message):
+        def handle(request, response):
+            calls.append(name)
+            response.success, response.message = success, message
+            return response
+        ros.node.create_service(Trigger, f"robot/{name}", handle)
+
+    serve("estop", True, "e-stop latched: commanding stopped (robot/release clears it)")
+    serve("home", False, "cannot home: e-stop latched (call robot/release to clear)")
+    import threading
+
+    replies = {}
+
+    def post(name):
+        replies[name] = httpx.post(f"{panel.url}/api/robot/{name}", headers=panel.auth, timeout=10)
+
+    for name in ("estop", "home"):  # the HTTP call blocks until the service answers: spin meanwhile
+        thread = threading.Thread(target=post, args=(name,))
+        thread.start()
+        assert ros.spin_until(lambda: not thread.is_alive(), 15.0)
+        thread.join()
+    assert replies["estop"].status_code == 200 and replies["estop"].json()["message"].startswith("e-stop latched")
+    assert replies["home"].status_code == 409 and "e-stop latched" in replies["home"].json()["detail"]
+    assert calls == ["estop", "home"]
+    r = httpx.post(f"{panel.url}/api/robot/release", headers=panel.auth, timeout=10)  # nobody serves it
+    assert r.status_code == 503 and r.json()["error"] == "robot_unavailable", r.text

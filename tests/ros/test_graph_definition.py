@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ript_trainer import up_cli
-from ript_trainer.graph import ARGUMENTS, MODES, graph_nodes
+from ript_trainer.graph import ARGUMENTS, MODES, active_nodes, graph_nodes, is_true
 
 LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
 
@@ -18,6 +18,21 @@ LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
 class LaunchConfiguration:
     def __init__(self, name):
         self.name = name
+
+
+class Condition:
+    def __init__(self, predicate, negate=False):
+        self.predicate, self.negate = predicate, negate
+
+
+class IfElseSubstitution:
+    def __init__(self, condition, if_value="", else_value=""):
+        self.condition, self.if_value, self.else_value = condition, if_value, else_value
+
+
+class ParameterValue:
+    def __init__(self, value, value_type=None):
+        self.value, self.value_type = value, value_type
 
 
 def _stand_in_modules(recorded: dict) -> dict[str, types.ModuleType]:
@@ -33,9 +48,13 @@ def _stand_in_modules(recorded: dict) -> dict[str, types.ModuleType]:
         "launch": module("launch", LaunchDescription=lambda actions: list(actions)),
         "launch.actions": module("launch.actions", DeclareLaunchArgument=lambda name, **kw: record("arguments")(
             name=name, **kw)),
-        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration),
+        "launch.conditions": module("launch.conditions", IfCondition=Condition,
+                                    UnlessCondition=lambda predicate: Condition(predicate, negate=True)),
+        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
+                                       IfElseSubstitution=IfElseSubstitution),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=record("nodes")),
+        "launch_ros.parameter_descriptions": module("launch_ros.parameter_descriptions", ParameterValue=ParameterValue),
     }
 
 
@@ -45,7 +64,17 @@ def _resolve(value, arguments):
         return arguments[value.name]
     if isinstance(value, list):
         return "".join(str(_resolve(part, arguments)) for part in value)
+    if isinstance(value, IfElseSubstitution):
+        return _resolve(value.if_value if is_true(_resolve(value.condition, arguments)) else value.else_value, arguments)
+    if isinstance(value, ParameterValue):
+        assert value.value_type is str
+        return "'" + str(_resolve(value.value, arguments)) + "'"  # how a YAML string is written on a command line
     return value
+
+
+def _runs(node, arguments) -> bool:
+    condition = node.get("condition")
+    return condition is None or is_true(_resolve(condition.predicate, arguments)) != condition.negate
 
 
 def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> tuple[list, list]:
@@ -56,6 +85,8 @@ def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> t
     assert len(description) == len(recorded["arguments"]) + len(recorded["nodes"])
     nodes = []
     for node in recorded["nodes"]:
+        if not _runs(node, arguments):
+            continue
         (parameters,) = node["parameters"]
         nodes.append({"package": node["package"], "executable": node["executable"], "name": node["name"],
                       "parameters": {k: _resolve(v, arguments) for k, v in parameters.items()},
@@ -73,12 +104,16 @@ def ript_up_view(command: list[str]) -> dict:
     return {"name": name, "parameters": params, "remappings": [r for r in remaps if r[0] != "__node"]}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_launch_file_and_ript_up_start_the_same_graph(mode, monkeypatch):
-    arguments = up_cli.launch_arguments(mode, ["checkpoint=/models/policy.ckpt", "run_dir=/runs/x"])
+GRAPHS = [("sim", []), ("franka", []), ("franka", ["use_sim=true", "agentview_serial=036522072967"]),
+          ("franka", ["use_sim=false", "dry_run=false", "robot_ip=172.16.0.2", "wrist_serial=036522072967"])]
+
+
+@pytest.mark.parametrize("mode,settings", GRAPHS)
+def test_launch_file_and_ript_up_start_the_same_graph(mode, settings, monkeypatch):
+    arguments = up_cli.launch_arguments(mode, ["checkpoint=/models/policy.ckpt", "run_dir=/runs/x", *settings])
     launched, declared = launch_file_commands(mode, arguments, monkeypatch)
     planned = [ript_up_view(command) for command in up_cli.plan(mode, arguments)]
-    specs = graph_nodes(mode)
+    specs = active_nodes(mode, arguments)
 
     assert [n["name"] for n in launched] == [p["name"] for p in planned] == [s.name for s in specs]
     for node, plan, spec in zip(launched, planned, specs):
@@ -90,6 +125,27 @@ def test_launch_file_and_ript_up_start_the_same_graph(mode, monkeypatch):
     policy = next(p for p in planned if p["name"] == "policy_node")
     assert policy["parameters"]["record_dir"] == "/runs/x/incoming"
     assert policy["parameters"]["checkpoint"] == "/models/policy.ckpt"
+
+
+def test_franka_graph_runs_cameras_on_a_robot_and_the_emulator_in_simulation():
+    def graph(*settings):
+        arguments = up_cli.launch_arguments("franka", ["checkpoint=p.ckpt", *settings])
+        return {spec.name: ript_up_view(up_cli.node_command(spec, arguments))["parameters"]
+                for spec in active_nodes("franka", arguments)}
+
+    robot = graph("wrist_serial=036522072967", "robot_ip=172.16.0.2")
+    assert set(robot) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "agentview_camera",
+                          "wrist_camera"}
+    assert robot["wrist_camera"]["serial"] == "'036522072967'"  # a string: the leading zero survives
+    assert robot["agentview_camera"]["serial"] == "''"
+    assert robot["franka_bridge"]["dry_run"] == "true" and robot["trainer_node"]["auto_start"] == "false"
+    assert robot["franka_bridge"]["gripper_interface"] == "auto"
+    simulated = graph("use_sim=true", "dry_run=true")
+    assert set(simulated) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "franka_emulator"}
+    assert simulated["franka_bridge"]["dry_run"] == "false" and simulated["trainer_node"]["auto_start"] == "true"
+    assert simulated["franka_bridge"]["gripper_interface"] == "topic"
+    with pytest.raises(ValueError, match="true/false"):
+        graph("use_sim=maybe")
 
 
 def test_every_graph_node_module_has_a_main_and_console_script():

@@ -21,7 +21,9 @@ setup(
     zip_safe=True,
     maintainer="ript maintainers",
     maintainer_email="maintainers@ript.dev",
-    description="VLA policies, sampling with log-probs, ONNX export and the ROS 2 policy node.",
+    description="VLA policies, sampling with log-probs, ONNX export, the ROS 2 policy node and the robot adapters.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["policy_node = ript_policy.policy_node:main"]},
+    entry_points={"console_scripts": ["policy_node = ript_policy.policy_node:main",
+                                     "realsense_camera = ript_policy.robot.camera_node:main",
+                                     "franka_bridge = ript_policy.robot.franka_bridge:main"]},
 )

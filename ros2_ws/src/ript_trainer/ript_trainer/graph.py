@@ -5,8 +5,11 @@
 same nodes as subprocesses (the pip environment has no `ros2 launch`). A test loads the launch
 files with stand-in launch modules and compares them with `ript up`'s plan, so they cannot drift.
 
-Parameter values are plain values, `Arg(name)` (a launch argument) or a list of parts joined as
-strings (e.g. [Arg("run_dir"), "/incoming"]), which maps to launch substitutions one to one.
+Parameter values are plain values, `Arg(name)` (a launch argument), a list of parts joined as
+strings (e.g. [Arg("run_dir"), "/incoming"]), `IfElse(name, a, b)` (a when the launch argument is
+true) or `Text(value)` (always a string parameter, even "036522072967"), which map to launch
+substitutions one to one. A node with `run_if=(name, True/False)` runs only when that launch
+argument is true/false (launch's IfCondition/UnlessCondition).
 """
 
 from __future__ import annotations
@@ -25,6 +28,23 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class IfElse:
+    """`if_true` when the launch argument `name` is true, else `if_false` (launch's IfElseSubstitution)."""
+
+    name: str
+    if_true: Any
+    if_false: Any
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string parameter even when its value looks like a number (a camera serial such as
+    036522072967 would otherwise arrive as an int, its leading zero lost)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     name: str
     package: str | None
@@ -34,6 +54,8 @@ class NodeSpec:
     """The same node as `python -m module` (how `ript up` starts it)."""
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
+    run_if: tuple[str, bool] | None = None
+    """(launch argument, value): the node runs only when the argument is true (or false)."""
 
 
 # Launch arguments both graphs take, then each graph's own (name -> (default, description)).
@@ -67,11 +89,26 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
     "franka": {
         **_SHARED_ARGUMENTS,
         "run_dir": ("runs/ros/franka", "trainer run folder; resumed if present"),
-        "contexts_file": ("contexts.yaml", "YAML list of {context_id, instruction} the operator sets up"),
+        "contexts_file": ("contexts.yaml", "YAML list of {context_id, instruction} the operator sets up "
+                                           "(use_sim: a LIBERO contexts .npz)"),
         "control_rate_hz": ("20.0", "policy control rate (LIBERO/Franka OSC runs at 20 Hz)"),
         "trial_timeout_s": ("600.0", "abort a trial without reward and trajectory after this long"),
         "reward_mode": ("any", "'operator': only the operator's marks count (a classifier's rewards are "
                                "ignored); 'any': every judge"),
+        "use_sim": ("false", "LIBERO plays the robot and cameras (franka_emulator) behind the same franka_bridge; "
+                             "trials start by themselves and dry_run is off"),
+        "robot_ip": ("", "the Franka's address: for franka_ros2's own launch (ript does not start franka_ros2)"),
+        "dry_run": ("true", "franka_bridge computes and logs targets but commands nothing; false moves the robot"),
+        "agentview_serial": ("", "serial of the RealSense that plays LIBERO's agentview camera"),
+        "wrist_serial": ("", "serial of the wrist RealSense"),
+        "camera_width": ("640", "RealSense colour stream width"),
+        "camera_height": ("480", "RealSense colour stream height"),
+        "camera_fps": ("30", "RealSense colour stream rate"),
+        "target_pose_topic": ("/cartesian_impedance_controller/target_pose",
+                              "PoseStamped target of franka_ros2's Cartesian impedance controller"),
+        "current_pose_topic": ("/franka_robot_state_broadcaster/current_pose", "franka_ros2's end-effector pose"),
+        "joint_states_topic": ("/joint_states", "arm and finger joint states"),
+        "max_steps": ("0", "use_sim: episode budget in the simulator (0: the suite's standard)"),
     },
 }
 
@@ -82,15 +119,15 @@ _TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_
 def _policy(mode: str) -> NodeSpec:
     parameters = {"checkpoint": Arg("checkpoint"), "backend": Arg("backend"),
                   "record_dir": [Arg("run_dir"), "/incoming"], "stale_after_s": 0.5, "action_bound": 1.0}
-    remappings: tuple[tuple[str, str], ...] = ()
     if mode == "sim":
         parameters["control_rate_hz"] = 0.0  # lock-step with the simulator: act on each observation
     else:
         parameters["control_rate_hz"] = Arg("control_rate_hz")
-        # realsense2_camera's default topic names, one camera per namespace.
-        remappings = (("camera/agentview/image_raw", "/agentview/color/image_raw"),
-                      ("camera/wrist/image_raw", "/wrist/color/image_raw"))
-    return NodeSpec("policy_node", "ript_policy", "policy_node", "ript_policy.policy_node", parameters, remappings)
+        # images (30 fps) and robot state arrive independently: allow a bit more than one frame apart
+        parameters["sync_tolerance_s"] = 0.05
+    # cameras publish camera/<name>/image_raw (the LIBERO bridge, the RealSense nodes or the
+    # emulator), where the policy node listens: no remapping
+    return NodeSpec("policy_node", "ript_policy", "policy_node", "ript_policy.policy_node", parameters)
 
 
 def _trainer(mode: str) -> NodeSpec:
@@ -98,7 +135,9 @@ def _trainer(mode: str) -> NodeSpec:
     if mode == "sim":
         parameters.update(auto_start=True, wait_for_subscribers=2)  # policy node + bridge
     else:
-        parameters.update(auto_start=False, wait_for_subscribers=1)  # the operator starts each trial
+        # a robot: the operator resets the scene and starts each trial; in simulation the emulator
+        # resets LIBERO itself (subscribers: policy node, franka bridge, emulator, panel)
+        parameters.update(auto_start=Arg("use_sim"), wait_for_subscribers=4)
     return NodeSpec("trainer_node", "ript_trainer", "trainer_node", "ript_trainer.trainer_node", parameters)
 
 
@@ -109,9 +148,38 @@ def _panel() -> NodeSpec:
                      "run_dir": Arg("run_dir")})
 
 
+def _camera(name: str) -> NodeSpec:
+    """A RealSense camera publishing camera/<name>/image_raw, where the policy node and panel listen."""
+    return NodeSpec(f"{name}_camera", "ript_policy", "realsense_camera", "ript_policy.robot.camera_node",
+                    {"serial": Text(Arg(f"{name}_serial")), "camera_name": name, "width": Arg("camera_width"),
+                     "height": Arg("camera_height"), "fps": Arg("camera_fps")}, run_if=("use_sim", False))
+
+
+def _franka_bridge() -> NodeSpec:
+    return NodeSpec("franka_bridge", "ript_policy", "franka_bridge", "ript_policy.robot.franka_bridge", {
+        "robot_ip": Text(Arg("robot_ip")),
+        "dry_run": IfElse("use_sim", False, Arg("dry_run")),  # the emulator is no hardware to protect
+        # the emulator serves the fallback gripper topic; franka_ros2's gripper takes actions
+        "gripper_interface": IfElse("use_sim", "topic", "auto"),
+        "target_pose_topic": Arg("target_pose_topic"), "current_pose_topic": Arg("current_pose_topic"),
+        "joint_states_topic": Arg("joint_states_topic"), "watch_cameras": "agentview,wrist",
+        "control_period_s": 0.05,
+        # CPU rendering makes an emulator step take up to ~0.25 s on a busy machine: a robot's
+        # watchdog timeouts would hold it every few steps
+        "state_timeout_s": IfElse("use_sim", 1.0, 0.2), "image_timeout_s": IfElse("use_sim", 1.0, 0.5)})
+
+
+def _franka_emulator() -> NodeSpec:
+    return NodeSpec("franka_emulator", None, "ript_franka_emulator", "ript_sim.franka_emulator",
+                    {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"), "render": True,
+                     "target_pose_topic": Arg("target_pose_topic"), "current_pose_topic": Arg("current_pose_topic"),
+                     "joint_states_topic": Arg("joint_states_topic")}, run_if=("use_sim", True))
+
+
 def graph_nodes(mode: str) -> list[NodeSpec]:
-    """The nodes of a mode. franka: the Franka/RealSense driver bridge that publishes RobotState and
-    executes ActionCommand is not part of ript yet (see docs/ros.md); start it beside this graph."""
+    """Every node of a mode, conditional ones included (`active_nodes` picks those that run).
+    franka: franka_ros2 (the robot driver and its Cartesian impedance controller) is not part of
+    ript; start it beside this graph."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     nodes = [_policy(mode), _trainer(mode), _panel()]
@@ -119,7 +187,24 @@ def graph_nodes(mode: str) -> list[NodeSpec]:
         nodes.append(NodeSpec("libero_bridge", None, "ript_libero_bridge", "ript_sim.libero_bridge",
                               {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"),
                                "render": Arg("render"), "publish_reward": Arg("sim_reward")}))
+    else:
+        nodes += [_franka_bridge(), _camera("agentview"), _camera("wrist"), _franka_emulator()]
     return nodes
+
+
+def is_true(text: str) -> bool:
+    """A launch argument as a condition, read as launch reads it."""
+    if text.strip().lower() in ("true", "1"):
+        return True
+    if text.strip().lower() in ("false", "0"):
+        return False
+    raise ValueError(f"expected true/false/1/0 for a condition, got {text!r}")
+
+
+def active_nodes(mode: str, arguments: dict[str, str]) -> list[NodeSpec]:
+    """The nodes that run with these launch arguments."""
+    return [spec for spec in graph_nodes(mode)
+            if spec.run_if is None or is_true(arguments[spec.run_if[0]]) == spec.run_if[1]]
 
 
 def resolve(value: Any, arguments: dict[str, str]) -> Any:
@@ -128,4 +213,8 @@ def resolve(value: Any, arguments: dict[str, str]) -> Any:
         return arguments[value.name]
     if isinstance(value, list):
         return "".join(str(resolve(part, arguments)) for part in value)
+    if isinstance(value, IfElse):
+        return resolve(value.if_true if is_true(arguments[value.name]) else value.if_false, arguments)
+    if isinstance(value, Text):
+        return str(resolve(value.value, arguments))
     return value

@@ -4,26 +4,40 @@ full ROS 2 install, never in the pip environment."""
 
 from __future__ import annotations
 
-from ript_trainer.graph import ARGUMENTS, Arg, graph_nodes
+from ript_trainer.graph import ARGUMENTS, Arg, IfElse, Text, graph_nodes
 
 
 def generate_for(mode: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
-    from launch.substitutions import LaunchConfiguration
+    from launch.conditions import IfCondition, UnlessCondition
+    from launch.substitutions import IfElseSubstitution, LaunchConfiguration
     from launch_ros.actions import Node
+    from launch_ros.parameter_descriptions import ParameterValue
 
     def value_of(value):
         if isinstance(value, Arg):
             return LaunchConfiguration(value.name)
         if isinstance(value, list):
             return [value_of(part) for part in value]
+        if isinstance(value, IfElse):  # substitutions take text: bools as launch writes them
+            text = lambda v: value_of(v) if isinstance(v, (Arg, list)) else str(v).lower() if isinstance(v, bool) else str(v)
+            return IfElseSubstitution(LaunchConfiguration(value.name), if_value=text(value.if_true),
+                                      else_value=text(value.if_false))
+        if isinstance(value, Text):
+            return ParameterValue(value_of(value.value), value_type=str)
         return value
+
+    def condition_of(spec):
+        if spec.run_if is None:
+            return None
+        name, when = spec.run_if
+        return (IfCondition if when else UnlessCondition)(LaunchConfiguration(name))
 
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, (default, description) in ARGUMENTS[mode].items()]
     nodes = [Node(package=spec.package, executable=spec.executable, name=spec.name, output="screen",
                   parameters=[{key: value_of(value) for key, value in spec.parameters.items()}],
-                  remappings=list(spec.remappings))
+                  remappings=list(spec.remappings), condition=condition_of(spec))
              for spec in graph_nodes(mode)]
     return LaunchDescription(arguments + nodes)

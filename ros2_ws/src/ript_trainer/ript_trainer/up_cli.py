@@ -5,7 +5,8 @@ pip environment lacks). Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL
 period); if one node exits, the others are stopped too.
 
     ript up sim --set checkpoint=runs/sft/policy.ckpt --set max_steps=120
-    ript up franka --set checkpoint=policy.ckpt --set contexts_file=contexts.yaml
+    ript up franka --set checkpoint=policy.ckpt --set contexts_file=contexts.yaml --set robot_ip=172.16.0.2
+    ript up franka --set checkpoint=policy.ckpt --set use_sim=true --set contexts_file=runs/contexts/c.npz
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ript_trainer.graph import ARGUMENTS, MODES, NodeSpec, graph_nodes, resolve
+from ript_trainer.graph import ARGUMENTS, MODES, NodeSpec, Text, active_nodes, is_true, resolve
 
 STOP_GRACE_S = 10.0
 
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="launch argument, as ros2 launch's name:=value; see --list")
     parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
-    parser.add_argument("--tasks", default="0", help="sim: tasks for a missing contexts_file (e.g. '0,1')")
-    parser.add_argument("--per-task", type=int, default=4, help="sim: contexts per task for a missing contexts_file")
+    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1')")
+    parser.add_argument("--per-task", type=int, default=4,
+                        help="sim, use_sim: contexts per task for a missing contexts_file")
 
 
 def launch_arguments(mode: str, assignments: list[str]) -> dict[str, str]:
@@ -44,10 +46,12 @@ def launch_arguments(mode: str, assignments: list[str]) -> dict[str, str]:
 def node_command(spec: NodeSpec, arguments: dict[str, str]) -> list[str]:
     """`python -m module --ros-args ...` with the node's name, parameters and remappings."""
     command = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
-    for key, value in spec.parameters.items():
-        value = resolve(value, arguments)
+    for key, spec_value in spec.parameters.items():
+        value = resolve(spec_value, arguments)
         if isinstance(value, bool):
             value = str(value).lower()
+        elif isinstance(spec_value, Text) or value == "":  # a YAML string: '' or '036522072967'
+            value = "'" + str(value).replace("'", "''") + "'"
         command += ["-p", f"{key}:={value}"]
     for source, target in spec.remappings:
         command += ["-r", f"{source}:={target}"]
@@ -55,7 +59,7 @@ def node_command(spec: NodeSpec, arguments: dict[str, str]) -> list[str]:
 
 
 def plan(mode: str, arguments: dict[str, str]) -> list[list[str]]:
-    return [node_command(spec, arguments) for spec in graph_nodes(mode)]
+    return [node_command(spec, arguments) for spec in active_nodes(mode, arguments)]
 
 
 def start(mode: str, arguments: dict[str, str], **popen) -> list[subprocess.Popen]:
@@ -97,11 +101,16 @@ def run(args: argparse.Namespace) -> int:
     arguments = launch_arguments(args.mode, args.set)
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
-    if args.mode == "sim":
+    simulated = args.mode == "sim" or is_true(arguments["use_sim"])
+    if simulated and args.mode == "franka" and not arguments["contexts_file"].endswith(".npz"):
+        raise SystemExit("ript up franka: use_sim needs LIBERO contexts: --set contexts_file=PATH.npz "
+                         "(written if missing)")
+    if simulated and arguments["contexts_file"].endswith(".npz"):
         ensure_contexts(arguments, args.tasks, args.per_task)
-    else:
-        print("ript up franka: starting the policy and trainer nodes; the Franka/RealSense drivers and the "
-              "bridge that publishes /robot/state and executes /action are not part of ript yet (docs/ros.md)",
+    if not simulated:
+        print(f"ript up franka: franka_ros2 is not started by ript: start it for the robot at "
+              f"{arguments['robot_ip'] or '(robot_ip)'} first. franka_bridge is "
+              f"{'in DRY RUN (set dry_run=false to move the robot)' if is_true(arguments['dry_run']) else 'LIVE'}",
               flush=True)
     stopping = False
 
@@ -112,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     processes = start(args.mode, arguments)
-    names = [spec.name for spec in graph_nodes(args.mode)]
+    names = [spec.name for spec in active_nodes(args.mode, arguments)]
     print(f"ript up {args.mode}: started {', '.join(names)}", flush=True)
     code = 0
     try:

@@ -2,8 +2,8 @@
 
 Read-only GETs are open (the panel binds to localhost by default); every state-changing request
 needs the access token (`Authorization: Bearer <token>`). Errors are JSON, never tracebacks:
-401 missing/bad token, 404 unknown, 409 no active trial / already marked / refused by the trainer,
-422 malformed, 503 the trainer did not answer.
+401 missing/bad token, 404 unknown, 409 no active trial / already marked / refused by the trainer
+or the robot bridge, 422 malformed, 503 the trainer or the robot bridge did not answer.
 """
 
 from __future__ import annotations
@@ -37,10 +37,19 @@ class PanelActions(Protocol):
     def publish(self, mark: Mark) -> None: ...
     def start_trial(self) -> tuple[bool, str, str]: ...
     def abort_trial(self, trial_id: str, reason: str) -> tuple[bool, str]: ...
+    def robot_command(self, command: RobotCommand) -> tuple[bool, str]: ...
+
+
+RobotCommand = Literal["estop", "release", "home"]
+"""The Franka bridge's robot/<command> services (std_srvs/Trigger)."""
 
 
 class TrainerUnavailable(Exception):
     """A service call to the trainer got no answer."""
+
+
+class RobotUnavailable(Exception):
+    """A service call to the robot bridge got no answer."""
 
 
 # ---- request / response models ---------------------------------------------------------------
@@ -163,6 +172,10 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     async def on_unavailable(request: Request, exc: TrainerUnavailable):
         return _error(503, "trainer_unavailable", str(exc))
 
+    @app.exception_handler(RobotUnavailable)
+    async def on_robot_unavailable(request: Request, exc: RobotUnavailable):
+        return _error(503, "robot_unavailable", str(exc))
+
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception):
         log.exception("panel: unhandled error on %s", request.url.path)
@@ -242,6 +255,29 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
         if not accepted:
             raise PanelError(409, message)
         return ActionOut(accepted=True, message=message, trial_id=trial_id)
+
+    def robot(command: RobotCommand) -> ActionOut:
+        accepted, message = actions.robot_command(command)
+        if not accepted:
+            raise PanelError(409, message)
+        return ActionOut(accepted=True, message=message)
+
+    robot_errors = {**ERRORS, 503: {"model": ErrorOut}}
+
+    @app.post("/api/robot/estop", response_model=ActionOut, dependencies=authorized, responses=robot_errors)
+    def post_estop() -> ActionOut:
+        """Latch the robot bridge's e-stop: it stops commanding the robot at once."""
+        return robot("estop")
+
+    @app.post("/api/robot/release", response_model=ActionOut, dependencies=authorized, responses=robot_errors)
+    def post_release() -> ActionOut:
+        """Clear a latched e-stop."""
+        return robot("release")
+
+    @app.post("/api/robot/home", response_model=ActionOut, dependencies=authorized, responses=robot_errors)
+    def post_home() -> ActionOut:
+        """Move the robot to its home pose in bounded steps (refused while e-stopped or stale)."""
+        return robot("home")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

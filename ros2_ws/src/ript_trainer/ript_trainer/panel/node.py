@@ -2,7 +2,8 @@
 
 Hears camera images (best effort), /ript/trial_start, /ript/trial_aborted, /ript/status and /reward
 (the simulator's success check becomes a suggestion); publishes the operator's marks as
-Reward(source=operator) on /reward; calls /ript/start_trial and /ript/abort_trial.
+Reward(source=operator) on /reward; calls /ript/start_trial and /ript/abort_trial, and the Franka
+bridge's /robot/estop, /robot/release and /robot/home.
 rclpy spins in a background thread, uvicorn serves in the main thread; SIGINT/SIGTERM stop both.
 
     ript_panel --ros-args -p port:=8000 -p token:=secret -p run_dir:=runs/ros/franka
@@ -26,11 +27,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
 from ript_interfaces.srv import AbortTrial, StartTrial
 from ript_policy.ros_images import image_to_rgb
-from ript_trainer.panel.app import TrainerUnavailable, create_app
+from ript_trainer.panel.app import RobotCommand, RobotUnavailable, TrainerUnavailable, create_app
 from ript_trainer.panel.state import ActiveTrial, Mark, PanelConfig, PanelState, flush_due
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -55,6 +57,8 @@ class PanelNode(Node):
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.start_client = self.create_client(StartTrial, "ript/start_trial")
         self.abort_client = self.create_client(AbortTrial, "ript/abort_trial")
+        self.robot_clients = {command: self.create_client(Trigger, f"robot/{command}")
+                              for command in ("estop", "release", "home")}
         for camera in str(p("cameras", "agentview,wrist").value).split(","):
             if camera:
                 self.create_subscription(Image, f"camera/{camera}/image_raw",
@@ -93,15 +97,15 @@ class PanelNode(Node):
         self.get_logger().info(f"{'auto-accepted' if mark.auto else 'operator'} mark: {mark.trial_id} "
                                f"{'success' if mark.success else 'failure'}")
 
-    def _call(self, client, request):
-        # discovery can lag a freshly (re)started trainer by a moment: wait briefly before giving up
+    def _call(self, client, request, unavailable=TrainerUnavailable, server="the trainer"):
+        # discovery can lag a freshly (re)started node by a moment: wait briefly before giving up
         if not client.wait_for_service(timeout_sec=SERVICE_DISCOVERY_S):
-            raise TrainerUnavailable(f"{client.srv_name} has no server (is the trainer running?)")
+            raise unavailable(f"{client.srv_name} has no server (is {server} running?)")
         done = threading.Event()
         future = client.call_async(request)
         future.add_done_callback(lambda _: done.set())
         if not done.wait(SERVICE_TIMEOUT_S) or future.result() is None:
-            raise TrainerUnavailable(f"{client.srv_name} did not answer within {SERVICE_TIMEOUT_S:g} s")
+            raise unavailable(f"{client.srv_name} did not answer within {SERVICE_TIMEOUT_S:g} s")
         return future.result()
 
     def start_trial(self) -> tuple[bool, str, str]:
@@ -111,6 +115,11 @@ class PanelNode(Node):
     def abort_trial(self, trial_id: str, reason: str) -> tuple[bool, str]:
         reply = self._call(self.abort_client, AbortTrial.Request(trial_id=trial_id, reason=reason))
         return reply.accepted, reply.message
+
+    def robot_command(self, command: RobotCommand) -> tuple[bool, str]:
+        reply = self._call(self.robot_clients[command], Trigger.Request(), RobotUnavailable, "the franka bridge")
+        self.get_logger().warning(f"operator: robot/{command}: {reply.message}")
+        return reply.success, reply.message
 
 
 class _Server(uvicorn.Server):

@@ -30,9 +30,15 @@ const actions = {
   accept: async () => { const m = await post("/api/accept_suggestion", { trial_id: trialId() }); if (m) feedback(`accepted suggestion for ${m.trial_id}: ${m.success ? "success" : "failure"}`); },
   undo: async () => { const m = await post("/api/undo"); if (m) feedback(`undone: ${m.trial_id}`); },
   next: async () => { const a = await post("/api/start_next"); if (a) feedback(`started ${a.trial_id}`); },
+  // robot: the e-stop acts at once; release and home move the robot again, so they ask first
+  estop: async () => { const a = await post("/api/robot/estop"); if (a) feedback(a.message, true); },
+  release: async () => { if (!confirm("Release the e-stop? The robot follows the policy again.")) return;
+                         const a = await post("/api/robot/release"); if (a) feedback(a.message); },
+  home: async () => { if (!confirm("Move the robot to its home pose?")) return;
+                      const a = await post("/api/robot/home"); if (a) feedback(a.message); },
 };
 for (const [name, fn] of Object.entries(actions)) $("btn-" + name).addEventListener("click", fn);
-const keys = { s: "success", f: "failure", a: "abort", y: "accept", u: "undo", n: "next" };
+const keys = { s: "success", f: "failure", a: "abort", y: "accept", u: "undo", n: "next", e: "estop" };
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
   const name = keys[e.key.toLowerCase()];
