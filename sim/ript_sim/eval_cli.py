@@ -18,11 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-only", action="store_true", help="no cameras (the expert; ignored with --checkpoint)")
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--execute-steps", type=int, default=None,
+                        help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
 
 
-def _checkpoint_policy(path: Path, stochastic: bool, seed: int) -> tuple[object, dict, object]:
+def _checkpoint_policy(path: Path, stochastic: bool, seed: int,
+                       execute_steps: int | None = None) -> tuple[object, dict, object]:
     """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
     from ript_policy.checkpoint import load_checkpoint
     from ript_policy.encoders import LanguageEncoder
@@ -38,7 +41,7 @@ def _checkpoint_policy(path: Path, stochastic: bool, seed: int) -> tuple[object,
             embeddings[context.instruction] = language(context.instruction)
         return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
 
-    agent = policy_agent(policy, execute_steps=policy.config.execute_steps, stochastic=stochastic, seed=seed,
+    agent = policy_agent(policy, execute_steps=execute_steps or policy.config.execute_steps, stochastic=stochastic, seed=seed,
                          featurize=featurize)
     env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
     return agent, env, policy
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         agent, name = ScriptedExpert(), "scripted expert"
     else:
-        agent, env, _ = _checkpoint_policy(args.checkpoint, args.stochastic, args.seed)
+        agent, env, _ = _checkpoint_policy(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
         name = args.checkpoint.name
     env_config = LiberoEnvConfig(suite=args.suite, **env)
     report = evaluate(agent, args.suite, parse_task_ids(args.tasks), args.episodes, num_envs=args.num_envs,

@@ -146,6 +146,32 @@ def test_suggestion_accept_and_auto_accept(tmp_path):
     assert mark is not None and mark.auto and mark.success and auto.due() == [mark]
 
 
+def test_classifier_verdict_is_a_mark_only_when_confident_and_the_operator_wins(tmp_path):
+    now = [1000.0]
+    state = PanelState(PanelConfig(token=TOKEN, reward_mode="operator", classifier_threshold=0.9, undo_window_s=3,
+                                   marks_file=str(tmp_path / "m.jsonl")), clock=lambda: now[0])
+    with TestClient(create_app(state, Recorder(state))) as client:
+        # unsure: shown, the operator is asked
+        state.on_trial_start(trial(1))
+        assert state.on_reward(trial(1).trial_id, True, "classifier", 0.7) is None
+        shown = client.get("/api/state").json()
+        assert (shown["suggestion"], shown["suggestion_source"], shown["suggestion_confidence"]) == (True, "classifier", 0.7)
+        assert client.post("/api/mark", json={"trial_id": trial(1).trial_id, "outcome": "failure"},
+                           headers=AUTH).json()["success"] is False
+        # confident: accepted automatically, but held for the undo window; the operator overrides it
+        state.on_trial_start(trial(2))
+        mark = state.on_reward(trial(2).trial_id, True, "classifier", 0.95)
+        assert mark is not None and mark.auto and mark.success and state.due() == []
+        assert client.post("/api/undo", headers=AUTH).json()["status"] == "undone"
+        r = client.post("/api/mark", json={"trial_id": trial(2).trial_id, "outcome": "failure"}, headers=AUTH)
+        now[0] += 3.5
+        first, sent = state.due()  # trial 1's mark and the correction; the undone verdict never goes out
+        assert first.trial_id == trial(1).trial_id and sent.trial_id == trial(2).trial_id
+        assert r.status_code == 200 and sent.success is False and not sent.auto
+        # a confident verdict after the operator's mark changes nothing
+        assert state.on_reward(trial(2).trial_id, True, "classifier", 0.99) is None
+
+
 def test_abort_and_start_next_go_to_the_trainer(panel):
     state, recorder, client = panel
     state.on_trial_start(trial())

@@ -135,13 +135,18 @@ def test_franka_graph_runs_cameras_on_a_robot_and_the_emulator_in_simulation():
 
     robot = graph("wrist_serial=036522072967", "robot_ip=172.16.0.2")
     assert set(robot) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "agentview_camera",
-                          "wrist_camera"}
+                          "wrist_camera", "success_classifier"}
     assert robot["wrist_camera"]["serial"] == "'036522072967'"  # a string: the leading zero survives
     assert robot["agentview_camera"]["serial"] == "''"
     assert robot["franka_bridge"]["dry_run"] == "true" and robot["trainer_node"]["auto_start"] == "false"
     assert robot["franka_bridge"]["gripper_interface"] == "auto"
+    # on a robot only the operator's marks count; the classifier (none yet: '') only collects examples
+    assert robot["trainer_node"]["reward_mode"] == robot["operator_panel"]["reward_mode"] == "operator"
+    assert robot["success_classifier"]["model"] == "''"
+    assert robot["success_classifier"]["threshold"] == robot["operator_panel"]["classifier_threshold"] == "0.9"
     simulated = graph("use_sim=true", "dry_run=true")
-    assert set(simulated) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "franka_emulator"}
+    assert set(simulated) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "franka_emulator",
+                              "success_classifier"}
     assert simulated["franka_bridge"]["dry_run"] == "false" and simulated["trainer_node"]["auto_start"] == "true"
     assert simulated["franka_bridge"]["gripper_interface"] == "topic"
     with pytest.raises(ValueError, match="true/false"):

@@ -93,8 +93,15 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
                                            "(use_sim: a LIBERO contexts .npz)"),
         "control_rate_hz": ("20.0", "policy control rate (LIBERO/Franka OSC runs at 20 Hz)"),
         "trial_timeout_s": ("600.0", "abort a trial without reward and trajectory after this long"),
-        "reward_mode": ("any", "'operator': only the operator's marks count (a classifier's rewards are "
-                               "ignored); 'any': every judge"),
+        "reward_mode": ("operator", "'operator' (a robot's default): only the operator's marks count; the "
+                                    "panel turns a confident classifier verdict into a mark the operator can "
+                                    "undo; 'any': every judge"),
+        "classifier": ("", "success-classifier checkpoint (`ript train-classifier`); '' : none, the node only "
+                           "stores the operator's marks as training examples"),
+        "classifier_threshold": ("0.9", "confidence at which the classifier's verdict becomes a mark; below "
+                                        "it the operator is asked"),
+        "classifier_episode_steps": ("0", "steps after which the classifier gives its verdict whatever its "
+                                          "confidence (0: only confident successes)"),
         "use_sim": ("false", "LIBERO plays the robot and cameras (franka_emulator) behind the same franka_bridge; "
                              "trials start by themselves and dry_run is off"),
         "robot_ip": ("", "the Franka's address: for franka_ros2's own launch (ript does not start franka_ros2)"),
@@ -141,10 +148,19 @@ def _trainer(mode: str) -> NodeSpec:
     return NodeSpec("trainer_node", "ript_trainer", "trainer_node", "ript_trainer.trainer_node", parameters)
 
 
-def _panel() -> NodeSpec:
-    return NodeSpec("operator_panel", "ript_trainer", "ript_panel", "ript_trainer.panel.node",
-                    {"host": Arg("panel_host"), "port": Arg("panel_port"), "token": Arg("panel_token"),
-                     "auto_accept": Arg("auto_accept"), "reward_mode": Arg("reward_mode"),
+def _panel(mode: str) -> NodeSpec:
+    parameters = {"host": Arg("panel_host"), "port": Arg("panel_port"), "token": Arg("panel_token"),
+                  "auto_accept": Arg("auto_accept"), "reward_mode": Arg("reward_mode"), "run_dir": Arg("run_dir")}
+    if mode == "franka":
+        parameters["classifier_threshold"] = Arg("classifier_threshold")
+    return NodeSpec("operator_panel", "ript_trainer", "ript_panel", "ript_trainer.panel.node", parameters)
+
+
+def _classifier() -> NodeSpec:
+    """Judges trials from the agentview camera and turns every operator mark into a training example."""
+    return NodeSpec("success_classifier", "ript_trainer", "ript_classifier", "ript_trainer.classifier_node",
+                    {"model": Text(Arg("classifier")), "threshold": Arg("classifier_threshold"),
+                     "episode_steps": Arg("classifier_episode_steps"), "camera": "agentview",
                      "run_dir": Arg("run_dir")})
 
 
@@ -182,13 +198,13 @@ def graph_nodes(mode: str) -> list[NodeSpec]:
     ript; start it beside this graph."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    nodes = [_policy(mode), _trainer(mode), _panel()]
+    nodes = [_policy(mode), _trainer(mode), _panel(mode)]
     if mode == "sim":
         nodes.append(NodeSpec("libero_bridge", None, "ript_libero_bridge", "ript_sim.libero_bridge",
                               {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"),
                                "render": Arg("render"), "publish_reward": Arg("sim_reward")}))
     else:
-        nodes += [_franka_bridge(), _camera("agentview"), _camera("wrist"), _franka_emulator()]
+        nodes += [_franka_bridge(), _camera("agentview"), _camera("wrist"), _franka_emulator(), _classifier()]
     return nodes
 
 

@@ -105,6 +105,8 @@ class StateOut(BaseModel):
     trial: Optional[TrialOut]
     trial_closed: str
     suggestion: Optional[bool]
+    suggestion_source: Optional[str]
+    suggestion_confidence: Optional[float]
     trainer: dict
     last_mark: Optional[MarkOut]
     undo_left_s: float
@@ -231,7 +233,7 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     def post_accept(body: TrialRequest) -> MarkOut:
         suggestion = state.snapshot()["suggestion"]
         if suggestion is None:
-            raise PanelError(409, f"no simulator suggestion for {body.trial_id!r}")
+            raise PanelError(409, f"no suggestion (simulator or classifier) for {body.trial_id!r}")
         mark = state.mark(body.trial_id, suggestion)
         flush_due(state, actions.publish)
         return _mark_out(mark)

@@ -50,6 +50,7 @@ class PanelNode(Node):
             host=str(p("host", "127.0.0.1").value), port=int(p("port", 8000).value),
             token=str(p("token", "auto").value),
             auto_accept=bool(p("auto_accept", False).value), reward_mode=str(p("reward_mode", "any").value),
+            classifier_threshold=float(p("classifier_threshold", 0.9).value),
             undo_window_s=float(p("undo_window_s", 3.0).value),
             marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl",
             cors_origins=tuple(o for o in origins.split(",") if o))
@@ -85,7 +86,7 @@ class PanelNode(Node):
                               "success_rate": float(msg.success_rate), "message": msg.message})
 
     def _on_reward(self, msg: Reward) -> None:
-        mark = self.state.on_reward(msg.trial_id, msg.success, msg.source)
+        mark = self.state.on_reward(msg.trial_id, msg.success, msg.source, float(msg.confidence))
         if mark is not None:  # auto-accept: the suggestion goes out as the operator's mark
             flush_due(self.state, self.publish)
 

@@ -49,6 +49,10 @@ class PanelConfig:
     reward_mode: str = "any"
     """'operator': simulator rewards are only suggestions (the trainer ignores them);
     'any': a reward from another judge closes the trial in the panel too."""
+    classifier_threshold: float = 0.9
+    """With reward_mode 'operator': a success classifier's verdict becomes the mark when its
+    confidence reaches this (held for the undo window like any mark, so the operator can still
+    override it); below it the operator is asked. Above 1: never."""
     undo_window_s: float = 3.0
     """A mark is held this long before it goes out on /reward; 0 publishes at once."""
     marks_file: str = "runs/ros/panel/marks.jsonl"
@@ -110,8 +114,9 @@ class PanelState:
         self.trial: ActiveTrial | None = None
         self.trial_closed = ""
         """Why the active trial takes no mark ('' while it does): marked, aborted, judged."""
-        self.suggestion: dict[str, bool] = {}
-        """trial_id -> the simulator's success check, shown for the operator to accept or override."""
+        self.suggestion: dict[str, tuple[bool, str, float]] = {}
+        """trial_id -> (success, judge, confidence) from the simulator's check or the success
+        classifier, shown for the operator to accept or override."""
         self.trainer: dict[str, Any] = {"state": "unknown", "message": "no status from the trainer yet"}
         self.marks: list[Mark] = []
         self.frames: dict[str, Frame] = {}
@@ -167,17 +172,21 @@ class PanelState:
                     mark.status = "stored"
                     self._append("stored", mark_id=mark.mark_id)
 
-    def on_reward(self, trial_id: str, success: bool, source: str) -> Mark | None:
-        """A reward heard on /reward. Returns a mark to publish now when auto-accept takes a
-        simulator suggestion; our own rewards (source operator) come back here and are ignored."""
+    def on_reward(self, trial_id: str, success: bool, source: str, confidence: float = 1.0) -> Mark | None:
+        """A reward heard on /reward. Returns a mark to publish now when a suggestion is accepted
+        automatically (the simulator's with auto_accept, the classifier's at or above
+        classifier_threshold); our own rewards (source operator) come back here and are ignored."""
         with self._lock:
             if source == "operator":
                 return None
             active = self.trial is not None and self.trial.trial_id == trial_id
-            if source == "simulator" and self.config.reward_mode == "operator":
-                self.suggestion[trial_id] = bool(success)
-                if self.config.auto_accept and active and not self.trial_closed:
-                    return self.mark(trial_id, bool(success), auto=True)
+            if source in ("simulator", "classifier") and self.config.reward_mode == "operator":
+                self.suggestion[trial_id] = (bool(success), source, float(confidence))
+                accept = (self.config.auto_accept if source == "simulator"
+                          else confidence >= self.config.classifier_threshold)
+                if accept and active and not self.trial_closed:
+                    # a learned judge can be wrong: its mark waits out the undo window like the operator's
+                    return self.mark(trial_id, bool(success), auto=True, hold=source == "classifier")
                 return None
             # another judge decided and the trainer counts it: history, and no mark for this trial
             if any(m.trial_id == trial_id and m.status != "undone" for m in self.marks):
@@ -193,17 +202,21 @@ class PanelState:
             self.frames[camera] = Frame(pixels, previous.seq + 1 if previous else 1)
 
     # ---- what the operator asks ------------------------------------------------------------------
-    def _new_mark(self, trial_id: str, success: bool, source: str, auto: bool, status: str) -> Mark:
+    def _new_mark(self, trial_id: str, success: bool, source: str, auto: bool, status: str,
+                  hold: bool | None = None) -> Mark:
         trial = self.trial if self.trial and self.trial.trial_id == trial_id else None
         now = self.clock()
         mark = Mark(secrets.token_hex(6), trial_id, success, source, trial.iteration if trial else 0,
                     trial.context_id if trial else "", now, auto,
-                    now if auto or status != "held" else now + self.config.undo_window_s, status)
+                    now + self.config.undo_window_s if status == "held" and (not auto if hold is None else hold)
+                    else now, status)
         self._append("mark", **asdict(mark))  # persisted before anything else happens to it
         self.marks.append(mark)
         return mark
 
-    def mark(self, trial_id: str, success: bool, auto: bool = False) -> Mark:
+    def mark(self, trial_id: str, success: bool, auto: bool = False, hold: bool | None = None) -> Mark:
+        """The operator's mark (auto: a suggestion accepted automatically). Held for the undo window
+        unless `hold` is False (default: held unless auto)."""
         with self._lock:
             if self.trial is None:
                 raise PanelError(409, "no active trial")
@@ -211,14 +224,14 @@ class PanelState:
                 raise PanelError(409, f"trial {trial_id!r} is not the active trial {self.trial.trial_id!r}")
             if self.trial_closed:
                 raise PanelError(409, f"trial {trial_id} already {self.trial_closed}")
-            mark = self._new_mark(trial_id, success, "operator", auto, "held")
+            mark = self._new_mark(trial_id, success, "operator", auto, "held", hold)
             self.trial_closed = "marked"
             return mark
 
     def undo(self) -> Mark:
         """Take back the newest mark while it is still held."""
         with self._lock:
-            held = [m for m in self.marks if m.status == "held" and not m.auto]
+            held = [m for m in self.marks if m.status == "held" and m.publish_at > m.marked_at]
             if not held:
                 raise PanelError(409, "no mark to undo (published marks are final)")
             mark = held[-1]
@@ -254,10 +267,13 @@ class PanelState:
         with self._lock:
             trial = asdict(self.trial) if self.trial else None
             last = self.marks[-1] if self.marks else None
+            suggestion = self.suggestion.get(self.trial.trial_id) if self.trial else None
             return {
                 "trial": trial,
                 "trial_closed": self.trial_closed,
-                "suggestion": self.suggestion.get(self.trial.trial_id) if self.trial else None,
+                "suggestion": suggestion[0] if suggestion else None,
+                "suggestion_source": suggestion[1] if suggestion else None,
+                "suggestion_confidence": suggestion[2] if suggestion else None,
                 "trainer": dict(self.trainer),
                 "last_mark": asdict(last) if last else None,
                 "undo_left_s": max(0.0, last.publish_at - self.clock()) if last and last.status == "held" else 0.0,

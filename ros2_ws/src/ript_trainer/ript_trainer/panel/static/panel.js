@@ -56,7 +56,8 @@ function render(s) {
     (t.batch_target ? ` · ${t.trials_collected}/${t.batch_target} collected` : "") : "";
   $("instruction").textContent = trial ? trial.instruction : "no trial yet";
   $("trial").textContent = trial ? `trial ${trial.trial_id}` + (s.trial_closed ? ` — ${s.trial_closed}` : "") : "";
-  $("suggestion").textContent = s.suggestion === null ? "" : `simulator suggests: ${s.suggestion ? "success" : "failure"}` + (s.auto_accept ? " (auto-accept on)" : "");
+  const sure = s.suggestion_source === "classifier" ? ` (confidence ${s.suggestion_confidence.toFixed(2)})` : "";
+  $("suggestion").textContent = s.suggestion === null ? "" : `${s.suggestion_source} suggests: ${s.suggestion ? "success" : "failure"}${sure}` + (s.auto_accept && s.suggestion_source === "simulator" ? " (auto-accept on)" : "");
   const open = trial && !s.trial_closed;
   for (const b of ["success", "failure", "abort"]) $("btn-" + b).disabled = !open;
   $("btn-accept").disabled = !open || s.suggestion === null;
