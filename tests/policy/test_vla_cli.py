@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ript_policy.checkpoint import load_checkpoint, read_checkpoint
+from ript_policy.libero_data import state_dim
 from ript_trainer.cli import main
 from vla_helpers import INSTRUCTION, write_demo_file
 
@@ -21,8 +22,8 @@ def test_sft_calibrate_export_pipeline(tmp_path, capsys):
     assert checkpoint.is_file() and (run_dir / "loss_curve.png").stat().st_size > 1000
     assert (run_dir / "metrics.jsonl").is_file() and (run_dir / "config.json").is_file()
     payload = read_checkpoint(checkpoint)
-    assert payload["config"]["state_dim"] == 14 and payload["config"]["input_mode"] == "state"
-    assert len(payload["stats"]["state_mean"]) == 14
+    assert payload["config"]["state_dim"] == state_dim(7) and payload["config"]["input_mode"] == "state"
+    assert len(payload["stats"]["state_mean"]) == state_dim(7)
     embedding = np.asarray(payload["instruction_embeddings"][INSTRUCTION])
     assert embedding.shape == (384,) and abs(np.linalg.norm(embedding) - 1.0) < 1e-4  # real MiniLM, unit-norm
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_LANGUAGE, OBS_STATE
-from ript_policy.libero_data import policy_observation, read_demos
+from ript_policy.libero_data import policy_observation, read_demos, state_dim
 from ript_policy.sft import DemoDataset, SFTConfig, action_chunks, calibrate_scale, train_sft
 from ript_policy.vla import build_policy
 from vla_helpers import INSTRUCTION, tiny_config, write_demo_file
@@ -36,7 +36,7 @@ def test_dataset_featurises_like_policy_observation(tmp_path):
     stats = dataset.stats()
     assert set(stats) >= {"state_mean", "state_std", "action_min", "action_max"}
     # State mode appends the object poses.
-    assert DemoDataset(demos, tiny_config("regression"), EMBEDDINGS).obs[OBS_STATE].shape[1] == 14
+    assert DemoDataset(demos, tiny_config("regression"), EMBEDDINGS).obs[OBS_STATE].shape[1] == state_dim(7)
 
 
 @pytest.mark.parametrize("head", ["regression", "tokenized"])

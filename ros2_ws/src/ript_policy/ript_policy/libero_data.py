@@ -187,6 +187,9 @@ def state_features(obs: Mapping[str, np.ndarray]) -> np.ndarray:
     parts = [np.asarray(obs[key], dtype=np.float32) for key in PROPRIO_KEYS]
     if OBJECT_STATE in obs:
         objects = np.asarray(obs[OBJECT_STATE], dtype=np.float32)
+        if objects.shape[-1] % OBJECT_POSE_DIM:
+            raise ValueError(f"object_state must hold {OBJECT_POSE_DIM} numbers (pos + quat xyzw) per object, "
+                             f"got {objects.shape[-1]}")
         parts.append(objects)
         # Where each object is *from the gripper*: the quantity a reaching action is proportional
         # to. A small policy that must subtract absolute positions itself drifts in closed loop.
