@@ -45,7 +45,9 @@ setup_python() {
   [ -x "$RIPT_VENV/bin/python" ] || "$PYTHON" -m venv "$RIPT_VENV"
   local pip=("$RIPT_VENV/bin/python" -m pip --disable-pip-version-check -q)
   "${pip[@]}" install -r "$RIPT_ROOT/requirements.txt" -c "$RIPT_ROOT/constraints.txt"
-  "${pip[@]}" install --no-deps --no-build-isolation \
+  # --use-pep517: an older pip (Debian's 23.0) would fall back to `setup.py develop`, which follows
+  # setup.cfg's script_dir and puts the console scripts off PATH
+  "${pip[@]}" install --no-deps --no-build-isolation --use-pep517 \
     -e "$RIPT_ROOT/ros2_ws/src/ript_policy" \
     -e "$RIPT_ROOT/ros2_ws/src/ript_trainer" \
     -e "$RIPT_ROOT/sim"
