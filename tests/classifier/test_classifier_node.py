@@ -4,8 +4,6 @@ its verdict at the step budget, and an operator's mark stores the trial's last f
 example for the next training run."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,6 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from classifier_scenes import dataset, scene
+from node_process import NodeProcess
 from ript_interfaces.msg import Reward, RobotState, TrialStart
 from ript_trainer.success_classifier import ClassifierConfig, Examples, save_classifier, train_classifier
 
@@ -38,16 +37,9 @@ def to_msg(pixels: np.ndarray) -> Image:
     return msg
 
 
-def start_node(tmp_path, **params):
-    command = [sys.executable, "-m", "ript_trainer.classifier_node", "--ros-args"]
-    for key, value in {"run_dir": str(tmp_path), **params}.items():
-        command += ["-p", f"{key}:={value}"]
-    log = (tmp_path / "classifier.log").open("w")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), tmp_path / "classifier.log"
-
-
 def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, model_path):
-    proc, log = start_node(tmp_path, model=str(model_path), threshold=0.9, confirm_frames=2, episode_steps=5)
+    node_process = NodeProcess("ript_trainer.classifier_node", tmp_path / "classifier.log", run_dir=str(tmp_path),
+                               model=str(model_path), threshold=0.9, confirm_frames=2, episode_steps=5)
     try:
         node = ros.node
         rewards: list[Reward] = []
@@ -57,7 +49,7 @@ def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, mode
         camera_pub = node.create_publisher(Image, "camera/agentview/image_raw", qos_profile_sensor_data)
         state_pub = node.create_publisher(RobotState, "robot/state", qos_profile_sensor_data)
         assert ros.spin_until(lambda: start_pub.get_subscription_count() and camera_pub.get_subscription_count()
-                              and reward_pub.get_subscription_count(), 60), log.read_text()
+                              and reward_pub.get_subscription_count(), 60), node_process.output()
         rng = np.random.default_rng(5)
 
         def run_trial(trial_id, success_scene, until, steps=None):
@@ -96,11 +88,10 @@ def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, mode
             camera_pub.publish(to_msg(frame))
             ros.spin_until(lambda: False, 0.1)
         reward_pub.publish(Reward(trial_id="t3", success=True, reward=1.0, source="operator", confidence=1.0))
-        assert ros.spin_until(example.exists, 10), log.read_text()
+        assert ros.spin_until(example.exists, 10), node_process.output()
         with np.load(example) as data:
             assert data["labels"].tolist() == [1] and data["groups"].tolist() == ["t3"]
             np.testing.assert_array_equal(data["images"][0], frame)
         assert [r.source for r in rewards if r.trial_id == "t3"] == ["operator"]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        node_process.stop()

@@ -46,27 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def demo_files(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(path.rglob("*.hdf5"))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no demo file or folder at {path}")
-    if not files:
-        raise FileNotFoundError(f"no *.hdf5 files under {[str(p) for p in paths]}")
-    return files
-
-
 def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
     from tqdm import tqdm
 
     from ript_policy.libero_data import read_demos
+    from ript_policy.paths import files_under
 
     demos = []
-    for file in tqdm(demo_files(paths), desc="reading demos", unit="file", disable=not progress):
+    for file in tqdm(files_under(paths, ".hdf5", "demo"), desc="reading demos", unit="file", disable=not progress):
         demos += read_demos(file, max_demos=max_demos)
     return demos
 

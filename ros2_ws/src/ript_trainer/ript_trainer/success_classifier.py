@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ript_policy.encoders import SmallCNN
+from ript_policy.paths import files_under
 from ript_policy.safe_io import atomic_write, load_verified, save_verified
 from ript_policy.sft import random_shift
 
@@ -82,24 +83,10 @@ def save_examples(path: str | Path, images: np.ndarray, labels: Iterable[int], g
     return Path(path)
 
 
-def example_files(paths: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(path.rglob("*.npz"))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no example file or folder at {path}")
-    if not files:
-        raise FileNotFoundError(f"no *.npz example files under {[str(p) for p in paths]}")
-    return files
-
-
 def load_examples(paths: Iterable[str | Path], image_size: int) -> Examples:
     """Every example under `paths` (files or folders of .npz), resized to image_size."""
     images, labels, groups, final = [], [], [], []
-    for file in example_files(paths):
+    for file in files_under(paths, ".npz", "example"):
         try:
             with np.load(file, allow_pickle=False) as data:
                 file_images, file_labels, file_groups = data["images"], data["labels"], data["groups"]

@@ -203,20 +203,19 @@ class PanelState:
 
     # ---- what the operator asks ------------------------------------------------------------------
     def _new_mark(self, trial_id: str, success: bool, source: str, auto: bool, status: str,
-                  hold: bool | None = None) -> Mark:
+                  hold: bool = False) -> Mark:
         trial = self.trial if self.trial and self.trial.trial_id == trial_id else None
         now = self.clock()
         mark = Mark(secrets.token_hex(6), trial_id, success, source, trial.iteration if trial else 0,
                     trial.context_id if trial else "", now, auto,
-                    now + self.config.undo_window_s if status == "held" and (not auto if hold is None else hold)
-                    else now, status)
+                    now + self.config.undo_window_s if hold else now, status)
         self._append("mark", **asdict(mark))  # persisted before anything else happens to it
         self.marks.append(mark)
         return mark
 
-    def mark(self, trial_id: str, success: bool, auto: bool = False, hold: bool | None = None) -> Mark:
-        """The operator's mark (auto: a suggestion accepted automatically). Held for the undo window
-        unless `hold` is False (default: held unless auto)."""
+    def mark(self, trial_id: str, success: bool, auto: bool = False, hold: bool = True) -> Mark:
+        """The operator's mark (auto: a suggestion accepted automatically), held for the undo window
+        unless `hold` is False."""
         with self._lock:
             if self.trial is None:
                 raise PanelError(409, "no active trial")
