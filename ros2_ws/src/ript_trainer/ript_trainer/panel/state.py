@@ -230,7 +230,8 @@ class PanelState:
     def undo(self) -> Mark:
         """Take back the newest mark while it is still held."""
         with self._lock:
-            held = [m for m in self.marks if m.status == "held" and m.publish_at > m.marked_at]
+            # operator marks, and auto marks that were given an undo window (a classifier's verdict)
+            held = [m for m in self.marks if m.status == "held" and (not m.auto or m.publish_at > m.marked_at)]
             if not held:
                 raise PanelError(409, "no mark to undo (published marks are final)")
             mark = held[-1]
