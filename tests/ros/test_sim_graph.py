@@ -119,7 +119,8 @@ def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
                 judged[start.trial_id] = start.trial_index == 0  # k0 succeeds, k1 fails: informative
                 reward(start.trial_id, judged[start.trial_id])
                 reward(start.trial_id, judged[start.trial_id])  # a duplicate: must be idempotent
-        first = starts[0].trial_id if starts else None
+        # the first trial *judged* (starts[0] may have been aborted and retried on a loaded machine)
+        first = next(iter(judged), None)
         if not conflict_sent and first and len(judged) >= 2:
             reward(first, not judged[first])  # the first trial is stored by now: a conflicting late reward
             conflict_sent = True
