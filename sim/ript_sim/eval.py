@@ -56,6 +56,28 @@ def policy_agent(policy, execute_steps: int | None = None, stochastic: bool = Fa
                        generator=policy_generator(policy, seed))
 
 
+def checkpoint_agent(path: str | Path, stochastic: bool = False, seed: int = 0,
+                     execute_steps: int | None = None) -> tuple[object, dict, object]:
+    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
+    from ript_policy.checkpoint import load_checkpoint
+    from ript_policy.encoders import LanguageEncoder
+    from ript_policy.sft import libero_policy_inputs
+
+    policy, payload = load_checkpoint(path)
+    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    embeddings: dict[str, object] = {}
+
+    def featurize(obs, context):
+        if context.instruction not in embeddings:
+            embeddings[context.instruction] = language(context.instruction)
+        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
+
+    agent = policy_agent(policy, execute_steps=execute_steps or policy.config.execute_steps, stochastic=stochastic,
+                         seed=seed, featurize=featurize)
+    env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
+    return agent, env, policy
+
+
 @dataclass
 class TaskResult:
     task_id: int

@@ -24,39 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
 
 
-def _checkpoint_policy(path: Path, stochastic: bool, seed: int,
-                       execute_steps: int | None = None) -> tuple[object, dict, object]:
-    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
-    from ript_policy.checkpoint import load_checkpoint
-    from ript_policy.encoders import LanguageEncoder
-    from ript_policy.sft import libero_policy_inputs
-    from ript_sim.eval import policy_agent
-
-    policy, payload = load_checkpoint(path)
-    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
-    embeddings: dict[str, object] = {}
-
-    def featurize(obs, context):
-        if context.instruction not in embeddings:
-            embeddings[context.instruction] = language(context.instruction)
-        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
-
-    agent = policy_agent(policy, execute_steps=execute_steps or policy.config.execute_steps, stochastic=stochastic, seed=seed,
-                         featurize=featurize)
-    env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
-    return agent, env, policy
-
-
 def run(args: argparse.Namespace) -> int:
     from ript_sim.env import LiberoEnvConfig
-    from ript_sim.eval import evaluate, markdown_table, save_report
+    from ript_sim.eval import checkpoint_agent, evaluate, markdown_table, save_report
     from ript_sim.expert import ScriptedExpert
 
     env = {"render": not args.state_only, "image_size": args.image_size}
     if args.checkpoint is None:
         agent, name = ScriptedExpert(), "scripted expert"
     else:
-        agent, env, _ = _checkpoint_policy(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
+        agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
         name = args.checkpoint.name
     env_config = LiberoEnvConfig(suite=args.suite, **env)
     report = evaluate(agent, args.suite, parse_task_ids(args.tasks), args.episodes, num_envs=args.num_envs,

@@ -57,6 +57,10 @@ class ExpertConfig:
     """Steps to hold the gripper command after closing or opening (fingers take ~0.5 s)."""
     noise_std: float = 0.0
     """Gaussian noise on the position command (diverse demos); 0 = deterministic."""
+    regrasp_distance: float = 0.05
+    """While carrying, an object farther than this from its grasp point in the gripper was dropped
+    (or never caught): go back to the approach. Also what makes the expert a usable DAgger labeller
+    on states a learner drove it into. 0 disables the check."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -137,6 +141,9 @@ class ScriptedExpert:
         plan.phase_steps += 1
         stalled = plan.phase_steps > cfg.phase_timeout
         phase_at_start = plan.phase
+        if plan.phase in ("lift", "carry", "lower") and cfg.regrasp_distance > 0 \
+                and np.linalg.norm(grasp_point - ee) > cfg.regrasp_distance:
+            plan.phase = "approach"
         if plan.phase == "approach":
             goal = grasp_point + np.array([0, 0, cfg.approach_height])
             if np.linalg.norm(goal - ee) < 2 * cfg.position_tolerance or stalled:

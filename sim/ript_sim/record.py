@@ -3,6 +3,10 @@
 Demos start from fresh seeded placements (never the benchmark's evaluation init states), only
 successful episodes are kept, and each task gets its own `<task_name>_demo.hdf5`, as LIBERO ships
 its datasets, so `ript_policy.libero_data.read_demos` reads ours and the official ones alike.
+
+With a learner checkpoint this is one round of DAgger (Ross et al., 2011): the learner drives (the
+expert with probability beta per step), the expert labels every state the learner visits, and
+every episode is kept, failures included: the labels are what the learner should have done there.
 """
 
 from __future__ import annotations
@@ -44,6 +48,31 @@ class RecordingAgent:
         self.finished[trial] = (result, self.steps.pop(trial))
 
 
+class LabellingAgent(RecordingAgent):
+    """DAgger: records the expert's action at every step but executes the learner's (or, with
+    probability beta, the expert's). Both see every step, so the expert's phase follows the scene."""
+
+    def __init__(self, expert, learner, beta: float, seed: int = 0) -> None:
+        super().__init__(expert)
+        self.learner = learner
+        self.beta = beta
+        self._rng = np.random.default_rng(seed)
+
+    def begin(self, trial: int, context: Context, obs: dict) -> None:
+        super().begin(trial, context, obs)
+        self.learner.begin(trial, context, obs)
+
+    def act(self, trials: list[int], obs: list[dict]) -> np.ndarray:
+        labels = super().act(trials, obs)
+        driven = np.asarray(self.learner.act(trials, obs), dtype=np.float64)
+        use_expert = self._rng.random(len(trials)) < self.beta
+        return np.where(use_expert[:, None], labels, driven)
+
+    def end(self, trial: int, result: EpisodeResult) -> None:
+        self.learner.end(trial, result)
+        super().end(trial, result)
+
+
 def to_demo(context: Context, steps: dict[str, list]):
     from ript_policy.libero_data import Demo
 
@@ -72,10 +101,16 @@ class RecordConfig:
     """Give up on a task after demos_per_task * this many attempts."""
     seed: int = 0
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    learner: str | None = None
+    """A policy checkpoint that drives while the expert labels (DAgger); None: the expert drives."""
+    beta: float = 0.0
+    """DAgger: probability per step that the expert's action is executed instead of the learner's."""
 
     def __post_init__(self) -> None:
         if self.demos_per_task < 1 or self.num_envs < 1 or self.max_attempts_factor < 1:
             raise ValueError(f"invalid record config: {self}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
 
 
 @dataclass
@@ -84,7 +119,8 @@ class TaskRecord:
     task_name: str
     attempts: int
     expert_successes: int
-    """Successful episodes among the attempts (the expert's success rate on training contexts)."""
+    """Successful episodes among the attempts (the expert's success rate on training contexts;
+    with a learner: the success rate of the learner driving, mixed with the expert by beta)."""
     demos: int
     path: str | None
 
@@ -98,7 +134,15 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
 
     out_dir = Path(out_dir)
     task_ids = list(range(num_tasks(config.suite)) if config.task_ids is None else config.task_ids)
-    env_config = LiberoEnvConfig(suite=config.suite, render=config.render, image_size=config.image_size)
+    learner, learner_env = None, {}
+    if config.learner is not None:
+        from ript_sim.eval import checkpoint_agent
+
+        learner, learner_env, _ = checkpoint_agent(config.learner, seed=config.seed)
+        if learner_env["render"] and not config.render:
+            raise ValueError("the learner reads images: record with cameras (not state-only)")
+    image_size = learner_env.get("image_size", config.image_size)
+    env_config = LiberoEnvConfig(suite=config.suite, render=config.render, image_size=image_size)
     records = []
     bar = tqdm(total=len(task_ids) * config.demos_per_task, desc=f"demos {config.suite}", disable=not progress,
                unit="demo")
@@ -110,7 +154,13 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
                 continue
             max_attempts = math.ceil(config.demos_per_task * config.max_attempts_factor)
             contexts = training_contexts(config.suite, [task_id], max_attempts, seed=config.seed)
-            recorder = RecordingAgent(ScriptedExpert(config.expert))
+            expert = ScriptedExpert(config.expert)
+            if learner is None:
+                recorder = RecordingAgent(expert)
+            else:
+                recorder = LabellingAgent(expert, learner, config.beta, seed=config.seed + task_id)
+                max_attempts = config.demos_per_task  # every episode is kept
+                contexts = contexts[:max_attempts]
             demos, attempts, wins, start = [], 0, 0, 0
             env_args = {**env_config.__dict__, "task_id": task_id}
             while len(demos) < config.demos_per_task and start < len(contexts):
@@ -123,7 +173,8 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
                     result, steps = recorder.finished[trial]
                     attempts += 1
                     wins += result.success
-                    if result.success and len(demos) < config.demos_per_task:
+                    keep = result.success or learner is not None
+                    if keep and len(demos) < config.demos_per_task:
                         demo = to_demo(result.context, steps)
                         demo.task_name = name
                         demos.append(demo)

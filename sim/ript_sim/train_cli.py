@@ -47,6 +47,8 @@ class LiberoTrainConfig:
     """Episode budget; None: the suite's standard (220 for libero_spatial)."""
     exploration_scale: float | None = None
     """Regression head: multiplies sigma_theta while sampling and scoring (None: the checkpoint's)."""
+    exploration_floor: float | None = None
+    """Regression head: lower bound on the sampling scale (None: the checkpoint's, 0 unless set)."""
     temperature: float | None = None
     """Tokenized head: sampling temperature (None: the checkpoint's)."""
     top_k: int | None = None
@@ -96,7 +98,7 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     from ript_sim.vector_env import VectorEnv
 
     policy, payload = load_checkpoint(config.checkpoint)
-    for knob in ("exploration_scale", "temperature", "top_k"):
+    for knob in ("exploration_scale", "exploration_floor", "temperature", "top_k"):
         value = getattr(config, knob)
         if value is not None:
             if not hasattr(policy, knob):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.distributions import Independent, Laplace, Normal
 
+from ript_policy.checkpoint import load_checkpoint, save_checkpoint
 from ript_policy.distributions import gaussian_log_prob, laplace_log_prob, standard_noise
 from ript_policy.heads.regression import regression_log_prob, regression_sample
 from ript_policy.vla import build_policy
@@ -74,6 +75,36 @@ def test_empirical_spread_matches_exploration_scale():
     torch.testing.assert_close(logp, regression_log_prob(raw, mean, scale, "laplace", 2.0).expand_as(logp))
     # Log-likelihood of the samples is the negative entropy of Laplace(0.4): 1 + log(2b).
     assert abs(-float(logp.mean()) - (1 + math.log(0.8))) < 0.02
+
+
+def test_exploration_floor_lifts_only_the_small_scales_and_is_scored():
+    mean = torch.zeros(1, 1, 2)
+    scale = torch.tensor([[[0.002, 0.3]]])  # one dimension the demos never varied, one they did
+    eps = standard_noise("gaussian", (50_000, 1, 2), torch.Generator().manual_seed(4))
+    _, raw, logp = regression_sample(mean.expand_as(eps), scale.expand_as(eps), eps, "gaussian", 1.0, -1, 1,
+                                     floor=0.05)
+    spread = raw.std(dim=(0, 1)).squeeze()
+    assert abs(float(spread[0]) - 0.05) < 0.002  # floored
+    assert abs(float(spread[1]) - 0.3) < 0.01  # above the floor: untouched
+    expected = Normal(mean, torch.tensor([[[0.05, 0.3]]])).log_prob(raw).sum(-1)
+    torch.testing.assert_close(logp, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(regression_log_prob(raw, mean, scale, "gaussian", 1.0, 0.05), logp)
+    # Without the floor the same raw actions score very differently: the floor is part of pi.
+    assert float((regression_log_prob(raw, mean, scale, "gaussian", 1.0) - logp).abs().mean()) > 10
+
+
+def test_policy_exploration_floor_is_saved_and_scored(tmp_path):
+    config = tiny_config("regression", regression={"init_scale": 0.01, "min_scale": 0.001})
+    policy = build_policy(config).eval()
+    policy.exploration_floor = 0.2
+    obs = random_obs(config, batch=3)
+    sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), sample.log_probs, rtol=1e-5, atol=1e-4)
+    mean, _ = policy.regression_params(policy.prepare(obs))
+    assert float((sample.scored - mean.detach()).abs().mean()) > 0.05  # spread set by the floor, not by 0.01
+    path = save_checkpoint(tmp_path / "p.pt", policy)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.exploration_floor == 0.2
 
 
 def test_log_prob_is_differentiable_and_sample_is_not():

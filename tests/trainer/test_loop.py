@@ -147,3 +147,14 @@ def test_updater_moves_logprobs_by_advantage_sign_and_clips_grad():
     assert float(logits.detach().abs().max()) <= 3 * 2 * 10.0 * 0.01 + 1e-6
     for key in ("loss/policy", "stats/approx_kl", "stats/clip_frac", "stats/ratio_mean", "stats/grad_norm"):
         assert key in metrics
+
+
+def test_frozen_parameter_prefixes_select_and_typos_fail():
+    from ript_trainer.train import trainable_parameters
+
+    model = torch.nn.ModuleDict({"trunk": torch.nn.Linear(2, 2), "scale_head": torch.nn.Linear(2, 1)})
+    kept = trainable_parameters(model, ["scale_head"])
+    assert [p.shape for p in kept] == [p.shape for p in model["trunk"].parameters()]
+    assert len(trainable_parameters(model, [])) == 4
+    with pytest.raises(ValueError, match="matches no parameter"):
+        trainable_parameters(model, ["head.scale"])

@@ -45,7 +45,8 @@ def live_config(policy: VLAPolicy) -> dict:
     distribution, and an RL run may have changed them since the policy was built)."""
     config = policy.config.to_dict()
     if policy.head_type == "regression":
-        config["regression"]["exploration_scale"] = float(policy.exploration_scale)
+        config["regression"].update(exploration_scale=float(policy.exploration_scale),
+                                    exploration_floor=float(policy.exploration_floor))
     else:
         config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
     return config

@@ -29,6 +29,10 @@ class RegressionHeadConfig:
     """Floor on the scale, so log-probs stay finite after calibration on near-perfect fits."""
     exploration_scale: float = 1.0
     """Factor on sigma_theta while sampling; part of the scored distribution (see VLAPolicy)."""
+    exploration_floor: float = 0.0
+    """Lower bound on exploration_scale * sigma_theta while sampling and scoring (0: none). A dimension
+    the demos never vary calibrates to a scale near min_scale: RL cannot explore it, and a tiny shift
+    of its mean swings the log-prob by nats, which sends PPO ratios far off 1."""
 
     def __post_init__(self) -> None:
         if self.loss not in REGRESSION_LOSSES:
@@ -37,6 +41,8 @@ class RegressionHeadConfig:
             raise ValueError(f"need 0 < min_scale < init_scale, got {self.min_scale}, {self.init_scale}")
         if self.exploration_scale <= 0:
             raise ValueError(f"exploration_scale must be > 0, got {self.exploration_scale}")
+        if self.exploration_floor < 0:
+            raise ValueError(f"exploration_floor must be >= 0, got {self.exploration_floor}")
 
     @property
     def distribution(self) -> str:

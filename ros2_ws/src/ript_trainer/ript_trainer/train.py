@@ -58,6 +58,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """Completed-iteration checkpoints kept on disk (older ones are deleted)."""
     seed: int = 0
+    frozen_parameters: list[str] = field(default_factory=list)
+    """Policy parameters the LOOP update leaves alone, by name prefix (e.g. 'head.scale_head': keep
+    the SFT-calibrated exploration scale instead of letting PPO shrink or blow it up)."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
@@ -79,6 +82,17 @@ def derive_seed(*parts: int) -> int:
     return value
 
 
+def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list[torch.nn.Parameter]:
+    """The policy's parameters minus those whose name starts with a frozen prefix (each prefix must
+    match something: a typo should not silently train everything)."""
+    named = list(policy.named_parameters())
+    for prefix in frozen_prefixes:
+        if not any(name.startswith(prefix) for name, _ in named):
+            raise ValueError(f"frozen parameter prefix {prefix!r} matches no parameter of the policy "
+                             f"(names start with: {sorted({name.split('.')[0] for name, _ in named})})")
+    return [p for name, p in named if not name.startswith(tuple(frozen_prefixes))]
+
+
 class RiptTrainer:
     def __init__(self, policy: Policy, source: RolloutSource, config: TrainConfig, run_dir: str | Path,
                  extra_config: dict | None = None, tensorboard: bool = True,
@@ -88,10 +102,10 @@ class RiptTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate,
-                                          weight_decay=config.weight_decay)
+        trainable = trainable_parameters(policy, config.frozen_parameters)
+        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.sampler = DynamicSampler(source.contexts, config.sampler)
-        self.updater = LoopUpdater(policy.log_prob, policy.parameters(), self.optimizer, config.loop)
+        self.updater = LoopUpdater(policy.log_prob, trainable, self.optimizer, config.loop)
         self.iteration = 0
         self.history: list[dict] = []
         self.env_steps = 0

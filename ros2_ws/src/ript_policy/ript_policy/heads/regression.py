@@ -4,9 +4,9 @@ H learned action queries ride through the trunk with the observation tokens and 
 parallel: mean mu_theta [B, H, A] (trained with L1 or MSE during SFT) and scale sigma_theta
 [B, H, A] (the scale head, calibrated by NLL with the mean frozen: `ript calibrate-scale`).
 
-The policy is pi(a | c) = prod_{t, i} p(a_ti; mu_ti, lambda * sigma_ti), with p Laplace (L1) or
-Gaussian (MSE) and lambda the exploration scale. lambda is part of the scored distribution:
-samples drawn with lambda = 2 are scored with lambda = 2. The robot executes clip(a); the
+The policy is pi(a | c) = prod_{t, i} p(a_ti; mu_ti, max(lambda * sigma_ti, floor)), with p Laplace
+(L1) or Gaussian (MSE), lambda the exploration scale and floor the exploration floor. Both are part
+of the scored distribution: samples drawn with lambda = 2 are scored with lambda = 2. The robot executes clip(a); the
 log-prob is of the unclipped a, so clipping never corrupts it.
 """
 
@@ -45,18 +45,24 @@ class RegressionHead(nn.Module):
         return mean, scale
 
 
+def sampling_scale(scale: Tensor, exploration_scale: float, floor: float = 0.0) -> Tensor:
+    """The scale actions are sampled and scored with: max(lambda * sigma, floor)."""
+    scaled = scale * exploration_scale
+    return scaled.clamp(min=floor) if floor > 0 else scaled
+
+
 def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: str,
-                        exploration_scale: float) -> Tensor:
+                        exploration_scale: float, floor: float = 0.0) -> Tensor:
     """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over action dims)."""
     log_prob_fn, _ = DISTRIBUTIONS[distribution]
-    return log_prob_fn(raw, mean, scale * exploration_scale)
+    return log_prob_fn(raw, mean, sampling_scale(scale, exploration_scale, floor))
 
 
 def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: str, exploration_scale: float,
-                      low: float, high: float) -> tuple[Tensor, Tensor, Tensor]:
-    """raw = mu + lambda * sigma * eps. Returns (executed = clip(raw), raw, log_probs [B, H])."""
-    raw = mean + exploration_scale * scale * eps
-    return raw.clamp(low, high), raw, regression_log_prob(raw, mean, scale, distribution, exploration_scale)
+                      low: float, high: float, floor: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """raw = mu + max(lambda * sigma, floor) * eps. Returns (executed = clip(raw), raw, log_probs [B, H])."""
+    raw = mean + sampling_scale(scale, exploration_scale, floor) * eps
+    return raw.clamp(low, high), raw, regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor)
 
 
 def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None) -> Tensor:
