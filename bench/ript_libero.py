@@ -1,16 +1,20 @@
-"""RIPT on LIBERO end to end: scripted demos -> stage-1 SFT -> 1-demo SFT -> RIPT -> evaluation.
+"""RIPT on LIBERO end to end: scripted demos -> stage-1 SFT (+ DAgger) -> 1-demo SFT -> RIPT -> evaluation.
 
     python bench/ript_libero.py --tasks 0,1,2 --out runs/bench_ript            # state variant
     python bench/ript_libero.py --tasks 0 --image --out runs/bench_ript_image   # image variant
+    python bench/ript_libero.py --tasks 0 --ablation --out runs/bench_ript      # + dynamic sampling off
 
 Every step is a `ript` subcommand (the same ones a user runs); this script chains them, times
 them, and writes `summary.json` and `summary.md` (success before/after with Wilson 95 % CIs, env
 steps, wall time) into --out. Steps whose outputs exist are skipped, so an interrupted run
 continues where it stopped.
 
-Stage 1 (pre-training) uses scripted demos of the *other* libero_spatial tasks, stage 2 uses one
-demo per target task — the few-shot setting of the paper, where a policy pre-trained on other
-tasks is fine-tuned on 1 demo before RIPT.
+Stage 1 (pre-training) uses scripted demos of the *other* libero_spatial tasks, then DAgger rounds
+on those same tasks (the stage-1 policy drives, the scripted expert labels the states it visits:
+`ript record-demos --learner`); stage 2 uses one demo per target task — the few-shot setting of
+the paper, where a policy pre-trained on other tasks is fine-tuned on 1 demo before RIPT.
+With --ablation, a second `ript train` from the same SFT policy runs with dynamic sampling off
+for the env steps the first one used, and both are evaluated.
 """
 
 from __future__ import annotations
@@ -52,6 +56,17 @@ def main() -> int:
     parser.add_argument("--image", action="store_true", help="image variant (default: state variant)")
     parser.add_argument("--pretrain-demos", type=int, default=10, help="stage-1 demos per other task (default 10)")
     parser.add_argument("--sft-steps", type=int, default=3000, help="stage-1 SFT steps (default 3000)")
+    parser.add_argument("--dagger-rounds", type=int, default=3, help="DAgger rounds after stage-1 SFT (default 3)")
+    parser.add_argument("--dagger-episodes", type=int, default=10, help="learner episodes per task per round")
+    parser.add_argument("--dagger-betas", default="0.5,0.3,0.1,0",
+                        help="per round: probability of executing the expert's action (last value repeats)")
+    parser.add_argument("--dagger-steps", type=int, default=2000, help="SFT steps after each DAgger round")
+    parser.add_argument("--hidden-dim", type=int, default=64, help="policy width (default 64)")
+    parser.add_argument("--num-layers", type=int, default=2, help="policy depth (default 2)")
+    parser.add_argument("--chunk-size", type=int, default=4, help="actions per query (default 4)")
+    parser.add_argument("--execute-steps", type=int, default=1, help="actions executed per query (default 1)")
+    parser.add_argument("--ablation", action="store_true", help="also train with dynamic sampling off, "
+                        "at the env steps of the dynamic run")
     parser.add_argument("--finetune-steps", type=int, default=500, help="stage-2 (1-demo) SFT steps (default 500)")
     parser.add_argument("--iterations", type=int, default=10, help="RIPT iterations (default 10)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
@@ -68,7 +83,10 @@ def main() -> int:
     log = out / "log.txt"
     timings: dict[str, float] = {}
     mode = ["--input-mode", "image"] if args.image else ["--input-mode", "state"]
+    model = ["--hidden-dim", str(args.hidden_dim), "--num-layers", str(args.num_layers),
+             "--chunk-size", str(args.chunk_size), "--execute-steps", str(args.execute_steps)]
     record_mode = [] if args.image else ["--state-only"]
+    common = ["--num-envs", str(args.num_envs)]
 
     if not (out / "demos_pretrain").exists():
         timings["record_pretrain_s"] = ript("record-demos", "--tasks", ",".join(map(str, others)),
@@ -79,10 +97,24 @@ def main() -> int:
                                           "--num-envs", str(args.num_envs), "--seed", "2",
                                           "--out", str(out / "demos_target"), *record_mode, log=log)
     if not (out / "sft_stage1").exists():
-        timings["sft_stage1_s"] = ript("sft", "--demos", str(out / "demos_pretrain"), *mode,
+        timings["sft_stage1_s"] = ript("sft", "--demos", str(out / "demos_pretrain"), *mode, *model,
                                        "--steps", str(args.sft_steps), "--no-progress", "--out", str(out / "sft_stage1"),
                                        log=log)
     stage1 = newest(out / "sft_stage1", "*/policy.pt")
+    betas = [float(b) for b in args.dagger_betas.split(",")]
+    data = [out / "demos_pretrain"]
+    for r in range(1, args.dagger_rounds + 1):
+        data.append(out / f"dagger_{r}")
+        if not data[-1].exists():
+            timings[f"dagger_{r}_record_s"] = ript(
+                "record-demos", "--tasks", ",".join(map(str, others)), "--demos", str(args.dagger_episodes),
+                "--learner", str(stage1), "--beta", str(betas[min(r, len(betas)) - 1]), "--seed", str(10 + r),
+                "--out", str(data[-1]), *common, *record_mode, log=log)
+        if not (out / f"sft_dagger_{r}").exists():
+            timings[f"dagger_{r}_sft_s"] = ript("sft", "--demos", *map(str, data), "--init", str(stage1),
+                                                "--steps", str(args.dagger_steps), "--no-progress",
+                                                "--out", str(out / f"sft_dagger_{r}"), log=log)
+        stage1 = newest(out / f"sft_dagger_{r}", "*/policy.pt")
     if not (out / "sft_stage2").exists():
         timings["sft_stage2_s"] = ript("sft", "--demos", str(out / "demos_target"), "--init", str(stage1),
                                        "--steps", str(args.finetune_steps), "--no-progress",
@@ -96,25 +128,21 @@ def main() -> int:
         timings["eval_sft_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
                                      "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
                                      "--out", str(out / "eval_sft"), log=log)
-    if not (out / "train").exists():
-        sets = [f"task_ids=[{args.tasks}]", f"train.iterations={args.iterations}", f"num_envs={args.num_envs}",
-                *args.train_set]
-        timings["ript_train_s"] = ript("train", "--checkpoint", str(sft), "--out", str(out / "train"),
-                                       "--no-progress", *[a for s in sets for a in ("--set", s)], log=log)
-    run_dir = newest(out / "train", "*")
-    final = run_dir / "policy_final.ckpt"
-    if not (out / "eval_ript").exists():
-        timings["eval_ript_s"] = ript("eval", "--checkpoint", str(final), "--tasks", args.tasks,
-                                      "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
-                                      "--out", str(out / "eval_ript"), log=log)
-
-    before = json.loads(newest(out / "eval_sft", "*/eval.json").read_text())
-    after = json.loads(newest(out / "eval_ript", "*/eval.json").read_text())
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    summary = {"variant": "image" if args.image else "state", "tasks": targets, "before": before, "after": after,
+    sets = [f"task_ids=[{args.tasks}]", f"train.iterations={args.iterations}", f"num_envs={args.num_envs}",
+            *args.train_set]
+    run_dir, after, metrics = train_and_evaluate(sft, "train", sets, args, timings, log)
+    summary = {"variant": "image" if args.image else "state", "tasks": targets,
+               "before": json.loads(newest(out / "eval_sft", "*/eval.json").read_text()), "after": after,
                "env_steps": metrics[-1]["env_steps"], "iterations": metrics[-1]["iteration"],
                "train_wall_s": sum(r.get("time/iteration_s", 0) for r in metrics), "timings": timings,
                "args": {k: str(v) for k, v in vars(args).items()}}
+    if args.ablation:
+        budget = [f"train.max_env_steps={metrics[-1]['env_steps']}", "train.sampler.dynamic=false",
+                  "train.iterations=1000"]
+        _, static_after, static_metrics = train_and_evaluate(sft, "train_static", sets + budget, args, timings, log)
+        summary["ablation"] = {"after": static_after, "env_steps": static_metrics[-1]["env_steps"],
+                               "iterations": static_metrics[-1]["iteration"],
+                               "train_wall_s": sum(r.get("time/iteration_s", 0) for r in static_metrics)}
     prior = out / "summary.json"
     if prior.exists():  # keep step timings from earlier, interrupted invocations
         summary["timings"] = {**json.loads(prior.read_text()).get("timings", {}), **timings}
@@ -122,6 +150,22 @@ def main() -> int:
     (out / "summary.md").write_text(markdown(summary))
     print((out / "summary.md").read_text())
     return 0
+
+
+def train_and_evaluate(sft: Path, name: str, sets: list[str], args, timings: dict, log: Path):
+    """`ript train` into <out>/<name>, then `ript eval` of its final policy into <out>/eval_<name>."""
+    out = args.out
+    if not (out / name).exists():
+        timings[f"ript_{name}_s"] = ript("train", "--checkpoint", str(sft), "--out", str(out / name),
+                                         "--no-progress", *[a for s in sets for a in ("--set", s)], log=log)
+    run_dir = newest(out / name, "*")
+    if not (out / f"eval_{name}").exists():
+        timings[f"eval_{name}_s"] = ript("eval", "--checkpoint", str(run_dir / "policy_final.ckpt"),
+                                         "--tasks", args.tasks, "--episodes", str(args.episodes),
+                                         "--num-envs", str(args.num_envs), "--out", str(out / f"eval_{name}"), log=log)
+    after = json.loads(newest(out / f"eval_{name}", "*/eval.json").read_text())
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return run_dir, after, metrics
 
 
 def cell_mean(report: dict) -> str:
@@ -142,6 +186,11 @@ def markdown(summary: dict) -> str:
     lines.append("")
     lines.append(f"RIPT: {summary['iterations']} iterations, {summary['env_steps']} env steps, "
                  f"{summary['train_wall_s'] / 60:.1f} min of training wall time.")
+    if "ablation" in summary:
+        ablation = summary["ablation"]
+        lines += ["", "| dynamic sampling | success after RIPT | env steps | iterations |", "|---|---|---:|---:|",
+                  f"| on | {cell_mean(summary['after'])} | {summary['env_steps']} | {summary['iterations']} |",
+                  f"| off | {cell_mean(ablation['after'])} | {ablation['env_steps']} | {ablation['iterations']} |"]
     return "\n".join(lines) + "\n"
 
 

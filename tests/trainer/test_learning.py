@@ -46,3 +46,15 @@ def test_ript_toy_cli_writes_run_outputs(tmp_path):
     assert config["train"]["sampler"]["group_size"] == 8 and config["train"]["loop"]["clip_low"] == 0.2
     assert list((run_dirs[0] / "tb").glob("events.out.tfevents.*"))
     assert "success rate" in result.stdout
+
+
+def test_env_step_budget_stops_the_run_and_evaluates_last(tmp_path):
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.eval_every = 30, 10
+    steps_per_group = config.train.sampler.group_size * config.task.episode_steps
+    config.train.max_env_steps = 3 * config.train.sampler.batch_size // config.train.sampler.group_size \
+        * steps_per_group  # ~3 iterations when every group is informative
+    history = train_reach(config, tmp_path)
+    assert 1 <= history[-1]["iteration"] < 30
+    assert history[-1]["env_steps"] >= config.train.max_env_steps > history[-2]["env_steps"]
+    assert "eval/success_rate" in history[-1]  # the budget's last iteration is evaluated

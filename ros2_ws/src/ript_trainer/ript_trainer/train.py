@@ -48,6 +48,9 @@ class RolloutSource(Protocol):
 class TrainConfig:
     iterations: int = 50
     """M: optimisation steps."""
+    max_env_steps: int | None = None
+    """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
+    runs at equal interaction, e.g. dynamic sampling on vs off."""
     learning_rate: float = 1e-4
     """Adam learning rate for the LOOP updates."""
     weight_decay: float = 0.0
@@ -67,6 +70,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.max_env_steps is not None and self.max_env_steps < 1:
+            raise ValueError(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
         if self.learning_rate < 0:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
         if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
@@ -125,7 +130,7 @@ class RiptTrainer:
                 bar.set_description("evaluating")
                 row.update(self._evaluate())
             self._finish_iteration(row)
-        while self.iteration < cfg.iterations:
+        while self.iteration < cfg.iterations and not self.budget_spent():
             row = self.step(bar)
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.2f}" for k, v in row.items()
@@ -168,7 +173,8 @@ class RiptTrainer:
         row = self.update_from_batch(batch, iteration, on_epoch)
         row["time/rollout_s"] = rollout_s
         row["time/update_s"] = time.perf_counter() - start - rollout_s
-        if cfg.eval_every and (iteration % cfg.eval_every == 0 or iteration == cfg.iterations):
+        last = iteration == cfg.iterations or self.budget_spent()
+        if cfg.eval_every and (iteration % cfg.eval_every == 0 or last):
             if bar is not None:
                 bar.set_description("evaluating")
             row.update(self._evaluate(iteration))
@@ -176,6 +182,9 @@ class RiptTrainer:
         row["time/iteration_s"] = time.perf_counter() - start
         self._finish_iteration(row)
         return row
+
+    def budget_spent(self) -> bool:
+        return self.config.max_env_steps is not None and self.env_steps >= self.config.max_env_steps
 
     def update_from_batch(self, batch: SampledBatch, iteration: int,
                           on_epoch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
