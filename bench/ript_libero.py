@@ -65,6 +65,9 @@ def main() -> int:
     parser.add_argument("--num-layers", type=int, default=2, help="policy depth (default 2)")
     parser.add_argument("--chunk-size", type=int, default=4, help="actions per query (default 4)")
     parser.add_argument("--execute-steps", type=int, default=1, help="actions executed per query (default 1)")
+    parser.add_argument("--stage1", type=Path, default=None,
+                        help="a pre-trained policy to fine-tune: skips stage 1 and DAgger (their demos are still "
+                        "recorded for scale calibration)")
     parser.add_argument("--ablation", action="store_true", help="also train with dynamic sampling off, "
                         "at the env steps of the dynamic run")
     parser.add_argument("--finetune-steps", type=int, default=500, help="stage-2 (1-demo) SFT steps (default 500)")
@@ -96,14 +99,14 @@ def main() -> int:
         timings["record_target_s"] = ript("record-demos", "--tasks", args.tasks, "--demos", "1",
                                           "--num-envs", str(args.num_envs), "--seed", "2",
                                           "--out", str(out / "demos_target"), *record_mode, log=log)
-    if not (out / "sft_stage1").exists():
+    if args.stage1 is None and not (out / "sft_stage1").exists():
         timings["sft_stage1_s"] = ript("sft", "--demos", str(out / "demos_pretrain"), *mode, *model,
                                        "--steps", str(args.sft_steps), "--no-progress", "--out", str(out / "sft_stage1"),
                                        log=log)
-    stage1 = newest(out / "sft_stage1", "*/policy.pt")
+    stage1 = args.stage1 or newest(out / "sft_stage1", "*/policy.pt")
     betas = [float(b) for b in args.dagger_betas.split(",")]
     data = [out / "demos_pretrain"]
-    for r in range(1, args.dagger_rounds + 1):
+    for r in range(1, 0 if args.stage1 else args.dagger_rounds + 1):
         data.append(out / f"dagger_{r}")
         if not data[-1].exists():
             timings[f"dagger_{r}_record_s"] = ript(

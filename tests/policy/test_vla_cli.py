@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ript_policy.checkpoint import load_checkpoint, read_checkpoint
-from ript_policy.libero_data import state_dim
+from ript_policy.libero_data import read_demos, state_dim, state_features, write_demos
 from ript_trainer.cli import main
-from vla_helpers import INSTRUCTION, write_demo_file
+from vla_helpers import INSTRUCTION, make_demo, write_demo_file
 
 
 def test_sft_calibrate_export_pipeline(tmp_path, capsys):
@@ -38,6 +38,16 @@ def test_sft_calibrate_export_pipeline(tmp_path, capsys):
     assert main(["export-onnx", "--checkpoint", str(checkpoint), "--check"]) == 0
     assert (run_dir / "policy.pt.onnx" / "policy.onnx").is_file()
     assert "parity" in capsys.readouterr().out
+
+    # Fine-tuning on one other demo keeps the normalisation the network was pre-trained with.
+    one = write_demos(tmp_path / "one" / "other_demo.hdf5", [make_demo(seed=7)])
+    assert main(["sft", "--demos", str(one), "--init", str(checkpoint), "--steps", "5", "--batch-size", "8",
+                 "--out", str(tmp_path / "finetune"), "--no-progress", "--threads", "1"]) == 0
+    tuned, tuned_payload = load_checkpoint(next((tmp_path / "finetune").iterdir()) / "policy.pt")
+    assert tuned_payload["stats"]["state_mean"] == payload["stats"]["state_mean"]
+    assert np.allclose(tuned.encoder.state.state_mean.numpy(), calibrated.encoder.state.state_mean.numpy())
+    own_mean = state_features(read_demos(one)[0].obs).mean(0)  # what the new demo alone would give
+    assert not np.allclose(tuned.encoder.state.state_mean.numpy(), own_mean, atol=1e-3)
 
 
 def test_language_encoder_caches(monkeypatch):

@@ -157,11 +157,16 @@ def _run(params: list[torch.nn.Parameter], steps: int, loss_fn: Callable[[Tensor
 
 
 def train_sft(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
-              log: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
-    """Fits the policy to the demos; returns one metrics row per step (phase, step, loss)."""
+              log: Callable[[dict], None] | None = None, progress: bool = True,
+              stats: dict | None = None) -> list[dict]:
+    """Fits the policy to the demos; returns one metrics row per step (phase, step, loss).
+
+    The state normalisation comes from `stats` when given (fine-tuning a pre-trained policy: its
+    network was trained on those; a few new demos would give a very different mean/std), else
+    from the dataset."""
     torch.manual_seed(config.seed)
     device = policy.device
-    policy.set_normalization(dataset.stats())
+    policy.set_normalization(stats if stats is not None else dataset.stats())
     policy.train()
     gen = torch.Generator().manual_seed(config.seed + 1)
 

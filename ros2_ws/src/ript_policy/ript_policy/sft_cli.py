@@ -110,11 +110,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(demos)} demos, {sum(len(d) for d in demos)} steps, "
           f"{len({d.instruction for d in demos})} instructions")
 
-    cached = {}
+    cached, stats = {}, None
     if args.init is not None:
         policy, payload = load_checkpoint(args.init, device)
         config = policy.config
         cached = payload.get("instruction_embeddings", {})
+        stats = payload.get("stats") or None  # keep the normalisation the network was trained with
     else:
         full_state = state_features(demos[0].obs).shape[-1]
         config = VLAConfig(
@@ -140,9 +141,10 @@ def run(args: argparse.Namespace) -> int:
         logger.log(step, row)
         step += 1
 
-    history = train_sft(policy, dataset, sft_config, log=log, progress=progress)
+    history = train_sft(policy, dataset, sft_config, log=log, progress=progress, stats=stats)
     logger.close()
-    path = save_checkpoint(run_dir / "policy.pt", policy, stats=dataset.stats(), instruction_embeddings=embeddings,
+    path = save_checkpoint(run_dir / "policy.pt", policy, stats=stats or dataset.stats(),
+                           instruction_embeddings=embeddings,
                            metadata={"stage": "sft", "num_demos": len(demos), "steps": sft_config.steps})
     curve = plot_losses(history, run_dir / "loss_curve.png", f"SFT ({config.head} head, {config.input_mode} input)")
     final = [r for r in history if r["phase"] == "sft"]
