@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from ript_trainer.toy_task import ReachTrainConfig, train_reach
+from ript_trainer.toy_task import ReachTrainConfig, make_reach_trainer, train_reach
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -58,3 +59,17 @@ def test_env_step_budget_stops_the_run_and_evaluates_last(tmp_path):
     assert 1 <= history[-1]["iteration"] < 30
     assert history[-1]["env_steps"] >= config.train.max_env_steps > history[-2]["env_steps"]
     assert "eval/success_rate" in history[-1]  # the budget's last iteration is evaluated
+
+
+def test_frozen_parameters_stay_put_while_the_rest_learns(tmp_path):
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.eval_every = 2, 0
+    config.train.frozen_parameters = ["log_scale"]
+    trainer = make_reach_trainer(config, tmp_path, tensorboard=False)
+    start = {name: p.detach().clone() for name, p in trainer.policy.named_parameters()}
+    trainer.run(progress=False)
+    trainer.close()
+    assert sum(r.get("stats/num_minibatches", 0) for r in trainer.history) > 0
+    now = dict(trainer.policy.named_parameters())
+    assert torch.equal(now["log_scale"], start["log_scale"])
+    assert any(not torch.equal(now[name], start[name]) for name in start if name != "log_scale")
