@@ -27,3 +27,17 @@ def test_unknown_subcommand_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+def test_a_partial_section_keeps_the_section_defaults():
+    from ript_sim.train_cli import LiberoTrainConfig
+    from ript_trainer.config_io import load_config
+
+    default = LiberoTrainConfig()
+    config = load_config(LiberoTrainConfig, overrides=["train.iterations=3", "train.loop.target_kl=0.05"])
+    assert config.train.iterations == 3 and config.train.loop.target_kl == 0.05
+    # Everything not overridden is LiberoTrainConfig's default, not the bare TrainConfig/LoopConfig one.
+    assert config.train.loop.minibatch_size == default.train.loop.minibatch_size == 64
+    assert config.train.loop.ppo_epochs == default.train.loop.ppo_epochs == 2
+    assert config.train.sampler.batch_size == default.train.sampler.batch_size == 32
+    assert config.train.eval_every == default.train.eval_every

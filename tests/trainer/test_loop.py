@@ -158,3 +158,28 @@ def test_frozen_parameter_prefixes_select_and_typos_fail():
     assert len(trainable_parameters(model, [])) == 4
     with pytest.raises(ValueError, match="matches no parameter"):
         trainable_parameters(model, ["head.scale"])
+
+
+def test_target_kl_stops_before_the_minibatch_that_went_too_far():
+    logits = torch.nn.Parameter(torch.zeros(4))
+
+    def log_prob_fn(obs, scored):
+        return torch.log_softmax(logits, dim=0)[scored]
+
+    arms = torch.tensor([[0], [1], [2], [3]] * 4)
+    batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((16, 1), -math.log(4)),
+                      mask=torch.ones(16, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0] * 4))
+
+    def run(target_kl):
+        logits.data.zero_()
+        updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=5.0),
+                              LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl),
+                              generator=torch.Generator().manual_seed(0))
+        return updater.update(batch)
+
+    free = run(None)
+    assert free["stats/num_minibatches"] == 16 and free["stats/stopped_early"] == 0.0
+    stopped = run(0.01)
+    assert stopped["stats/stopped_early"] == 1.0 and 1 <= stopped["stats/num_minibatches"] < 16
+    # The KL of the steps that were taken stayed at the target (the one beyond it was not applied).
+    assert stopped["stats/approx_kl"] <= 0.01 < free["stats/approx_kl"]

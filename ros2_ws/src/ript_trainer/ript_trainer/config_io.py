@@ -13,7 +13,11 @@ T = TypeVar("T")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Builds dataclass `cls` from a (nested) dict; unknown keys raise with their dotted path."""
+    """Builds dataclass `cls` from a (nested) dict; unknown keys raise with their dotted path.
+
+    A nested section given in part keeps the field's own defaults for the keys it leaves out
+    (`--set train.iterations=3` must not reset the rest of a `train` section whose defaults differ
+    from those of its class)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -21,10 +25,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(names)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            factory = fields[key].default_factory
+            if factory is not dataclasses.MISSING:
+                value = _merged(dataclasses.asdict(factory()), value)
             value = from_dict(hint, value, f"{where}.{key}" if where else key)
         kwargs[key] = value
     return cls(**kwargs)
@@ -53,6 +61,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     for assignment in overrides or []:
         set_dotted(data, assignment)
     return from_dict(cls, data)
+
+
+def _merged(base: dict, update: dict) -> dict:
+    _merge(base, update)
+    return base
 
 
 def _merge(into: dict, update: dict) -> None:

@@ -111,7 +111,8 @@ class LoopConfig:
     token_level: bool = True
     """Average the loss over all valid elements (True) or per row, then over rows (False)."""
     target_kl: float | None = None
-    """Stop the epoch loop early once approx_kl exceeds this (None: never)."""
+    """Stop the update early once a minibatch's approx_kl (old vs current policy, measured before
+    its step) exceeds this; that minibatch is not applied (None: never)."""
 
     def __post_init__(self) -> None:
         if self.ppo_epochs < 1:
@@ -194,6 +195,9 @@ class LoopUpdater:
                     logp_new, mb.logp_old, mb.advantages, mb.mask,
                     clip_low=cfg.clip_low, clip_high=cfg.clip_high, token_level=cfg.token_level,
                 )
+                if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+                    stopped_early = True
+                    break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
@@ -203,9 +207,7 @@ class LoopUpdater:
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value
                 num_minibatches += 1
-            if cfg.target_kl is not None and num_minibatches and \
-                    sums["stats/approx_kl"] / num_minibatches > cfg.target_kl:
-                stopped_early = True
+            if stopped_early:
                 break
         metrics = {key: value / max(num_minibatches, 1) for key, value in sums.items()}
         metrics["stats/num_minibatches"] = float(num_minibatches)
