@@ -49,6 +49,8 @@ class LiberoTrainConfig:
     """Regression head: multiplies sigma_theta while sampling and scoring (None: the checkpoint's)."""
     exploration_floor: float | None = None
     """Regression head: lower bound on the sampling scale (None: the checkpoint's, 0 unless set)."""
+    fixed_action_dims: list[int] | None = None
+    """Regression head: action dims executed at the mean, not explored nor scored (None: the checkpoint's)."""
     temperature: float | None = None
     """Tokenized head: sampling temperature (None: the checkpoint's)."""
     top_k: int | None = None
@@ -98,12 +100,12 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     from ript_sim.vector_env import VectorEnv
 
     policy, payload = load_checkpoint(config.checkpoint)
-    for knob in ("exploration_scale", "exploration_floor", "temperature", "top_k"):
+    for knob in ("exploration_scale", "exploration_floor", "fixed_action_dims", "temperature", "top_k"):
         value = getattr(config, knob)
         if value is not None:
             if not hasattr(policy, knob):
                 raise ValueError(f"{knob} does not apply to a {policy.config.head} head")
-            setattr(policy, knob, value)
+            setattr(policy, knob, tuple(value) if knob == "fixed_action_dims" else value)
     language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
     train_contexts = training_contexts(config.suite, config.task_ids, config.contexts_per_task,
                                        seed=config.context_seed, progress=progress)

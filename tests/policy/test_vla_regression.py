@@ -107,6 +107,30 @@ def test_policy_exploration_floor_is_saved_and_scored(tmp_path):
     assert loaded.exploration_floor == 0.2
 
 
+def test_fixed_action_dims_are_executed_at_the_mean_and_not_scored(tmp_path):
+    config = tiny_config("regression", regression={"init_scale": 0.3})
+    policy = build_policy(config).eval()
+    policy.fixed_action_dims = (3, 4, 5)
+    obs = random_obs(config, batch=5)
+    sample = policy.sample(obs, generator=torch.Generator().manual_seed(1))
+    mean, scale = policy.regression_params(policy.prepare(obs))
+    mean, scale = mean.detach(), scale.detach()
+    torch.testing.assert_close(sample.scored[..., 3:6], mean[..., 3:6])  # no noise there
+    assert float((sample.scored[..., :3] - mean[..., :3]).abs().mean()) > 0.05  # noise elsewhere
+    explored = [0, 1, 2, 6]
+    expected = Laplace(mean[..., explored], scale[..., explored]).log_prob(sample.scored[..., explored]).sum(-1)
+    torch.testing.assert_close(sample.log_probs, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), sample.log_probs, rtol=1e-5, atol=1e-4)
+    # Moving a fixed dimension's value changes nothing in the score.
+    moved = sample.scored.clone()
+    moved[..., 4] += 0.5
+    torch.testing.assert_close(policy.log_prob(obs, moved), sample.log_probs, rtol=1e-5, atol=1e-4)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "p.pt", policy))
+    assert loaded.fixed_action_dims == (3, 4, 5)
+    with pytest.raises(ValueError, match="fixed_action_dims"):
+        tiny_config("regression", regression={"fixed_action_dims": (7,)})
+
+
 def test_log_prob_is_differentiable_and_sample_is_not():
     config = tiny_config("regression")
     policy = build_policy(config)

@@ -46,7 +46,8 @@ def live_config(policy: VLAPolicy) -> dict:
     config = policy.config.to_dict()
     if policy.head_type == "regression":
         config["regression"].update(exploration_scale=float(policy.exploration_scale),
-                                    exploration_floor=float(policy.exploration_floor))
+                                    exploration_floor=float(policy.exploration_floor),
+                                    fixed_action_dims=list(policy.fixed_action_dims))
     else:
         config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
     return config

@@ -33,6 +33,9 @@ class RegressionHeadConfig:
     """Lower bound on exploration_scale * sigma_theta while sampling and scoring (0: none). A dimension
     the demos never vary calibrates to a scale near min_scale: RL cannot explore it, and a tiny shift
     of its mean swings the log-prob by nats, which sends PPO ratios far off 1."""
+    fixed_action_dims: tuple[int, ...] = ()
+    """Action dimensions executed at the mean and left out of the log-prob: dimensions the task
+    does not need to explore (rotation, for top-down pick-and-place). Part of the scored distribution."""
 
     def __post_init__(self) -> None:
         if self.loss not in REGRESSION_LOSSES:
@@ -43,6 +46,9 @@ class RegressionHeadConfig:
             raise ValueError(f"exploration_scale must be > 0, got {self.exploration_scale}")
         if self.exploration_floor < 0:
             raise ValueError(f"exploration_floor must be >= 0, got {self.exploration_floor}")
+        self.fixed_action_dims = tuple(sorted({int(d) for d in self.fixed_action_dims}))
+        if any(d < 0 for d in self.fixed_action_dims):
+            raise ValueError(f"fixed_action_dims must be >= 0, got {self.fixed_action_dims}")
 
     @property
     def distribution(self) -> str:
@@ -149,6 +155,8 @@ class VLAConfig:
             raise ValueError(f"action_low {self.action_low} must be < action_high {self.action_high}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(d >= self.action_dim for d in self.regression.fixed_action_dims):
+            raise ValueError(f"fixed_action_dims {self.regression.fixed_action_dims} must be < action_dim {self.action_dim}")
         if self.head == "tokenized" and self.chunk_size % self.tokenized.tokens_per_chunk:
             raise ValueError(f"chunk_size {self.chunk_size} must be divisible by "
                              f"tokens_per_chunk {self.tokenized.tokens_per_chunk}")

@@ -69,7 +69,7 @@ class ChunkHeadPolicy(Policy):
     `VLAPolicy` implements the hooks with torch modules, `OnnxPolicy` with onnxruntime sessions,
     so both sample and score with this same code. Exploration knobs (part of the scored
     distribution: set them before sampling *and* scoring): `exploration_scale` and
-    `exploration_floor` (regression),
+    `exploration_floor`, `fixed_action_dims` (regression),
     `temperature` and `top_k` (tokenized).
     """
 
@@ -87,6 +87,7 @@ class ChunkHeadPolicy(Policy):
             self.distribution = config.regression.distribution
             self.exploration_scale = config.regression.exploration_scale
             self.exploration_floor = config.regression.exploration_floor
+            self.fixed_action_dims = config.regression.fixed_action_dims
         else:
             self.temperature = config.tokenized.temperature
             self.top_k = config.tokenized.top_k
@@ -149,7 +150,7 @@ class ChunkHeadPolicy(Policy):
             mean, scale = self.regression_params(obs)
             actions, raw, logp = regression_sample(mean, scale, eps.to(mean.device), self.distribution,
                                                    self.exploration_scale, cfg.action_low, cfg.action_high,
-                                                   self.exploration_floor)
+                                                   self.exploration_floor, self.fixed_action_dims)
             return PolicySample(actions=actions, scored=raw, log_probs=logp)
         ids, logp = self._sample_tokens(obs, eps.to(self.device))
         actions = self.decode_tokens(ids).clamp(cfg.action_low, cfg.action_high)
@@ -168,7 +169,7 @@ class ChunkHeadPolicy(Policy):
         if self.head_type == "regression":
             mean, scale = self.regression_params(obs)
             return regression_log_prob(scored, mean, scale, self.distribution, self.exploration_scale,
-                                       self.exploration_floor)
+                                       self.exploration_floor, self.fixed_action_dims)
         bos = torch.full_like(scored[:, :1], self.bos_id)
         logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
         return token_log_prob(logits, scored, self.temperature, self.top_k)

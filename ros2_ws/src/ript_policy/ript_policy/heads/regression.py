@@ -52,17 +52,27 @@ def sampling_scale(scale: Tensor, exploration_scale: float, floor: float = 0.0) 
 
 
 def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: str,
-                        exploration_scale: float, floor: float = 0.0) -> Tensor:
-    """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over action dims)."""
+                        exploration_scale: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = ()) -> Tensor:
+    """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over the explored action dims)."""
     log_prob_fn, _ = DISTRIBUTIONS[distribution]
-    return log_prob_fn(raw, mean, sampling_scale(scale, exploration_scale, floor))
+    scale = sampling_scale(scale, exploration_scale, floor)
+    if fixed_dims:
+        explored = [d for d in range(raw.shape[-1]) if d not in fixed_dims]
+        raw, mean, scale = raw[..., explored], mean[..., explored], scale[..., explored]
+    return log_prob_fn(raw, mean, scale)
 
 
 def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: str, exploration_scale: float,
-                      low: float, high: float, floor: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
-    """raw = mu + max(lambda * sigma, floor) * eps. Returns (executed = clip(raw), raw, log_probs [B, H])."""
+                      low: float, high: float, floor: float = 0.0,
+                      fixed_dims: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
+    """raw = mu + max(lambda * sigma, floor) * eps (eps = 0 on fixed dims).
+    Returns (executed = clip(raw), raw, log_probs [B, H])."""
+    if fixed_dims:
+        eps = eps.clone()
+        eps[..., list(fixed_dims)] = 0.0
     raw = mean + sampling_scale(scale, exploration_scale, floor) * eps
-    return raw.clamp(low, high), raw, regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor)
+    logp = regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor, fixed_dims)
+    return raw.clamp(low, high), raw, logp
 
 
 def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None) -> Tensor:
