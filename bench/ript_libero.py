@@ -131,8 +131,9 @@ def main() -> int:
         timings["eval_sft_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
                                      "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
                                      "--out", str(out / "eval_sft"), log=log)
+    stable = ["train.frozen_parameters=[head.scale_head]", "fixed_action_dims=[3,4,5]"]  # docs/results.md
     sets = [f"task_ids=[{args.tasks}]", f"train.iterations={args.iterations}", f"num_envs={args.num_envs}",
-            *args.train_set]
+            *stable, *args.train_set]
     run_dir, after, metrics = train_and_evaluate(sft, "train", sets, args, timings, log)
     summary = {"variant": "image" if args.image else "state", "tasks": targets,
                "before": json.loads(newest(out / "eval_sft", "*/eval.json").read_text()), "after": after,

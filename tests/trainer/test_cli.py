@@ -35,9 +35,9 @@ def test_a_partial_section_keeps_the_section_defaults():
 
     default = LiberoTrainConfig()
     config = load_config(LiberoTrainConfig, overrides=["train.iterations=3", "train.loop.target_kl=0.05",
-                                                       "train.learning_rate=1e-5"])
+                                                       "train.learning_rate=3e-5"])
     assert config.train.iterations == 3 and config.train.loop.target_kl == 0.05
-    assert config.train.learning_rate == 1e-5  # YAML 1.1 alone would give the string '1e-5'
+    assert config.train.learning_rate == 3e-5  # YAML 1.1 alone would give the string "3e-5"
     assert load_config(LiberoTrainConfig, overrides=["suite=1e5x"]).suite == "1e5x"
     # Everything not overridden is LiberoTrainConfig's default, not the bare TrainConfig/LoopConfig one.
     assert config.train.loop.minibatch_size == default.train.loop.minibatch_size == 64
