@@ -21,7 +21,8 @@ class NodeProcess:
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text()
 
     def stop(self) -> int:

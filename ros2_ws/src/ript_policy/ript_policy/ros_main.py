@@ -21,6 +21,11 @@ def spin_node(make_node: Callable[[], Node], args=None, close: Callable[[Node], 
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down from the signal handler; a callback still running then
+        # fails (e.g. publish: "publisher's context is invalid"). That is a shutdown, not a crash.
+        if rclpy.ok():
+            raise
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
         executor.shutdown()
