@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dagger.add_argument("--beta", type=float, default=0.0,
                         help="probability per step of executing the expert's action instead (default 0)")
     parser.add_argument("--out", type=Path, default=Path("data/demos"), help="output folder (default data/demos)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and the table only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, expert=ExpertConfig(noise_std=args.noise, seed=args.seed),
                           learner=None if args.learner is None else str(args.learner), beta=args.beta)
     out = args.out / args.suite
-    records = record_demos(config, out)
+    records = record_demos(config, out, progress=not args.no_progress)
     driver = "expert" if args.learner is None else f"learner (beta {args.beta})"
     print(f"\n| task | {driver} success (training contexts) | demos | file |\n|---:|---:|---:|---|")
     for r in records:

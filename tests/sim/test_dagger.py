@@ -108,7 +108,7 @@ def test_record_demos_with_a_learner_keeps_failed_episodes(tmp_path):
     learner = save_checkpoint(tmp_path / "learner.pt", build_policy(config))
     result = subprocess.run(
         [sys.executable, "-m", "ript_trainer.cli", "record-demos", "--tasks", "0", "--demos", "2", "--state-only",
-         "--learner", str(learner), "--beta", "0", "--out", str(tmp_path / "dagger")],
+         "--learner", str(learner), "--beta", "0", "--out", str(tmp_path / "dagger"), "--no-progress"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "learner (beta 0.0) success" in result.stdout and "| 0 | 0/2 | 2 |" in result.stdout
