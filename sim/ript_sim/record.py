@@ -152,15 +152,14 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
             if not can_solve(config.suite, task_id):
                 records.append(TaskRecord(task_id, name, 0, 0, 0, None))
                 continue
-            max_attempts = math.ceil(config.demos_per_task * config.max_attempts_factor)
-            contexts = training_contexts(config.suite, [task_id], max_attempts, seed=config.seed)
             expert = ScriptedExpert(config.expert)
             if learner is None:
                 recorder = RecordingAgent(expert)
+                max_attempts = math.ceil(config.demos_per_task * config.max_attempts_factor)
             else:
                 recorder = LabellingAgent(expert, learner, config.beta, seed=config.seed + task_id)
                 max_attempts = config.demos_per_task  # every episode is kept
-                contexts = contexts[:max_attempts]
+            contexts = training_contexts(config.suite, [task_id], max_attempts, seed=config.seed)
             demos, attempts, wins, start = [], 0, 0, 0
             env_args = {**env_config.__dict__, "task_id": task_id}
             while len(demos) < config.demos_per_task and start < len(contexts):

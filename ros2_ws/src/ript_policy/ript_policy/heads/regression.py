@@ -6,8 +6,8 @@ parallel: mean mu_theta [B, H, A] (trained with L1 or MSE during SFT) and scale 
 
 The policy is pi(a | c) = prod_{t, i} p(a_ti; mu_ti, max(lambda * sigma_ti, floor)), with p Laplace
 (L1) or Gaussian (MSE), lambda the exploration scale and floor the exploration floor. Both are part
-of the scored distribution: samples drawn with lambda = 2 are scored with lambda = 2. The robot executes clip(a); the
-log-prob is of the unclipped a, so clipping never corrupts it.
+of the scored distribution: samples drawn with lambda = 2 are scored with lambda = 2. The robot
+executes clip(a); the log-prob is of the unclipped a, so clipping never corrupts it.
 """
 
 from __future__ import annotations
