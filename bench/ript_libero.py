@@ -54,6 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="0,1,2", help="target libero_spatial task ids (default 0,1,2)")
     parser.add_argument("--image", action="store_true", help="image variant (default: state variant)")
+    parser.add_argument("--expert", choices=("memoryless", "timed"), default="memoryless",
+                        help="scripted expert that records demos and labels DAgger states (default memoryless: "
+                        "its action is a function of the state, which a learner can fit)")
     parser.add_argument("--pretrain-demos", type=int, default=10, help="stage-1 demos per other task (default 10)")
     parser.add_argument("--sft-steps", type=int, default=3000, help="stage-1 SFT steps (default 3000)")
     parser.add_argument("--dagger-rounds", type=int, default=3, help="DAgger rounds after stage-1 SFT (default 3)")
@@ -88,7 +91,7 @@ def main() -> int:
     mode = ["--input-mode", "image"] if args.image else ["--input-mode", "state"]
     model = ["--hidden-dim", str(args.hidden_dim), "--num-layers", str(args.num_layers),
              "--chunk-size", str(args.chunk_size), "--execute-steps", str(args.execute_steps)]
-    record_mode = [] if args.image else ["--state-only"]
+    record_mode = ([] if args.image else ["--state-only"]) + (["--memoryless-expert"] if args.expert == "memoryless" else [])
     common = ["--num-envs", str(args.num_envs)]
 
     if not (out / "demos_pretrain").exists():

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Its own config sets the render mode and image size")
     parser.add_argument("--state-only", action="store_true", help="no cameras (the expert; ignored with --checkpoint)")
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
+    parser.add_argument("--memoryless-expert", action="store_true",
+                        help="evaluate the expert that decides from the current observation only")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--execute-steps", type=int, default=None,
                         help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)")
@@ -27,11 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ript_sim.env import LiberoEnvConfig
     from ript_sim.eval import checkpoint_agent, evaluate, markdown_table, save_report
-    from ript_sim.expert import ScriptedExpert
+    from ript_sim.expert import ExpertConfig, ScriptedExpert
 
     env = {"render": not args.state_only, "image_size": args.image_size}
     if args.checkpoint is None:
-        agent, name = ScriptedExpert(), "scripted expert"
+        agent = ScriptedExpert(ExpertConfig(memoryless=args.memoryless_expert))
+        name = "memoryless scripted expert" if args.memoryless_expert else "scripted expert"
     else:
         agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
         name = args.checkpoint.name

@@ -8,6 +8,11 @@ interest), so it runs on any env mode and inside `run_episodes` like a learned p
 Phases: above the grasp point -> down -> close -> lift -> above the drop point -> down -> open.
 Position commands are proportional, clip(gain * error) in OSC_POSE delta units; orientation is
 held by commanding zero rotation.
+
+Two ways to decide the phase. The default keeps it as internal state with step timers (the
+measured success table in docs/sim.md). `memoryless=True` re-derives it from the observation alone
+at every step (gripper opening, object-to-gripper distance, alignment over the grasp/drop point),
+so its action is a function of the state: what a DAgger learner fed the same features can fit.
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ DEFAULT_GRASP_OFFSET = (0.0, 0.0, 0.01)
 DROP_HEIGHTS = {"plate": 0.06, "basket": 0.16}
 """Height above the target's body position at which the object is released."""
 DEFAULT_DROP_HEIGHT = 0.10
+HELD_OPENINGS = {
+    # Finger opening (m, sum of both finger joints) below which a closed gripper holds the object.
+    # Measured: open 0.078, closed on a bowl's rim 0.008 (lifting at 0.013 let the rim slip).
+    "akita_black_bowl": 0.02,
+    "black_bowl": 0.02,
+}
+DEFAULT_HELD_OPENING = 0.02
+OPEN_FINGERS = 0.07
+"""Finger opening above which the gripper counts as open enough to go down over an object."""
+FULLY_OPEN_FINGERS = 0.0785
+"""Below this the fingers have started to close (fully open: 0.0798; LIBERO's start: 0.077)."""
 
 
 KNOWN_UNSOLVED = {
@@ -61,6 +77,12 @@ class ExpertConfig:
     """While carrying, an object farther than this from its grasp point in the gripper was dropped
     (or never caught): go back to the approach. Also what makes the expert a usable DAgger labeller
     on states a learner drove it into. 0 disables the check."""
+    memoryless: bool = False
+    """Decide the phase from the observation alone at every step (no timers, no remembered
+    phase): the labels are a function of the state. See `ScriptedExpert._memoryless_action`."""
+    funnel_width: float = 0.04
+    """Memoryless: horizontal error (m) beyond which the gripper stays at approach/carry height;
+    closer in, the height goal falls linearly to the grasp/drop point (a descent funnel)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +98,7 @@ class _Plan:
     counter: int = 0
     grasp_offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
     drop_height: float = DEFAULT_DROP_HEIGHT
+    held_opening: float = DEFAULT_HELD_OPENING
     carry_z: float = 0.0
     phase_steps: int = 0
 
@@ -121,6 +144,7 @@ class ScriptedExpert:
         plan.grasp_offset = np.array(GRASP_OFFSETS.get(_category(object_name), DEFAULT_GRASP_OFFSET))
         target_category = _category(target_name.removesuffix("_contain_region"))
         plan.drop_height = next((h for key, h in DROP_HEIGHTS.items() if key in target_category), DEFAULT_DROP_HEIGHT)
+        plan.held_opening = HELD_OPENINGS.get(_category(object_name), DEFAULT_HELD_OPENING)
         self._plans[trial] = plan
 
     def end(self, trial: int, result) -> None:
@@ -137,6 +161,9 @@ class ScriptedExpert:
         grasp_point = object_pos + plan.grasp_offset
         # The object hangs from the gripper at -grasp_offset; put it over the target's centre.
         drop_point = target_pos + np.array([*plan.grasp_offset[:2], plan.drop_height + plan.grasp_offset[2]])
+        if cfg.memoryless:
+            goal, gripper = self._memoryless_action(plan, ee, np.asarray(obs["gripper_states"]), grasp_point, drop_point)
+            return self._command(goal, ee, gripper)
         gripper = -1.0
         plan.phase_steps += 1
         stalled = plan.phase_steps > cfg.phase_timeout
@@ -178,7 +205,53 @@ class ScriptedExpert:
             goal, gripper = drop_point + np.array([0, 0, 0.1]), -1.0
         if plan.phase != phase_at_start:
             plan.phase_steps = 0
-        command = cfg.gain * (goal - ee)
-        if cfg.noise_std > 0:
-            command = command + self._rng.normal(0, cfg.noise_std, 3)
+        return self._command(goal, ee, gripper)
+
+    def _command(self, goal: np.ndarray, ee: np.ndarray, gripper: float) -> np.ndarray:
+        command = self.config.gain * (goal - ee)
+        if self.config.noise_std > 0:
+            command = command + self._rng.normal(0, self.config.noise_std, 3)
         return np.concatenate([np.clip(command, -1, 1), np.zeros(3), [gripper]])
+
+    def _memoryless_action(self, plan: _Plan, ee: np.ndarray, fingers: np.ndarray, grasp_point: np.ndarray,
+                           drop_point: np.ndarray) -> tuple[np.ndarray, float]:
+        """(position goal, gripper command) from the current observation only; sets plan.phase
+        for inspection but never reads it."""
+        cfg = self.config
+        opening = float(fingers[0] - fingers[1])
+        to_grasp = np.linalg.norm(grasp_point - ee)
+        carry_z = drop_point[2] + cfg.lift_height
+        # Under load the arm settles ~1.5 cm off a goal sideways: place within the funnel width.
+        if np.linalg.norm(grasp_point[:2] - drop_point[:2]) < cfg.funnel_width \
+                and grasp_point[2] < drop_point[2] + 2 * cfg.position_tolerance:
+            # The object is at the drop point: open, hold still until the fingers are open, go up.
+            opened = opening > OPEN_FINGERS
+            plan.phase = "retreat" if opened else "release"
+            return (drop_point + np.array([0.0, 0.0, 0.1]) if opened else ee), -1.0
+        if to_grasp < (cfg.regrasp_distance or 2 * cfg.position_tolerance) and opening < plan.held_opening:
+            # Holding the object: straight up, over the drop point, down the funnel to it.
+            off_drop = np.linalg.norm(drop_point[:2] - ee[:2])
+            if off_drop > cfg.funnel_width and ee[2] < carry_z - 2 * cfg.funnel_width:
+                plan.phase = "lift"  # dragging the object sideways knocks it out of the fingers
+                return np.array([ee[0], ee[1], carry_z]), 1.0
+            plan.phase = "carry" if off_drop > cfg.funnel_width else "lower"
+            return self._funnel(drop_point, off_drop, carry_z - drop_point[2], 2 * cfg.position_tolerance), 1.0
+        if to_grasp < 1.5 * cfg.position_tolerance or (to_grasp < 3 * cfg.position_tolerance and opening < FULLY_OPEN_FINGERS):
+            # At the grasp point (a finger on the rim can hold the arm ~1.2 cm off): close; keep
+            # closing while the fingers move in and nudge the object.
+            plan.phase = "close"
+            return grasp_point, 1.0
+        off_grasp = np.linalg.norm(grasp_point[:2] - ee[:2])
+        if opening < OPEN_FINGERS:
+            # Fingers closed on nothing, or the object was dropped: open before going down again.
+            plan.phase = "reopen"
+            return self._funnel(grasp_point, np.inf, max(cfg.approach_height, ee[2] - grasp_point[2]), 0.0), -1.0
+        plan.phase = "approach" if off_grasp > cfg.funnel_width else "descend"
+        return self._funnel(grasp_point, off_grasp, cfg.approach_height, 1.5 * cfg.position_tolerance), -1.0
+
+    def _funnel(self, point: np.ndarray, horizontal_error: float, height: float, tolerance: float) -> np.ndarray:
+        """`point` raised by `height` scaled by how far off it the gripper is horizontally: full
+        height beyond funnel_width, none within `tolerance`."""
+        cfg = self.config
+        fraction = np.clip((horizontal_error - tolerance) / max(cfg.funnel_width - tolerance, 1e-6), 0, 1)
+        return point + np.array([0.0, 0.0, height * fraction])

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
     parser.add_argument("--noise", type=float, default=0.0, help="std of noise on the expert's position command")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training contexts (default 0)")
+    parser.add_argument("--memoryless-expert", action="store_true",
+                        help="the expert decides from the current observation only (its labels are a function of "
+                        "the state; see ript_sim.expert)")
     dagger = parser.add_argument_group("DAgger (the learner drives, the expert labels every state it visits)")
     dagger.add_argument("--learner", type=Path, default=None,
                         help="policy checkpoint that drives; every episode is kept, labelled with the expert's actions")
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = RecordConfig(suite=args.suite, task_ids=parse_task_ids(args.tasks), demos_per_task=args.demos,
                           num_envs=args.num_envs, render=not args.state_only, image_size=args.image_size,
-                          seed=args.seed, expert=ExpertConfig(noise_std=args.noise, seed=args.seed),
+                          seed=args.seed, expert=ExpertConfig(noise_std=args.noise, seed=args.seed,
+                                                                     memoryless=args.memoryless_expert),
                           learner=None if args.learner is None else str(args.learner), beta=args.beta)
     out = args.out / args.suite
     records = record_demos(config, out, progress=not args.no_progress)

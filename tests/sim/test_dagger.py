@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from ript_sim.contexts import evaluation_contexts
-from ript_sim.expert import ScriptedExpert
+from ript_sim.expert import ExpertConfig, ScriptedExpert
 from ript_sim.record import LabellingAgent
 from ript_sim.vector_env import run_episodes
 
 pytestmark = pytest.mark.slow
 
 
-def test_expert_regrasps_an_object_it_dropped():
+@pytest.mark.parametrize("memoryless", [False, True], ids=["timed", "memoryless"])
+def test_expert_regrasps_an_object_it_dropped(memoryless):
     """The expert drops the bowl mid-carry and picks it up again (not necessarily placing it well:
     a bowl regrasped after a fall can sit tilted in the fingers)."""
     from ript_sim.env import LiberoEnv, LiberoEnvConfig
@@ -26,7 +27,7 @@ def test_expert_regrasps_an_object_it_dropped():
     env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=0, render=False, max_steps=400))
     try:
         context = evaluation_contexts("libero_spatial", [0], episodes=1)[0]
-        expert = ScriptedExpert()
+        expert = ScriptedExpert(ExpertConfig(memoryless=memoryless))
         obs = env.reset(init_state=context.init_state)
         expert.begin(0, context, obs)
         while expert._plans[0].phase != "carry":

@@ -8,7 +8,7 @@ import pytest
 from ript_policy.libero_data import state_dim
 from ript_sim.contexts import evaluation_contexts
 from ript_sim.env import NOOP_ACTION, LiberoEnv, LiberoEnvConfig
-from ript_sim.expert import ScriptedExpert
+from ript_sim.expert import ExpertConfig, ScriptedExpert
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +58,10 @@ def test_noop_episode_fails(state_env, eval_states):
     assert not state_env.check_success()
 
 
-def test_scripted_expert_succeeds(state_env):
+@pytest.mark.parametrize("memoryless", [False, True], ids=["timed", "memoryless"])
+def test_scripted_expert_succeeds(state_env, memoryless):
     context = evaluation_contexts("libero_spatial", [0], episodes=1)[0]
-    expert = ScriptedExpert()
+    expert = ScriptedExpert(ExpertConfig(memoryless=memoryless))
     obs = state_env.reset(init_state=context.init_state)
     assert not state_env.check_success()
     expert.begin(0, context, obs)
@@ -69,6 +70,26 @@ def test_scripted_expert_succeeds(state_env):
         obs, reward, done, info = state_env.step(expert.act_one(0, obs))
     assert info["success"] and reward == 1.0 and info["steps"] < 220
     assert state_env.check_success()
+
+
+@pytest.mark.parametrize("memoryless", [False, True], ids=["timed", "memoryless"])
+def test_memoryless_expert_acts_on_the_observation_alone(state_env, memoryless):
+    """At every step of an episode, an expert that has seen the whole episode and a fresh one that
+    sees only the current observation command the same action; the timed expert does not (its
+    phase and timers are state of its own), which is what this test must be able to tell."""
+    context = evaluation_contexts("libero_spatial", [0], episodes=1)[0]
+    config = ExpertConfig(memoryless=memoryless)
+    expert = ScriptedExpert(config)
+    obs = state_env.reset(init_state=context.init_state)
+    expert.begin(0, context, obs)
+    disagreements, done = 0, False
+    while not done:
+        action = expert.act_one(0, obs)
+        fresh = ScriptedExpert(config)
+        fresh.begin(0, context, obs)
+        disagreements += not np.allclose(fresh.act_one(0, obs), action)
+        obs, _, done, _ = state_env.step(action)
+    assert (disagreements == 0) == memoryless, f"{disagreements} steps where history changed the action"
 
 
 def test_rendered_env_gives_upright_images(eval_states):
