@@ -16,7 +16,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ript_trainer.loop import LoopConfig
@@ -107,7 +107,10 @@ def build(config: LiberoTrainConfig, progress: bool = True):
         if value is not None:
             if not hasattr(policy, knob):
                 raise ValueError(f"{knob} does not apply to a {policy.config.head} head")
-            setattr(policy, knob, tuple(value) if knob == "fixed_action_dims" else value)
+            # Through the config so its checks run (e.g. a fixed dimension past action_dim).
+            head = policy.config.head
+            checked = replace(policy.config, **{head: replace(getattr(policy.config, head), **{knob: value})})
+            setattr(policy, knob, getattr(getattr(checked, head), knob))
     language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
     train_contexts = training_contexts(config.suite, config.task_ids, config.contexts_per_task,
                                        seed=config.context_seed, progress=progress)

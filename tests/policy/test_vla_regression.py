@@ -131,6 +131,20 @@ def test_fixed_action_dims_are_executed_at_the_mean_and_not_scored(tmp_path):
         tiny_config("regression", regression={"fixed_action_dims": (7,)})
 
 
+def test_ript_train_knobs_go_through_the_config_checks(tmp_path):
+    """`ript train --set fixed_action_dims=[7]` on a 7-dim policy is a clear error before any env
+    starts (it used to set the attribute and fail at the first sample with an IndexError)."""
+    from ript_sim.train_cli import LiberoTrainConfig, build
+
+    path = save_checkpoint(tmp_path / "p.pt", build_policy(tiny_config("regression")))
+    with pytest.raises(ValueError, match="fixed_action_dims"):
+        build(LiberoTrainConfig(checkpoint=str(path), fixed_action_dims=[7]), progress=False)
+    with pytest.raises(ValueError, match="exploration_floor|floor"):
+        build(LiberoTrainConfig(checkpoint=str(path), exploration_floor=-1.0), progress=False)
+    with pytest.raises(ValueError, match="does not apply"):
+        build(LiberoTrainConfig(checkpoint=str(path), temperature=0.5), progress=False)
+
+
 def test_log_prob_is_differentiable_and_sample_is_not():
     config = tiny_config("regression")
     policy = build_policy(config)
