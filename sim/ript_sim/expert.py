@@ -34,13 +34,9 @@ DEFAULT_GRASP_OFFSET = (0.0, 0.0, 0.01)
 DROP_HEIGHTS = {"plate": 0.06, "basket": 0.16}
 """Height above the target's body position at which the object is released."""
 DEFAULT_DROP_HEIGHT = 0.10
-HELD_OPENINGS = {
-    # Finger opening (m, sum of both finger joints) below which a closed gripper holds the object.
-    # Measured: open 0.078, closed on a bowl's rim 0.008 (lifting at 0.013 let the rim slip).
-    "akita_black_bowl": 0.02,
-    "black_bowl": 0.02,
-}
-DEFAULT_HELD_OPENING = 0.02
+HELD_OPENING = 0.02
+"""Memoryless: finger opening (m, sum of both finger joints) below which a closed gripper holds the
+object. Measured on bowls: open 0.078, closed on the rim 0.008; tuned for bowls only."""
 OPEN_FINGERS = 0.07
 """Finger opening above which the gripper counts as open enough to go down over an object."""
 FULLY_OPEN_FINGERS = 0.0785
@@ -98,7 +94,6 @@ class _Plan:
     counter: int = 0
     grasp_offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
     drop_height: float = DEFAULT_DROP_HEIGHT
-    held_opening: float = DEFAULT_HELD_OPENING
     carry_z: float = 0.0
     phase_steps: int = 0
 
@@ -144,7 +139,6 @@ class ScriptedExpert:
         plan.grasp_offset = np.array(GRASP_OFFSETS.get(_category(object_name), DEFAULT_GRASP_OFFSET))
         target_category = _category(target_name.removesuffix("_contain_region"))
         plan.drop_height = next((h for key, h in DROP_HEIGHTS.items() if key in target_category), DEFAULT_DROP_HEIGHT)
-        plan.held_opening = HELD_OPENINGS.get(_category(object_name), DEFAULT_HELD_OPENING)
         self._plans[trial] = plan
 
     def end(self, trial: int, result) -> None:
@@ -228,7 +222,7 @@ class ScriptedExpert:
             opened = opening > OPEN_FINGERS
             plan.phase = "retreat" if opened else "release"
             return (drop_point + np.array([0.0, 0.0, 0.1]) if opened else ee), -1.0
-        if to_grasp < (cfg.regrasp_distance or 2 * cfg.position_tolerance) and opening < plan.held_opening:
+        if to_grasp < (cfg.regrasp_distance or 2 * cfg.position_tolerance) and opening < HELD_OPENING:
             # Holding the object: straight up, over the drop point, down the funnel to it.
             off_drop = np.linalg.norm(drop_point[:2] - ee[:2])
             if off_drop > cfg.funnel_width and ee[2] < carry_z - 2 * cfg.funnel_width:
@@ -245,7 +239,7 @@ class ScriptedExpert:
         if opening < OPEN_FINGERS:
             # Fingers closed on nothing, or the object was dropped: open before going down again.
             plan.phase = "reopen"
-            return self._funnel(grasp_point, np.inf, max(cfg.approach_height, ee[2] - grasp_point[2]), 0.0), -1.0
+            return grasp_point + np.array([0.0, 0.0, max(cfg.approach_height, ee[2] - grasp_point[2])]), -1.0
         plan.phase = "approach" if off_grasp > cfg.funnel_width else "descend"
         return self._funnel(grasp_point, off_grasp, cfg.approach_height, 1.5 * cfg.position_tolerance), -1.0
 
