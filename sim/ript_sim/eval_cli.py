@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ript_sim.cli_common import add_suite_arguments, parse_task_ids
+from ript_sim.cli_common import add_expert_argument, add_suite_arguments, parse_task_ids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Its own config sets the render mode and image size")
     parser.add_argument("--state-only", action="store_true", help="no cameras (the expert; ignored with --checkpoint)")
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
-    parser.add_argument("--memoryless-expert", action="store_true",
-                        help="evaluate the expert that decides from the current observation only")
+    add_expert_argument(parser)
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--execute-steps", type=int, default=None,
                         help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)")

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ript_sim.cli_common import add_suite_arguments, parse_task_ids
+from ript_sim.cli_common import add_expert_argument, add_suite_arguments, parse_task_ids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
     parser.add_argument("--noise", type=float, default=0.0, help="std of noise on the expert's position command")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training contexts (default 0)")
-    parser.add_argument("--memoryless-expert", action="store_true",
-                        help="the expert decides from the current observation only (its labels are a function of "
-                        "the state; see ript_sim.expert)")
+    add_expert_argument(parser)
     dagger = parser.add_argument_group("DAgger (the learner drives, the expert labels every state it visits)")
     dagger.add_argument("--learner", type=Path, default=None,
                         help="policy checkpoint that drives; every episode is kept, labelled with the expert's actions")
