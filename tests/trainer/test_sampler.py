@@ -1,5 +1,7 @@
 """DynamicSampler: rejection, refill, history skip and retry, early stop, clean termination."""
 
+from dataclasses import dataclass
+
 import pytest
 
 from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
@@ -167,3 +169,23 @@ def test_rollout_fn_contract_errors():
     sampler = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=2))
     with pytest.raises(ValueError, match="expected K=2"):
         sampler.collect(lambda contexts: [[1.0] for _ in contexts])
+
+
+def test_success_rate_per_task_when_contexts_name_their_task():
+    @dataclass(frozen=True)
+    class Context:
+        task_id: int
+        init_state: int
+
+    contexts = [Context(0, 0), Context(0, 1), Context(3, 0)]
+    # Task 0 succeeds 3 times in 4 (both groups mixed), task 3 fails every trial (rejected).
+    outcomes = {Context(0, 0): [1, 0], Context(0, 1): [1, 1], Context(3, 0): [0, 0]}
+    sampler = DynamicSampler(contexts, SamplerConfig(group_size=2, batch_size=6, skip_solved=False,
+                                                     max_group_attempts=3))
+    batch = sampler.collect(scripted_rollout(outcomes), parallel_groups=3)
+    assert batch.stats["rollout/success_rate/task_0"] == pytest.approx(3 / 4)
+    assert batch.stats["rollout/success_rate/task_3"] == 0.0
+    assert batch.stats["rollout/success_rate"] == pytest.approx(3 / 6)
+    # Plain contexts (no task_id) get only the overall rate.
+    plain = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=2)).collect(lambda chosen: [[1, 0]])
+    assert [key for key in plain.stats if key.startswith("rollout/")] == ["rollout/success_rate"]

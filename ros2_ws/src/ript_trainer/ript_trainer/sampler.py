@@ -161,6 +161,10 @@ class DynamicSampler:
         self.history[group.context_index].append(trial.reward)
         self._stats["trials"] += 1
         self._stats["reward_sum"] += trial.reward
+        task = getattr(group.context, "task_id", None)
+        if task is not None:  # contexts that name their task (LIBERO) also get per-task success
+            trials, successes = self._per_task.get(task, (0, 0.0))
+            self._per_task[task] = (trials + 1, successes + trial.reward)
         if len(group.trials) < self.config.group_size:
             return None
         del self._open[group_id]
@@ -208,6 +212,8 @@ class DynamicSampler:
             "sampler/contexts_skipped": float(s["skipped"]),
             "sampler/trials": float(s["trials"]),
             "rollout/success_rate": s["reward_sum"] / s["trials"] if s["trials"] else 0.0,
+            **{f"rollout/success_rate/task_{task}": successes / trials
+               for task, (trials, successes) in sorted(self._per_task.items())},
         }
         batch = SampledBatch(groups=self._accepted, reason=reason, stats=stats)
         self._start_batch()
@@ -270,6 +276,7 @@ class DynamicSampler:
         self._stop_reason: str | None = None
         self._stats = dict.fromkeys(
             ("trials", "reward_sum", "skipped", "rejected_all_success", "rejected_all_fail", "rejected_all_equal"), 0.0)
+        self._per_task: dict[Any, tuple[int, float]] = {}  # task id -> (trials, summed reward)
 
     def _next_context_index(self) -> int:
         # Walk a reshuffled cycle over all contexts. Every skip raises that context's counter, so
