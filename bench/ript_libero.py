@@ -147,6 +147,7 @@ def main() -> int:
         budget = [f"train.max_env_steps={metrics[-1]['env_steps']}", "train.sampler.dynamic=false",
                   "train.iterations=1000"]
         _, static_after, static_metrics = train_and_evaluate(sft, "train_static", sets + budget, args, timings, log)
+        plot_ablation(metrics, static_metrics, out / "ablation_curve.png")
         summary["ablation"] = {"after": static_after, "env_steps": static_metrics[-1]["env_steps"],
                                "iterations": static_metrics[-1]["iteration"],
                                "train_wall_s": sum(r.get("time/iteration_s", 0) for r in static_metrics)}
@@ -173,6 +174,23 @@ def train_and_evaluate(sft: Path, name: str, sets: list[str], args, timings: dic
     after = json.loads(newest(out / f"eval_{name}", "*/eval.json").read_text())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return run_dir, after, metrics
+
+
+def plot_ablation(dynamic: list[dict], static: list[dict], path: Path) -> None:
+    """Success of every trial run, and the in-training evaluation, against env steps, for both runs."""
+    from ript_trainer.metrics import plot_curves
+
+    rows = []
+    for label, metrics in (("dynamic sampling on", dynamic), ("off", static)):
+        for r in metrics:
+            row = {"env_steps": r["env_steps"]}
+            if "rollout/success_rate" in r:
+                row[f"{label}: trials run"] = r["rollout/success_rate"]
+            if "eval/success_rate" in r:
+                row[f"{label}: evaluation"] = r["eval/success_rate"]
+            rows.append(row)
+    keys = [f"{label}: {kind}" for label in ("dynamic sampling on", "off") for kind in ("trials run", "evaluation")]
+    plot_curves(rows, keys, path, title="dynamic sampling on vs off: success", x_key="env_steps")
 
 
 def cell_mean(report: dict) -> str:
