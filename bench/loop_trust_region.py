@@ -49,7 +49,8 @@ def main() -> int:
     parser.add_argument("--demos", type=Path, nargs="+", required=True, help="demo files or folders (states)")
     parser.add_argument("--lrs", default="1e-4,1e-5,3e-6")
     parser.add_argument("--floors", default="0,0.02")
-    parser.add_argument("--fixed-dims", default="3,4,5", help="the fixed-dims setting compared with none")
+    parser.add_argument("--fixed-dims", nargs="+", default=["3,4,5"],
+                        help="fixed-dims settings compared with none, e.g. 3,4,5 3,4,5,6 (default 3,4,5)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/loop_trust_region.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -63,9 +64,9 @@ def main() -> int:
         _, scale = base.regression_params(obs)
     scales = [round(float(v), 4) for v in scale[:, 0].mean(0)]
 
-    fixed = tuple(int(d) for d in args.fixed_dims.split(",")) if args.fixed_dims else ()
+    fixed = [tuple(int(d) for d in setting.split(",")) for setting in args.fixed_dims]
     settings = [(lr, floor, dims) for lr, floor, dims in itertools.product(
-        [float(x) for x in args.lrs.split(",")], [float(x) for x in args.floors.split(",")], [(), fixed])]
+        [float(x) for x in args.lrs.split(",")], [float(x) for x in args.floors.split(",")], [(), *fixed])]
     rows = []
     for lr, floor, dims in settings:
         kl = one_step_kl(base, obs, lr, floor, dims)
