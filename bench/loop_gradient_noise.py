@@ -63,10 +63,13 @@ def main() -> int:
     context = source.contexts[args.context]
     start = time.perf_counter()
     groups = []
-    for g in range(args.groups):
-        trials = source.rollout(policy, [context], args.group_size, seed=args.seed + g)[0]
-        groups.append(Group(g, args.context, context, trials))
-        print(f"group {g}: {sum(t.reward for t in trials):.0f}/{args.group_size} successes", flush=True)
+    try:
+        for g in range(args.groups):
+            trials = source.rollout(policy, [context], args.group_size, seed=args.seed + g)[0]
+            groups.append(Group(g, args.context, context, trials))
+            print(f"group {g}: {sum(t.reward for t in trials):.0f}/{args.group_size} successes", flush=True)
+    finally:
+        source.vec.close()
     rollout_s = time.perf_counter() - start
     mixed = [g for g in groups if len(set(g.rewards)) > 1]
     grads = [group_gradient(policy, params, g) for g in mixed]
