@@ -131,14 +131,18 @@ def build(config: LiberoTrainConfig, progress: bool = True):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript_policy.checkpoint import save_checkpoint
+    from ript_policy.checkpoint import checkpoint_header, save_checkpoint
     from ript_trainer.metrics import plot_curves
     from ript_trainer.train import RiptTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     config, run_dir = resolve_config(args)
     policy, payload, source = build(config, progress=not args.no_progress)
-    trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)})
+    header = checkpoint_header(policy, stats=payload.get("stats"),
+                               instruction_embeddings=payload.get("instruction_embeddings"),
+                               metadata={**payload.get("metadata", {}), "ript_run": str(run_dir)})
+    trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)},
+                          policy_checkpoint=header)
     try:
         if args.resume is not None and not trainer.resume():
             print(f"no valid checkpoint in {run_dir}; starting from the SFT weights")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from ript_policy.checkpoint import load_checkpoint, save_checkpoint
 from ript_policy.config import VLAConfig
@@ -48,6 +49,11 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert (run_dir / "checkpoints" / "iter_000001.ckpt").exists()
     policy, _ = load_checkpoint(run_dir / "policy_final.ckpt")
     assert policy.config.input_mode == "state"
+    # An iteration checkpoint loads as a policy too (`ript eval` on any iterate): here the same weights.
+    iterate, _ = load_checkpoint(run_dir / "checkpoints" / "iter_000001.ckpt")
+    for name, value in policy.state_dict().items():
+        assert torch.equal(iterate.state_dict()[name], value), name
+    assert iterate.exploration_scale == policy.exploration_scale == 3.0
 
     # Extend the same run to 2 iterations: it must continue from iteration 1, not start over.
     config = json.loads((run_dir / "config.json").read_text())

@@ -27,17 +27,24 @@ class CheckpointError(CorruptFileError):
 def save_checkpoint(path: str | Path, policy: VLAPolicy, stats: dict | None = None,
                     instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> Path:
     """Writes policy weights with its config and the SFT statistics (state/action mean, std, min, max)."""
-    payload = {
+    payload = {**checkpoint_header(policy, stats, instruction_embeddings, metadata),
+               "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}}
+    save_verified(payload, path)
+    return Path(path)
+
+
+def checkpoint_header(policy: VLAPolicy, stats: dict | None = None,
+                      instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> dict:
+    """Everything of a policy checkpoint but the weights. A RIPT trainer checkpoint carries it (key
+    `policy_checkpoint`, weights under `policy`), so any iteration can be loaded as a policy."""
+    return {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
         "config": live_config(policy),
-        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
         "stats": stats or {},
         "instruction_embeddings": {k: [float(x) for x in v] for k, v in (instruction_embeddings or {}).items()},
         "metadata": metadata or {},
     }
-    save_verified(payload, path)
-    return Path(path)
 
 
 def live_config(policy: VLAPolicy) -> dict:
@@ -62,8 +69,11 @@ def read_checkpoint(path: str | Path) -> dict:
         payload = load_verified(path)
     except CorruptFileError as exc:
         raise CheckpointError(str(exc)) from exc
+    if isinstance(payload, dict) and "policy_checkpoint" in payload and "policy" in payload:
+        payload = {**payload["policy_checkpoint"], "state_dict": payload["policy"]}  # a RIPT iteration
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
-        raise CheckpointError(f"{path} is a ript file but not a policy checkpoint")
+        raise CheckpointError(f"{path} is a ript file but not a policy checkpoint (nor a `ript train` iteration "
+                              "that carries one)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format {payload.get('format_version')}, this code reads {FORMAT_VERSION}")
     return payload

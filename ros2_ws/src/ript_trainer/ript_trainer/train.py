@@ -101,7 +101,8 @@ def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list
 class RiptTrainer:
     def __init__(self, policy: Policy, source: RolloutSource, config: TrainConfig, run_dir: str | Path,
                  extra_config: dict | None = None, tensorboard: bool = True,
-                 on_status: Callable[[str, str], None] | None = None) -> None:
+                 on_status: Callable[[str, str], None] | None = None,
+                 policy_checkpoint: dict | None = None) -> None:
         self.policy = policy
         self.source = source
         self.config = config
@@ -117,6 +118,9 @@ class RiptTrainer:
         self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard)
         self.logger.save_config({"train": asdict(config), **(extra_config or {})})
         self.on_status = on_status or (lambda state, detail: None)
+        # A policy checkpoint's header (ript_policy.checkpoint.checkpoint_header): stored in every
+        # iteration checkpoint so `ript eval` can load any iteration.
+        self.policy_checkpoint = policy_checkpoint
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> list[dict]:
@@ -231,6 +235,7 @@ class RiptTrainer:
             "history": self.history,
             "env_steps": self.env_steps,
             "config": asdict(self.config),
+            **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
         }
 
     def save_checkpoint(self) -> Path:
