@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     config, run_dir = resolve_config(args)
     policy, payload, source = build(config, progress=not args.no_progress)
-    header = checkpoint_header(policy, stats=payload.get("stats"),
-                               instruction_embeddings=payload.get("instruction_embeddings"),
-                               metadata={**payload.get("metadata", {}), "ript_run": str(run_dir)})
+    stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
+    metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
+    header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)
     trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)},
                           policy_checkpoint=header)
     try:
@@ -150,10 +150,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
         source.vec.close()
-    final = save_checkpoint(run_dir / "policy_final.ckpt", policy, stats=payload.get("stats"),
-                            instruction_embeddings=payload.get("instruction_embeddings"),
-                            metadata={**payload.get("metadata", {}), "ript_run": str(run_dir),
-                                      "ript_iterations": trainer.iteration})
+    final = save_checkpoint(run_dir / "policy_final.ckpt", policy, stats=stats, instruction_embeddings=embeddings,
+                            metadata={**metadata, "ript_iterations": trainer.iteration})
     plot_curves(history, ["eval/success_rate", "rollout/success_rate"], run_dir / "learning_curve.png",
                 title=f"RIPT on {config.suite} tasks {config.task_ids}", x_key="iteration")
     evals = [row for row in history if "eval/success_rate" in row]
