@@ -73,7 +73,10 @@ def main() -> int:
                         "recorded for scale calibration)")
     parser.add_argument("--ablation", action="store_true", help="also train with dynamic sampling off, "
                         "at the env steps of the dynamic run")
-    parser.add_argument("--finetune-steps", type=int, default=500, help="stage-2 (1-demo) SFT steps (default 500)")
+    parser.add_argument("--finetune-steps", type=int, default=300, help="stage-2 (1-demo) SFT steps (default 300)")
+    parser.add_argument("--finetune-lr", type=float, default=3e-5,
+                        help="stage-2 SFT learning rate (default 3e-5; `ript sft`'s 3e-4 undoes stage 1 within a few "
+                             "steps on one demo per task, docs/results.md)")
     parser.add_argument("--iterations", type=int, default=10, help="RIPT iterations (default 10)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
     parser.add_argument("--num-envs", type=int, default=2)
@@ -123,7 +126,8 @@ def main() -> int:
         stage1 = newest(out / f"sft_dagger_{r}", "*/policy.pt")
     if not (out / "sft_stage2").exists():
         timings["sft_stage2_s"] = ript("sft", "--demos", str(out / "demos_target"), "--init", str(stage1),
-                                       "--steps", str(args.finetune_steps), "--no-progress",
+                                       "--steps", str(args.finetune_steps), "--lr", str(args.finetune_lr),
+                                       "--no-progress",
                                        "--out", str(out / "sft_stage2"), log=log)
         stage2 = newest(out / "sft_stage2", "*/policy.pt")
         timings["calibrate_scale_s"] = ript("calibrate-scale", "--checkpoint", str(stage2), "--demos",

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--tokenizer-steps", type=int, default=1000, help="tokenized head: FSQ autoencoder steps")
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--lr", type=float, default=3e-4,
+                       help="Adam learning rate (default 3e-4, for training from scratch; to fine-tune an --init "
+                            "policy on a few demos use ~3e-5: at 3e-4 the first steps undo the pre-training)")
     train.add_argument("--image-shift", type=int, default=4, help="random-shift augmentation in pixels (0: off)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None, help="torch device (default: cuda when available)")
