@@ -58,14 +58,17 @@ def main() -> int:
                         help="scripted expert that records demos and labels DAgger states (default memoryless: "
                         "its action is a function of the state, which a learner can fit)")
     parser.add_argument("--pretrain-demos", type=int, default=10, help="stage-1 demos per other task (default 10)")
+    parser.add_argument("--pretrain-noise", type=float, default=0.0,
+                        help="noise on the expert's command in the stage-1 demos, so they show recoveries (default 0; "
+                             "they also calibrate the exploration scale)")
     parser.add_argument("--sft-steps", type=int, default=3000, help="stage-1 SFT steps (default 3000)")
-    parser.add_argument("--dagger-rounds", type=int, default=3, help="DAgger rounds after stage-1 SFT (default 3)")
+    parser.add_argument("--dagger-rounds", type=int, default=2, help="DAgger rounds after stage-1 SFT (default 2)")
     parser.add_argument("--dagger-episodes", type=int, default=10, help="learner episodes per task per round")
     parser.add_argument("--dagger-betas", default="0.5,0.3,0.1,0",
                         help="per round: probability of executing the expert's action (last value repeats)")
     parser.add_argument("--dagger-steps", type=int, default=2000, help="SFT steps after each DAgger round")
-    parser.add_argument("--hidden-dim", type=int, default=64, help="policy width (default 64)")
-    parser.add_argument("--num-layers", type=int, default=2, help="policy depth (default 2)")
+    parser.add_argument("--hidden-dim", type=int, default=128, help="policy width (default 128)")
+    parser.add_argument("--num-layers", type=int, default=3, help="policy depth (default 3)")
     parser.add_argument("--chunk-size", type=int, default=4, help="actions per query (default 4)")
     parser.add_argument("--execute-steps", type=int, default=1, help="actions executed per query (default 1)")
     parser.add_argument("--stage1", type=Path, default=None,
@@ -99,7 +102,8 @@ def main() -> int:
 
     if not (out / "demos_pretrain").exists():
         timings["record_pretrain_s"] = ript("record-demos", "--tasks", ",".join(map(str, others)),
-                                            "--demos", str(args.pretrain_demos), "--num-envs", str(args.num_envs),
+                                            "--demos", str(args.pretrain_demos), "--noise", str(args.pretrain_noise),
+                                            "--num-envs", str(args.num_envs),
                                             "--seed", "1", "--out", str(out / "demos_pretrain"), *record_mode, log=log)
     if not (out / "demos_target").exists():
         timings["record_target_s"] = ript("record-demos", "--tasks", args.tasks, "--demos", "1",
