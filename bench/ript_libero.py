@@ -54,9 +54,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="0,1,2", help="target libero_spatial task ids (default 0,1,2)")
     parser.add_argument("--image", action="store_true", help="image variant (default: state variant)")
+    parser.add_argument("--image-size", type=int, default=128,
+                        help="image variant: camera height = width for demos, policy and rollouts (default 128)")
     parser.add_argument("--expert", choices=("memoryless", "timed"), default="memoryless",
                         help="scripted expert that records demos and labels DAgger states (default memoryless: "
                         "its action is a function of the state, which a learner can fit)")
+    parser.add_argument("--pretrain-tasks", default=None,
+                        help="stage-1 libero_spatial task ids (default: every task that is not a target and that the "
+                             "expert solves)")
     parser.add_argument("--pretrain-demos", type=int, default=10, help="stage-1 demos per other task (default 10)")
     parser.add_argument("--pretrain-noise", type=float, default=0.0,
                         help="noise on the expert's command in the stage-1 demos, so they show recoveries (default 0; "
@@ -90,14 +95,18 @@ def main() -> int:
 
     targets = [int(t) for t in args.tasks.split(",")]
     others = [t for t in range(10) if t not in targets and t not in UNSOLVED_BY_EXPERT]
+    if args.pretrain_tasks is not None:
+        others = [int(t) for t in args.pretrain_tasks.split(",")]
+        if set(others) & set(targets):
+            raise SystemExit(f"--pretrain-tasks {others} overlap the target tasks {targets}")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     timings: dict[str, float] = {}
-    mode = ["--input-mode", "image"] if args.image else ["--input-mode", "state"]
+    mode = ["--input-mode", "image", "--image-size", str(args.image_size)] if args.image else ["--input-mode", "state"]
     model = ["--hidden-dim", str(args.hidden_dim), "--num-layers", str(args.num_layers),
              "--chunk-size", str(args.chunk_size), "--execute-steps", str(args.execute_steps)]
-    record_mode = ([] if args.image else ["--state-only"]) + (["--memoryless-expert"] if args.expert == "memoryless" else [])
+    record_mode = (["--image-size", str(args.image_size)] if args.image else ["--state-only"]) + (["--memoryless-expert"] if args.expert == "memoryless" else [])
     common = ["--num-envs", str(args.num_envs)]
 
     if not (out / "demos_pretrain").exists():

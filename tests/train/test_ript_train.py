@@ -1,7 +1,9 @@
 """`ript train` on a real LIBERO task: a tiny state-mode policy, 2 contexts, K=2, short episodes.
-It completes iterations, writes checkpoints, and a resumed run continues from the last one."""
+It completes iterations, writes checkpoints, and a resumed run continues from the last one; the
+tokenized head runs through the same loop."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -16,15 +18,19 @@ from ript_policy.vla import build_policy
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def tiny_config(head: str) -> VLAConfig:
     from ript_sim.env import LiberoEnvConfig
 
     state_dim = libero_state_dim(LiberoEnvConfig().object_state_dim)
-    config = VLAConfig(input_mode="state", state_dim=state_dim, use_language=False, hidden_dim=32, num_layers=1,
-                       num_heads=2, chunk_size=4, execute_steps=4)
+    return VLAConfig(input_mode="state", state_dim=state_dim, use_language=False, hidden_dim=32, num_layers=1,
+                     num_heads=2, chunk_size=4, execute_steps=4, head=head,
+                     tokenized={"fsq_levels": (5, 5), "tokens_per_chunk": 2, "tokenizer_hidden_dim": 32})
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    save_checkpoint(path, build_policy(config))
+    save_checkpoint(path, build_policy(tiny_config("regression")))
     return path
 
 
@@ -66,3 +72,24 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert rows[2]["env_steps"] == 2 * 2 * 24
     assert "eval/success_rate" in rows[2]
+
+
+def test_tokenized_head_trains_with_top_k_sampling(tmp_path):
+    checkpoint = tmp_path / "tokenized.ckpt"
+    save_checkpoint(checkpoint, build_policy(tiny_config("tokenized")))
+    settings = ["--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=0", "--set", "max_steps=16",
+                "--set", "num_envs=2", "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
+                "--set", "train.sampler.dynamic=false", "--set", "train.eval_every=0", "--set", "train.iterations=1",
+                "--set", "temperature=1.5", "--set", "top_k=5"]
+    run = ript_train("--checkpoint", str(checkpoint), "--out", str(tmp_path / "run"), *settings)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run_dir = next((tmp_path / "run").iterdir())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 1 and rows[-1]["env_steps"] == 2 * 16
+    # Top-k tokens sampled at temperature 1.5 are re-scored under that same truncated distribution:
+    # the first ratio is 1 (scoring the full softmax, as the reference code does, would not give 1).
+    assert rows[-1]["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert math.isfinite(rows[-1]["loss/policy"])
+    policy, _ = load_checkpoint(run_dir / "policy_final.ckpt")
+    assert policy.config.head == "tokenized"
+    assert (policy.config.tokenized.temperature, policy.config.tokenized.top_k) == (1.5, 5)
