@@ -60,12 +60,12 @@ class NodeSpec:
 
 # Launch arguments both graphs take, then each graph's own (name -> (default, description)).
 _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "checkpoint": ("", "policy checkpoint to post-train (required)"),
+    "checkpoint": ("", "policy checkpoint to post-train (`ript up sim` without one builds a starter policy once)"),
     "backend": ("torch", "policy runtime: torch or onnx"),
     "group_size": ("8", "K: trials per context"),
     "batch_size": ("32", "B: informative trials per iteration"),
     "iterations": ("10", "RIPT iterations"),
-    "learning_rate": ("0.0001", "LOOP learning rate"),
+    "learning_rate": ("0.00001", "LOOP learning rate (ript train's default; 1e-4 left the trust region)"),
     "ppo_epochs": ("2", "N: PPO epochs per iteration"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
     "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),

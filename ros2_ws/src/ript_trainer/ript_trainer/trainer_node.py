@@ -64,7 +64,7 @@ class TrainerNode(Node):
             raise SystemExit(f"trainer_node: reward_mode must be 'any' or 'operator', got {self.reward_mode!r}")
         seed = int(p("seed", 0).value)
         config = TrainConfig(
-            iterations=int(p("iterations", 10).value), learning_rate=float(p("learning_rate", 1e-4).value),
+            iterations=int(p("iterations", 10).value), learning_rate=float(p("learning_rate", 1e-5).value),
             eval_every=0, seed=seed,
             sampler=SamplerConfig(group_size=int(p("group_size", 8).value), batch_size=int(p("batch_size", 32).value),
                                   dynamic=bool(p("dynamic", True).value), seed=seed),

@@ -4,6 +4,7 @@ The same nodes, parameters and remappings as `ros2 launch ript_policy <mode>.lau
 pip environment lacks). Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL after a grace
 period); if one node exits, the others are stopped too.
 
+    ript up sim                  # a starter policy for task 0 (built once into runs/starter/), panel on :8000
     ript up sim --set checkpoint=runs/sft/policy.ckpt --set max_steps=120
     ript up franka --set checkpoint=policy.ckpt --set contexts_file=contexts.yaml --set robot_ip=172.16.0.2
     ript up franka --set checkpoint=policy.ckpt --set use_sim=true --set contexts_file=runs/contexts/c.npz
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:18s} {default!r:44s} {help_text}")
         return 0
     arguments = launch_arguments(args.mode, args.set)
+    if not arguments["checkpoint"] and args.mode == "sim":
+        from ript_sim.starter import ensure_starter_policy
+
+        tasks = args.tasks.replace(",", "_")
+        arguments["checkpoint"] = str(ensure_starter_policy(Path("runs/starter") / f"libero_spatial_{tasks}", args.tasks))
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
