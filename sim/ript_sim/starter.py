@@ -10,8 +10,10 @@ subcommands a user runs by hand (docs/results.md explains the recipe):
 3. one DAgger round (the policy drives half of the time, the expert labels every state), SFT again;
 4. NLL calibration of the regression head's scale (mean frozen).
 
-About 10 minutes on 2 CPU cores. It is a demonstration policy for the stack, not the 1-demo
-protocol of the benchmark (bench/ript_libero.py): it sees 10 demos of the task it is trained on.
+Measured on task 0: 1/10 on the benchmark init states (deterministic), a start with room for RIPT
+to learn from; built in 58 min on 2 CPU cores that a LIBERO training run was using at the same
+time. It is a demonstration policy for the stack, not the 1-demo protocol of the benchmark
+(bench/ript_libero.py): it sees 10 demos of the task it is trained on.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
         return final
     quiet = [] if progress else ["--no-progress"]
     print(f"no policy checkpoint given: building a starter policy for libero_spatial task(s) {tasks} in {folder} "
-          f"(once, ~10 min on 2 CPU cores; scripted demos -> SFT -> DAgger -> scale calibration)", flush=True)
+          f"(once, tens of minutes on a 2-core CPU; scripted demos -> SFT -> DAgger -> scale calibration)", flush=True)
     demos, dagger = folder / "demos", folder / "dagger"
     common = ["--tasks", tasks, "--state-only", "--memoryless-expert", *quiet]
     # One torch thread: a small state model gains nothing from more, and loses a lot beside a busy process.
