@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="launch argument, as ros2 launch's name:=value; see --list")
     parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
-    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1')")
+    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'); sim: also the "
+                             "tasks of the starter policy built when no checkpoint is given")
     parser.add_argument("--per-task", type=int, default=4,
                         help="sim, use_sim: contexts per task for a missing contexts_file")
 
