@@ -61,22 +61,26 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
     common = ["--tasks", tasks, "--state-only", "--memoryless-expert", *quiet]
     # One torch thread: a small state model gains nothing from more, and loses a lot beside a busy process.
     sft = ["sft", "--threads", "1", *quiet]
+
+    def first_sft() -> str:  # exists only once its step has run
+        return str(_newest_policy(folder / "sft"))
+
     # A step's output folder appears when the step starts: build under a temporary name, then rename,
-    # so that an existing folder means a finished step.
-    for out, args in (
-        (demos, ["record-demos", "--demos", str(DEMOS_PER_TASK), "--noise", str(DEMO_NOISE), "--seed", "1", *common]),
-        (folder / "sft", [*sft, "--demos", str(demos), *MODEL, "--steps", str(SFT_STEPS)]),
-        (dagger, ["record-demos", "--demos", str(DAGGER_EPISODES_PER_TASK), "--learner", "{sft}",
-                  "--beta", str(DAGGER_BETA), "--seed", "11", *common]),
-        (folder / "sft_dagger", [*sft, "--demos", str(demos), str(dagger), "--init", "{sft}",
-                                 "--steps", str(DAGGER_SFT_STEPS)]),
+    # so that an existing folder means a finished step. Arguments are built when the step runs.
+    for out, make_args in (
+        (demos, lambda: ["record-demos", "--demos", str(DEMOS_PER_TASK), "--noise", str(DEMO_NOISE), "--seed", "1",
+                         *common]),
+        (folder / "sft", lambda: [*sft, "--demos", str(demos), *MODEL, "--steps", str(SFT_STEPS)]),
+        (dagger, lambda: ["record-demos", "--demos", str(DAGGER_EPISODES_PER_TASK), "--learner", first_sft(),
+                          "--beta", str(DAGGER_BETA), "--seed", "11", *common]),
+        (folder / "sft_dagger", lambda: [*sft, "--demos", str(demos), str(dagger), "--init", first_sft(),
+                                         "--steps", str(DAGGER_SFT_STEPS)]),
     ):
         if out.exists():
             continue
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)  # what an interrupted try of this step left
-        args = [a.replace("{sft}", str(_newest_policy(folder / "sft"))) if "{sft}" in a else a for a in args]
-        _ript(*args, "--out", str(partial))
+        _ript(*make_args(), "--out", str(partial))
         partial.rename(out)
     _ript("calibrate-scale", "--checkpoint", str(_newest_policy(folder / "sft_dagger")),
           "--demos", str(demos), "--out", str(folder / "policy.partial.pt"), *quiet)
