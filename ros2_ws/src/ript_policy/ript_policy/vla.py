@@ -172,7 +172,7 @@ class ChunkHeadPolicy(Policy):
                                        self.exploration_floor, self.fixed_action_dims)
         bos = torch.full_like(scored[:, :1], self.bos_id)
         logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
-        return token_log_prob(logits, scored, 1.0, 0)
+        return token_log_prob(logits, scored, self.temperature, self.top_k)
 
     @torch.no_grad()
     def act(self, obs: Observation) -> Tensor:
