@@ -3,6 +3,7 @@
     ript train --checkpoint runs/sft/policy.ckpt --set suite=libero_spatial --set task_ids=[0,1,2]
     ript train --config configs/train_state.yaml
     ript train --resume runs/train/20261124-170000
+    ript train --resume runs/train/20261124-170000 --set train.iterations=40   # extend it
 
 Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
 apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
@@ -67,13 +68,30 @@ class LiberoTrainConfig:
                              f"{self.contexts_per_task}, {self.num_envs}, {self.eval_episodes_per_task}")
 
 
+# Settings that define a run's contexts, starting weights and trainable set: a resumed run's
+# checkpoint (sampler state, optimizer state) only makes sense with the values it was saved under.
+RESUME_LOCKED = {"checkpoint", "suite", "task_ids", "contexts_per_task", "context_seed", "train.seed",
+                 "train.frozen_parameters", "train.sampler.seed", "train.sampler.group_size"}
+
+
+def _changed_fields(before: dict, after: dict, prefix: str = "") -> list[str]:
+    changed = []
+    for key, value in after.items():
+        if isinstance(value, dict):
+            changed += _changed_fields(before.get(key, {}), value, f"{prefix}{key}.")
+        elif before.get(key) != value:
+            changed.append(f"{prefix}{key}: {before.get(key)} -> {value}")
+    return changed
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="SFT policy checkpoint (same as --set checkpoint=PATH)")
     parser.add_argument("--config", type=Path, help="YAML file with LiberoTrainConfig fields (sections: train, "
                                                     "train.sampler, train.loop)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field, e.g. --set train.iterations=50 --set task_ids=[0,1,2]")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its newest valid checkpoint")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its newest valid checkpoint; --set may extend it "
+                             "(e.g. --set train.iterations=20) or change the update, not its contexts or weights")
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder root (default runs/train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -83,7 +101,16 @@ def resolve_config(args: argparse.Namespace) -> tuple[LiberoTrainConfig, Path]:
 
     if args.resume is not None:
         saved = json.loads((args.resume / "config.json").read_text())["libero"]
-        return from_dict(LiberoTrainConfig, saved), args.resume
+        locked = sorted({a.split("=", 1)[0].strip() for a in args.set} & RESUME_LOCKED)
+        if locked or args.checkpoint or args.config:
+            raise SystemExit(f"ript train --resume: {locked or ['--checkpoint/--config']} cannot change in a "
+                             f"resumed run (they define its data and model); start a new run instead")
+        before = asdict(from_dict(LiberoTrainConfig, saved))
+        config = load_config(LiberoTrainConfig, overrides=list(args.set), base=saved)
+        changed = _changed_fields(before, asdict(config))
+        if changed:
+            print("resuming with changed settings: " + ", ".join(changed))
+        return config, args.resume
     overrides = list(args.set) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
     config = load_config(LiberoTrainConfig, args.config, overrides)
     if not config.checkpoint:

@@ -13,6 +13,7 @@ import torch
 from ript_policy.checkpoint import load_checkpoint, save_checkpoint
 from ript_policy.config import VLAConfig
 from ript_policy.libero_data import state_dim as libero_state_dim
+from ript_policy.safe_io import load_verified
 from ript_policy.vla import build_policy
 
 pytestmark = pytest.mark.slow
@@ -61,13 +62,18 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
         assert torch.equal(iterate.state_dict()[name], value), name
     assert iterate.exploration_scale == policy.exploration_scale == 3.0
 
-    # Extend the same run to 2 iterations: it must continue from iteration 1, not start over.
-    config = json.loads((run_dir / "config.json").read_text())
-    config["libero"]["train"]["iterations"] = 2
-    (run_dir / "config.json").write_text(json.dumps(config))
-    second = ript_train("--resume", str(run_dir))
+    # Extend the same run to 2 iterations at another lr: it must continue from iteration 1, not start
+    # over, and the new lr must reach the optimizer (whose saved state carries the old one).
+    locked = ript_train("--resume", str(run_dir), "--set", "task_ids=[1]")
+    assert locked.returncode != 0 and "task_ids" in locked.stderr and "start a new run" in locked.stderr
+    second = ript_train("--resume", str(run_dir), "--set", "train.iterations=2", "--set", "train.learning_rate=2e-5")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from iter_000001.ckpt" in second.stderr
+    assert "train.iterations: 1 -> 2" in second.stdout and "train.learning_rate: 1e-05 -> 2e-05" in second.stdout
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["iterations"] == 2 and saved["libero"]["train"]["learning_rate"] == 2e-5
+    state = load_verified(run_dir / "checkpoints" / "iter_000002.ckpt")
+    assert [group["lr"] for group in state["optimizer"]["param_groups"]] == [2e-5]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert rows[2]["env_steps"] == 2 * 2 * 24

@@ -44,3 +44,14 @@ def test_a_partial_section_keeps_the_section_defaults():
     assert config.train.loop.ppo_epochs == default.train.loop.ppo_epochs == 2
     assert config.train.sampler.batch_size == default.train.sampler.batch_size == 32
     assert config.train.eval_every == default.train.eval_every
+
+
+def test_overrides_leave_the_base_untouched():
+    # A resumed run compares its saved config with the overridden one: the override must not edit the saved dict.
+    from ript_sim.train_cli import LiberoTrainConfig
+    from ript_trainer.config_io import load_config
+
+    base = {"train": {"iterations": 4, "loop": {"ppo_epochs": 2}}}
+    config = load_config(LiberoTrainConfig, overrides=["train.iterations=9", "train.loop.ppo_epochs=4"], base=base)
+    assert (config.train.iterations, config.train.loop.ppo_epochs) == (9, 4)
+    assert base == {"train": {"iterations": 4, "loop": {"ppo_epochs": 2}}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
@@ -62,7 +63,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """Defaults of `cls`, then `base`, then the YAML file, then the overrides (later wins)."""
     data: dict = {}
     for layer in (base or {}, yaml.safe_load(Path(path).read_text()) if path else {}):
-        _merge(data, layer or {})
+        _merge(data, copy.deepcopy(layer or {}))  # a copy: the overrides below must not edit the caller's base
     for assignment in overrides or []:
         set_dotted(data, assignment)
     return from_dict(cls, data)
