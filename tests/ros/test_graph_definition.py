@@ -169,3 +169,16 @@ def test_every_graph_node_module_has_a_main_and_console_script():
 def test_ript_up_rejects_unknown_arguments():
     with pytest.raises(SystemExit, match="unknown argument"):
         up_cli.launch_arguments("sim", ["checkpiont=x"])
+
+
+def test_ript_up_sim_draws_contexts_per_task_set():
+    # One default path for every --tasks would hand `--tasks 1` the contexts drawn earlier for task 0.
+    defaults = up_cli.launch_arguments("sim", [])
+    first = up_cli.sim_contexts_file("sim", defaults, "0", 4)
+    assert first != up_cli.sim_contexts_file("sim", defaults, "1", 4)
+    assert first != up_cli.sim_contexts_file("sim", defaults, "0", 8)
+    assert up_cli.sim_contexts_file("sim", defaults, "0, 1", 4) == up_cli.sim_contexts_file("sim", defaults, "0,1", 4)
+    given = up_cli.launch_arguments("sim", ["contexts_file=mine.npz"])
+    assert up_cli.sim_contexts_file("sim", given, "1", 4) == "mine.npz"
+    franka = up_cli.launch_arguments("franka", [])
+    assert up_cli.sim_contexts_file("franka", franka, "1", 4) == franka["contexts_file"]

@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="launch argument, as ros2 launch's name:=value; see --list")
     parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
-    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'); sim: also the "
-                             "tasks of the starter policy built when no checkpoint is given")
+    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'; sim without "
+                             "contexts_file: drawn into runs/contexts/libero_spatial_tasks<ids>_<per-task>each_seed0.npz); "
+                             "sim: also the tasks of the starter policy built when no checkpoint is given")
     parser.add_argument("--per-task", type=int, default=4,
                         help="sim, use_sim: contexts per task for a missing contexts_file")
 
@@ -82,6 +83,17 @@ def stop(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> No
             proc.wait()
 
 
+def sim_contexts_file(mode: str, arguments: dict[str, str], tasks: str, per_task: int) -> str:
+    """The contexts file a sim graph uses: the one given, else one named after the draw, so that a
+    later `--tasks 1` does not reuse the file drawn for task 0 (the graph's default path is one name)."""
+    if mode != "sim" or arguments["contexts_file"] != ARGUMENTS[mode]["contexts_file"][0]:
+        return arguments["contexts_file"]
+    from ript_sim.cli_common import parse_task_ids
+
+    named = "_".join(str(task) for task in parse_task_ids(tasks))
+    return f"runs/contexts/libero_spatial_tasks{named}_{per_task}each_seed0.npz"
+
+
 def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int) -> None:
     path = Path(arguments["contexts_file"])
     if path.exists():
@@ -109,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
+    arguments["contexts_file"] = sim_contexts_file(args.mode, arguments, args.tasks, args.per_task)
     if simulated and args.mode == "franka" and not arguments["contexts_file"].endswith(".npz"):
         raise SystemExit("ript up franka: use_sim needs LIBERO contexts: --set contexts_file=PATH.npz "
                          "(written if missing)")
