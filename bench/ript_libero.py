@@ -87,6 +87,9 @@ def main() -> int:
                              "steps on one demo per task, docs/results.md)")
     parser.add_argument("--iterations", type=int, default=10, help="RIPT iterations (default 10)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
+    parser.add_argument("--stochastic-eval", action="store_true",
+                        help="also evaluate before and after RIPT with sampled actions (the distribution RIPT "
+                             "trains), next to the standard deterministic evaluation")
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra `ript train --set` overrides")
@@ -151,6 +154,10 @@ def main() -> int:
         timings["eval_sft_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
                                      "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
                                      "--out", str(out / "eval_sft"), log=log)
+    if args.stochastic_eval and not (out / "eval_sft_stochastic").exists():
+        timings["eval_sft_stochastic_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
+                                                "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
+                                                "--stochastic", "--out", str(out / "eval_sft_stochastic"), log=log)
     stable = ["train.frozen_parameters=[head.scale_head]", "fixed_action_dims=[3,4,5]"]  # docs/results.md
     sets = [f"task_ids=[{args.tasks}]", f"train.iterations={args.iterations}", f"num_envs={args.num_envs}",
             *stable, *args.train_set]
@@ -160,6 +167,15 @@ def main() -> int:
                "env_steps": metrics[-1]["env_steps"], "iterations": metrics[-1]["iteration"],
                "train_wall_s": sum(r.get("time/iteration_s", 0) for r in metrics), "timings": timings,
                "args": {k: str(v) for k, v in vars(args).items()}}
+    if args.stochastic_eval:
+        final = run_dir / "policy_final.ckpt"
+        if not (out / "eval_train_stochastic").exists():
+            timings["eval_train_stochastic_s"] = ript("eval", "--checkpoint", str(final), "--tasks", args.tasks,
+                                                      "--episodes", str(args.episodes), "--num-envs",
+                                                      str(args.num_envs), "--stochastic",
+                                                      "--out", str(out / "eval_train_stochastic"), log=log)
+        summary["stochastic"] = {name: json.loads(newest(out / f"eval_{name}_stochastic", "*/eval.json").read_text())
+                                 for name in ("sft", "train")}
     if args.ablation:
         budget = [f"train.max_env_steps={metrics[-1]['env_steps']}", "train.sampler.dynamic=false",
                   "train.iterations=1000"]
@@ -225,6 +241,9 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {task['task_id']} {task['instruction']} | {cell(task)} | "
                      f"{cell(after_tasks[task['task_id']])} |")
     lines.append(f"| **mean** | {cell_mean(summary['before'])} | {cell_mean(summary['after'])} |")
+    if "stochastic" in summary:
+        lines.append(f"| **mean, sampled actions** | {cell_mean(summary['stochastic']['sft'])} | "
+                     f"{cell_mean(summary['stochastic']['train'])} |")
     lines.append("")
     lines.append(f"RIPT: {summary['iterations']} iterations, {summary['env_steps']} env steps, "
                  f"{summary['train_wall_s'] / 60:.1f} min of training wall time.")

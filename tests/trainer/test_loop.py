@@ -183,3 +183,5 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
     assert stopped["stats/stopped_early"] == 1.0 and 1 <= stopped["stats/num_minibatches"] < 16
     # The KL of the steps that were taken stayed at the target (the one beyond it was not applied).
     assert stopped["stats/approx_kl"] <= 0.01 < free["stats/approx_kl"]
+    # ...and the KL that stopped it is reported, since the averages above never see it.
+    assert stopped["stats/approx_kl_at_stop"] > 0.01 and "stats/approx_kl_at_stop" not in free

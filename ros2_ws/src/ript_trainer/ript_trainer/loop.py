@@ -197,6 +197,7 @@ class LoopUpdater:
                 )
                 if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
                     stopped_early = True
+                    stop_kl = stats["approx_kl"]  # logged: the averages below only cover the steps taken
                     break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -212,6 +213,8 @@ class LoopUpdater:
         metrics = {key: value / max(num_minibatches, 1) for key, value in sums.items()}
         metrics["stats/num_minibatches"] = float(num_minibatches)
         metrics["stats/stopped_early"] = float(stopped_early)
+        if stopped_early:
+            metrics["stats/approx_kl_at_stop"] = stop_kl
         return metrics
 
     def config_dict(self) -> dict:
