@@ -150,32 +150,21 @@ def main() -> int:
                                             str(out / "demos_target"), str(out / "demos_pretrain"),
                                             "--no-progress", log=log)
     sft = newest(out / "sft_stage2", "*/policy.pt")
-    if not (out / "eval_sft").exists():
-        timings["eval_sft_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
-                                     "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
-                                     "--out", str(out / "eval_sft"), log=log)
-    if args.stochastic_eval and not (out / "eval_sft_stochastic").exists():
-        timings["eval_sft_stochastic_s"] = ript("eval", "--checkpoint", str(sft), "--tasks", args.tasks,
-                                                "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
-                                                "--stochastic", "--out", str(out / "eval_sft_stochastic"), log=log)
+    before = evaluate(sft, "eval_sft", args, timings, log)
+    if args.stochastic_eval:
+        before_sampled = evaluate(sft, "eval_sft_stochastic", args, timings, log, stochastic=True)
     stable = ["train.frozen_parameters=[head.scale_head]", "fixed_action_dims=[3,4,5]"]  # docs/results.md
     sets = [f"task_ids=[{args.tasks}]", f"train.iterations={args.iterations}", f"num_envs={args.num_envs}",
             *stable, *args.train_set]
     run_dir, after, metrics = train_and_evaluate(sft, "train", sets, args, timings, log)
     summary = {"variant": "image" if args.image else "state", "tasks": targets,
-               "before": json.loads(newest(out / "eval_sft", "*/eval.json").read_text()), "after": after,
+               "before": before, "after": after,
                "env_steps": metrics[-1]["env_steps"], "iterations": metrics[-1]["iteration"],
                "train_wall_s": sum(r.get("time/iteration_s", 0) for r in metrics), "timings": timings,
                "args": {k: str(v) for k, v in vars(args).items()}}
     if args.stochastic_eval:
-        final = run_dir / "policy_final.ckpt"
-        if not (out / "eval_train_stochastic").exists():
-            timings["eval_train_stochastic_s"] = ript("eval", "--checkpoint", str(final), "--tasks", args.tasks,
-                                                      "--episodes", str(args.episodes), "--num-envs",
-                                                      str(args.num_envs), "--stochastic",
-                                                      "--out", str(out / "eval_train_stochastic"), log=log)
-        summary["stochastic"] = {name: json.loads(newest(out / f"eval_{name}_stochastic", "*/eval.json").read_text())
-                                 for name in ("sft", "train")}
+        summary["stochastic"] = {"sft": before_sampled, "train": evaluate(
+            run_dir / "policy_final.ckpt", "eval_train_stochastic", args, timings, log, stochastic=True)}
     if args.ablation:
         budget = [f"train.max_env_steps={metrics[-1]['env_steps']}", "train.sampler.dynamic=false",
                   "train.iterations=1000"]
@@ -200,13 +189,19 @@ def train_and_evaluate(sft: Path, name: str, sets: list[str], args, timings: dic
         timings[f"ript_{name}_s"] = ript("train", "--checkpoint", str(sft), "--out", str(out / name),
                                          "--no-progress", *[a for s in sets for a in ("--set", s)], log=log)
     run_dir = newest(out / name, "*")
-    if not (out / f"eval_{name}").exists():
-        timings[f"eval_{name}_s"] = ript("eval", "--checkpoint", str(run_dir / "policy_final.ckpt"),
-                                         "--tasks", args.tasks, "--episodes", str(args.episodes),
-                                         "--num-envs", str(args.num_envs), "--out", str(out / f"eval_{name}"), log=log)
-    after = json.loads(newest(out / f"eval_{name}", "*/eval.json").read_text())
+    after = evaluate(run_dir / "policy_final.ckpt", f"eval_{name}", args, timings, log)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return run_dir, after, metrics
+
+
+def evaluate(checkpoint: Path, name: str, args, timings: dict, log: Path, stochastic: bool = False) -> dict:
+    """`ript eval` of a checkpoint on the target tasks into <out>/<name> (unless there already); its report."""
+    folder = args.out / name
+    if not folder.exists():
+        timings[f"{name}_s"] = ript("eval", "--checkpoint", str(checkpoint), "--tasks", args.tasks,
+                                    "--episodes", str(args.episodes), "--num-envs", str(args.num_envs),
+                                    *(["--stochastic"] if stochastic else []), "--out", str(folder), log=log)
+    return json.loads(newest(folder, "*/eval.json").read_text())
 
 
 def plot_ablation(dynamic: list[dict], static: list[dict], path: Path) -> None:
