@@ -255,7 +255,7 @@ class RiptTrainer:
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
             for group in self.optimizer.param_groups:  # the config wins: a resumed run may change the lr
-                pass  # MUTATION
+                group["lr"] = self.config.learning_rate
                 group["weight_decay"] = self.config.weight_decay
             self.sampler.load_state_dict(state["sampler"])
             self.iteration = int(state["iteration"])
