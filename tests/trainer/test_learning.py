@@ -73,3 +73,26 @@ def test_frozen_parameters_stay_put_while_the_rest_learns(tmp_path):
     now = dict(trainer.policy.named_parameters())
     assert torch.equal(now["log_scale"], start["log_scale"])
     assert any(not torch.equal(now[name], start[name]) for name in start if name != "log_scale")
+
+
+def test_an_update_stopped_at_its_first_step_is_reported(tmp_path, caplog):
+    """A learning rate too large for the trust region makes target_kl stop every update after
+    one optimizer step: the run then barely learns, so the log says why."""
+
+    def run(learning_rate, name):
+        config = ReachTrainConfig()
+        config.train.iterations, config.train.eval_every = 1, 0
+        config.train.learning_rate = learning_rate
+        config.train.loop.target_kl = 0.01
+        trainer = make_reach_trainer(config, tmp_path / name, tensorboard=False)
+        with caplog.at_level("WARNING", logger="ript.train"):
+            trainer.run(progress=False)
+        trainer.close()
+        return trainer.history[-1]
+
+    caplog.clear()
+    gentle = run(1e-4, "gentle")
+    assert gentle["stats/num_minibatches"] > 1 and "target_kl stopped" not in caplog.text
+    harsh = run(1.0, "harsh")
+    assert harsh["stats/num_minibatches"] <= 1 and harsh["stats/stopped_early"] == 1.0
+    assert "target_kl stopped the update after" in caplog.text and "learning_rate" in caplog.text

@@ -210,6 +210,14 @@ class RiptTrainer:
 
             loop_batch, _ = build_loop_batch(batch.groups)
             row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
+            if row["stats/stopped_early"] and row["stats/num_minibatches"] <= 1:
+                # A run in this state barely learns, and its metrics alone do not say why.
+                log.warning("iteration %d: target_kl stopped the update after %d optimizer step(s) "
+                            "(approx KL %.3f > %g): the step is too large for the policy's sampling "
+                            "scale; lower train.learning_rate, or raise exploration_floor / fix the "
+                            "dims with a tiny calibrated scale (docs/policy.md)", iteration,
+                            int(row["stats/num_minibatches"]), row["stats/approx_kl_at_stop"],
+                            self.updater.config.target_kl)
         return row
 
     def _evaluate(self, iteration: int = 0) -> dict[str, float]:
