@@ -89,8 +89,8 @@ class PolicyAgent:
 
     def _trajectory(self, queries: list[_Query], num_steps: int) -> Trajectory:
         log_probs = torch.stack([q.log_probs for q in queries])  # [Q, T]
-        mask = executed_mask(log_probs.shape[1], self.policy.chunk_size,
-                             torch.tensor([q.executed for q in queries]))
+        mask = executed_mask(torch.tensor([q.executed for q in queries]),
+                             log_probs.shape[1], self.policy.scores_per_step)
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in queries])) for key in queries[0].obs}
         return Trajectory(obs=obs, scored=torch.stack([q.scored for q in queries]), log_probs=log_probs,
                           mask=mask, num_steps=num_steps)

@@ -54,6 +54,8 @@ class LiberoTrainConfig:
     """Regression head: lower bound on the sampling scale (None: the checkpoint's, 0 unless set)."""
     fixed_action_dims: list[int] | None = None
     """Regression head: action dims executed at the mean, not explored nor scored (None: the checkpoint's)."""
+    gripper_temperature: float | None = None
+    """Regression head, Bernoulli gripper: p(close) = sigmoid(logit / T) (None: the checkpoint's)."""
     temperature: float | None = None
     """Tokenized head: sampling temperature (None: the checkpoint's)."""
     top_k: int | None = None
@@ -129,7 +131,8 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     from ript_sim.vector_env import VectorEnv
 
     policy, payload = load_checkpoint(config.checkpoint)
-    for knob in ("exploration_scale", "exploration_floor", "fixed_action_dims", "temperature", "top_k"):
+    for knob in ("exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature", "temperature",
+                 "top_k"):
         value = getattr(config, knob)
         if value is not None:
             if not hasattr(policy, knob):

@@ -49,3 +49,22 @@ def test_deterministic_trials_record_nothing_and_nan_is_refused(policy):
     runner.begin("eval3", stochastic=False)
     with pytest.raises(UnsafeAction, match="non-finite inputs"):
         runner.act({OBS_STATE: np.full(5, np.nan, dtype=np.float32)})
+
+
+def test_tokenized_chunk_counts_every_token_when_tokens_equal_steps():
+    # tokens_per_chunk == chunk_size: the counts agree, yet the FSQ decoder mixes every token into
+    # every executed step, so executing one step must still score all of the chunk's tokens.
+    torch.manual_seed(0)
+    config = VLAConfig(input_mode="state", state_dim=5, use_language=False, hidden_dim=16, num_layers=1,
+                       num_heads=2, chunk_size=4, execute_steps=1, head="tokenized",
+                       tokenized={"fsq_levels": (5, 4), "tokens_per_chunk": 4, "tokenizer_hidden_dim": 32})
+    policy = build_policy(config).eval()
+    ids = policy.sample({OBS_STATE: torch.zeros(1, 5)}, generator=torch.Generator().manual_seed(0)).scored
+    changed = ids.clone()
+    changed[:, 3] = (changed[:, 3] + 7) % config.tokenized.vocab_size
+    assert not torch.allclose(policy.decode_tokens(ids)[:, 0], policy.decode_tokens(changed)[:, 0])
+    runner = TrialRunner(policy, execute_steps=1)
+    runner.begin("t", stochastic=True, seed=0)
+    for i in range(3):
+        runner.act({OBS_STATE: np.full(5, 0.1 * i, dtype=np.float32)})
+    assert runner.trajectory()["mask"].tolist() == [[True] * 4] * 3

@@ -38,7 +38,7 @@ def test_standard_noise_has_unit_scale(kind):
 
 @pytest.mark.parametrize("loss", ["l1", "mse"])
 def test_policy_sample_and_log_prob_agree_with_exploration_and_clipping(loss):
-    config = tiny_config("regression", regression={"loss": loss, "init_scale": 0.5})
+    config = tiny_config("regression", regression={"loss": loss, "init_scale": 0.5, "gripper": "continuous"})
     policy = build_policy(config).eval()
     policy.exploration_scale = 3.0  # large: many samples leave [-1, 1] and get clipped
     obs = random_obs(config, batch=6)
@@ -64,6 +64,45 @@ def test_policy_sample_and_log_prob_agree_with_exploration_and_clipping(loss):
     # The exploration scale is part of the scored distribution.
     policy.exploration_scale = 1.0
     assert not torch.allclose(policy.log_prob(obs, sample.scored), rescored)
+
+
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+def test_bernoulli_gripper_samples_and_scores_open_close(loss):
+    config = tiny_config("regression", regression={"loss": loss, "init_scale": 0.5})
+    policy = build_policy(config).eval()
+    with torch.no_grad():
+        policy.head.mean_out.bias[6] = 0.7  # p(close) = sigmoid(0.7 / T) away from 1/2
+    policy.gripper_temperature = 2.0
+    obs = random_obs(config, batch=4)
+    sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    gripper = sample.scored[..., 6]
+    assert set(gripper.unique().tolist()) <= {-1.0, 1.0} and torch.equal(sample.actions[..., 6], gripper)
+    # Scored exactly: the continuous dims' density + log Bernoulli(sigmoid(logit / T)) of the outcome.
+    mean, scale = policy.regression_params(policy.prepare(obs))
+    continuous = (Laplace if loss == "l1" else Normal)(mean[..., :6], scale[..., :6])
+    bernoulli = torch.distributions.Bernoulli(logits=mean[..., 6] / 2.0)
+    expected = continuous.log_prob(sample.scored[..., :6]).sum(-1) + bernoulli.log_prob((gripper > 0).float())
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(sample.log_probs, expected, rtol=1e-5, atol=1e-4)
+    # The empirical close rate is p(close); the temperature is part of the scored distribution.
+    many = {key: value[:1].expand(4000, *value.shape[1:]) for key, value in obs.items()}
+    closed = (policy.sample(many, generator=torch.Generator().manual_seed(1)).scored[:, 0, 6] > 0).float().mean()
+    assert abs(float(closed) - float(bernoulli.probs[0, 0].detach())) < 0.03
+    rescored = policy.log_prob(obs, sample.scored)
+    policy.gripper_temperature = 1.0
+    assert not torch.allclose(policy.log_prob(obs, sample.scored), rescored)
+    # The mode closes exactly where the logit is positive.
+    assert torch.equal(policy.act(obs)[..., 6], torch.where(mean[..., 6] > 0, 1.0, -1.0))
+
+
+def test_checkpoint_without_gripper_option_loads_as_continuous(tmp_path):
+    # A checkpoint written before the option existed: its gripper was trained and scored continuous.
+    from ript_policy.config import VLAConfig
+
+    data = tiny_config("regression").to_dict()
+    del data["regression"]["gripper"]
+    assert VLAConfig.from_dict(data).regression.gripper == "continuous"
+    assert VLAConfig(**{**data, "regression": data["regression"]}).regression.gripper == "bernoulli"
 
 
 def test_empirical_spread_matches_exploration_scale():
@@ -108,7 +147,7 @@ def test_policy_exploration_floor_is_saved_and_scored(tmp_path):
 
 
 def test_fixed_action_dims_are_executed_at_the_mean_and_not_scored(tmp_path):
-    config = tiny_config("regression", regression={"init_scale": 0.3})
+    config = tiny_config("regression", regression={"init_scale": 0.3, "gripper": "continuous"})
     policy = build_policy(config).eval()
     policy.fixed_action_dims = (3, 4, 5)
     obs = random_obs(config, batch=5)
@@ -163,7 +202,8 @@ def test_act_is_the_clipped_mean():
     policy = build_policy(config).eval()
     obs = random_obs(config, batch=2)
     mean, _ = policy.regression_params(policy.prepare(obs))
-    torch.testing.assert_close(policy.act(obs), mean.clamp(-1, 1))
+    torch.testing.assert_close(policy.act(obs)[..., :6], mean[..., :6].clamp(-1, 1))
+    torch.testing.assert_close(policy.act(obs)[..., 6], torch.where(mean[..., 6] > 0, 1.0, -1.0))  # Bernoulli mode
 
 
 def test_config_validation_quotes_bad_values():

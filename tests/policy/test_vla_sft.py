@@ -93,3 +93,22 @@ def test_image_mode_trains_end_to_end(tmp_path):
                         progress=False)
     losses = [row["loss/sft"] for row in history]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_sft_fits_the_demo_gripper_switch_as_a_bernoulli(tmp_path):
+    # The synthetic demo opens (-1) for its first half and closes (+1) after: a BCE on the gripper
+    # logit must reproduce the switch in the mode and make the sampled gripper nearly certain.
+    torch.manual_seed(0)
+    demos = read_demos(write_demo_file(tmp_path))
+    config = tiny_config("regression", hidden_dim=64)
+    assert config.regression.gripper == "bernoulli"
+    policy = build_policy(config)
+    dataset = DemoDataset(demos, config, EMBEDDINGS)
+    train_sft(policy, dataset, SFTConfig(steps=300, batch_size=32, learning_rate=2e-3, seed=0), progress=False)
+    obs, chunks, mask = dataset.batch(torch.arange(len(dataset)), policy.device)
+    target = chunks[..., 6]
+    assert set(target.unique().tolist()) == {-1.0, 1.0}
+    agree = (policy.act(obs)[..., 6] == target)[mask].float().mean()
+    assert float(agree) > 0.95
+    sampled = policy.sample(obs, generator=torch.Generator().manual_seed(0)).actions[..., 6]
+    assert float((sampled == target)[mask].float().mean()) > 0.9

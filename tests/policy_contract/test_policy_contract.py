@@ -105,7 +105,7 @@ def test_executed_mask_per_step_and_per_token():
     from ript_policy.policy import executed_mask
 
     executed = torch.tensor([4, 2, 1])
-    per_step = executed_mask(4, 4, executed)
+    per_step = executed_mask(executed, 4, scores_per_step=True)
     assert per_step.tolist() == [[True] * 4, [True, True, False, False], [True, False, False, False]]
-    per_token = executed_mask(2, 4, executed)  # 2 tokens for a 4-step chunk
+    per_token = executed_mask(executed, 2, scores_per_step=False)  # 2 tokens for a 4-step chunk
     assert per_token.all() and per_token.shape == (3, 2)

@@ -15,6 +15,7 @@ INPUT_MODES = ("image", "state")
 HEADS = ("regression", "tokenized")
 BACKBONES = ("cnn", "resnet18")
 REGRESSION_LOSSES = {"l1": "laplace", "mse": "gaussian"}
+GRIPPER_MODELS = ("bernoulli", "continuous")
 
 
 @dataclass
@@ -36,8 +37,22 @@ class RegressionHeadConfig:
     fixed_action_dims: tuple[int, ...] = ()
     """Action dimensions executed at the mean and left out of the log-prob: dimensions the task
     does not need to explore (rotation, for top-down pick-and-place). Part of the scored distribution."""
+    gripper: str = "bernoulli"
+    """'bernoulli': the gripper dimension is open/close, as robosuite's Panda gripper and the Franka
+    hand execute it (only the command's sign counts): its mean output is a logit, SFT fits it with a
+    BCE, it is sampled and scored as a Bernoulli and executed as -1 (open) or +1 (close).
+    'continuous': a Laplace/Gaussian like every other dimension (its noise then spends the LOOP
+    gradient and KL budget on sign-preserving jitter, issue 18)."""
+    gripper_dim: int = -1
+    """Which action dimension is the gripper (negative counts from the end: LIBERO's and Franka's last)."""
+    gripper_temperature: float = 1.0
+    """Bernoulli gripper: p(close) = sigmoid(logit / T) while sampling and scoring; part of the scored distribution."""
 
     def __post_init__(self) -> None:
+        if self.gripper not in GRIPPER_MODELS:
+            raise ValueError(f"gripper must be one of {GRIPPER_MODELS}, got {self.gripper!r}")
+        if self.gripper_temperature <= 0:
+            raise ValueError(f"gripper_temperature must be > 0, got {self.gripper_temperature}")
         if self.loss not in REGRESSION_LOSSES:
             raise ValueError(f"loss must be one of {sorted(REGRESSION_LOSSES)}, got {self.loss!r}")
         if not 0 < self.min_scale < self.init_scale:
@@ -53,6 +68,10 @@ class RegressionHeadConfig:
     @property
     def distribution(self) -> str:
         return REGRESSION_LOSSES[self.loss]
+
+    def bernoulli_dim(self, action_dim: int) -> int | None:
+        """The gripper's index in [0, action_dim) when it is a Bernoulli, else None."""
+        return self.gripper_dim % action_dim if self.gripper == "bernoulli" else None
 
 
 @dataclass
@@ -155,6 +174,8 @@ class VLAConfig:
             raise ValueError(f"action_low {self.action_low} must be < action_high {self.action_high}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not -self.action_dim <= self.regression.gripper_dim < self.action_dim:
+            raise ValueError(f"gripper_dim {self.regression.gripper_dim} is outside action_dim {self.action_dim}")
         if any(d >= self.action_dim for d in self.regression.fixed_action_dims):
             raise ValueError(f"fixed_action_dims {self.regression.fixed_action_dims} must be < action_dim {self.action_dim}")
         if self.head == "tokenized" and self.chunk_size % self.tokenized.tokens_per_chunk:
@@ -170,4 +191,8 @@ class VLAConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown VLAConfig fields {unknown} (checkpoint from a newer version?)")
+        regression = data.get("regression")
+        if isinstance(regression, dict) and "gripper" not in regression:
+            # Written before the gripper option existed: its gripper was trained and scored as continuous.
+            data = {**data, "regression": {**regression, "gripper": "continuous"}}
         return cls(**data)

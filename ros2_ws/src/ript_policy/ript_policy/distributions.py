@@ -46,6 +46,16 @@ DISTRIBUTIONS = {
 }
 
 
+def standard_cdf(kind: str, eps: Tensor) -> Tensor:
+    """P(E <= eps) for the unit member of the family: turns the same eps into a uniform (a
+    Bernoulli dimension is drawn from the noise a continuous one would have used)."""
+    if kind == "laplace":
+        return 0.5 + 0.5 * torch.sign(eps) * (-torch.expm1(-eps.abs()))
+    if kind == "gaussian":
+        return 0.5 * (1.0 + torch.erf(eps / math.sqrt(2.0)))
+    raise ValueError(f"distribution must be one of {sorted(DISTRIBUTIONS)}, got {kind!r}")
+
+
 def standard_noise(kind: str, shape: tuple[int, ...], generator: torch.Generator | None = None,
                    device: torch.device | str = "cpu") -> Tensor:
     """Draws eps from the unit member of a location-scale family: x = loc + scale * eps.

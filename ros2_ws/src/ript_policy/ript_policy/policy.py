@@ -57,6 +57,10 @@ class Policy(nn.Module, ABC):
     """H: actions predicted per query."""
     action_dim: int
     """A: dimensions of one action (7 for LIBERO: delta pose + gripper)."""
+    scores_per_step: bool = True
+    """True when log_prob's T axis is the chunk's action steps (T = H, a regression head); False
+    when the scored elements encode the chunk jointly (tokens: every executed step depends on every
+    token), so a started chunk counts entirely. `executed_mask` reads it."""
 
     @abstractmethod
     def sample(self, obs: Observation, generator: torch.Generator | None = None) -> PolicySample:
@@ -81,15 +85,16 @@ class Policy(nn.Module, ABC):
         return logp.sum(dim=1)
 
 
-def executed_mask(num_elements: int, chunk_size: int, executed: Tensor) -> Tensor:
+def executed_mask(executed: Tensor, num_elements: int, scores_per_step: bool) -> Tensor:
     """Which scored elements of each query count for LOOP, [Q, T] bool.
 
     executed: [Q] actions of each query's chunk that were actually sent to the robot/sim.
-    One element per action step (regression head): only the executed steps influenced the
-    outcome. Otherwise (tokens encode the whole chunk jointly): a chunk that was started counts
-    entirely.
+    Per-step scores (regression head): only the executed steps influenced the outcome. Joint
+    scores (tokens decoded together into the chunk): a started chunk counts entirely. Decided by
+    the policy (`Policy.scores_per_step`), never by comparing T with H: with tokens_per_chunk ==
+    chunk_size the counts agree although every step depends on every token (issue 18).
     """
-    if num_elements == chunk_size:
+    if scores_per_step:
         return torch.arange(num_elements)[None, :] < executed[:, None]
     return torch.ones((executed.shape[0], num_elements), dtype=torch.bool)
 

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ript_policy.config import VLAConfig
 from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_STATE
-from ript_policy.heads.regression import scale_nll
+from ript_policy.heads.regression import gripper_bce, scale_nll
 from ript_policy.libero_data import IMAGE_KEYS, OBJECT_STATE, Demo, policy_observation
 from ript_policy.vla import VLAPolicy
 
@@ -176,11 +176,16 @@ def train_sft(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
     history: list[dict] = []
     if policy.head_type == "regression":
         distance = F.l1_loss if policy.config.regression.loss == "l1" else F.mse_loss
+        gripper = policy.gripper_dim
 
         def regression_loss(index: Tensor) -> Tensor:
             obs, chunks, mask = batch(index)
             mean, _ = policy.regression_params(obs)
-            per_step = distance(mean, chunks, reduction="none").mean(-1)  # [B, H]
+            per_dim = distance(mean, chunks, reduction="none")  # [B, H, A]
+            if gripper is not None:  # a Bernoulli gripper's mean is a logit: BCE against close/open
+                per_dim = per_dim.clone()
+                per_dim[..., gripper] = gripper_bce(mean, chunks, gripper)
+            per_step = per_dim.mean(-1)  # [B, H]
             return (per_step * mask).sum() / mask.sum().clamp(min=1)
 
         # The scale head is left at init_scale here: it is fitted by `calibrate_scale`.
@@ -225,7 +230,7 @@ def calibrate_scale(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
         with torch.no_grad():
             features = policy.regression_features(obs)
         mean, scale = policy.head(features)
-        return scale_nll(chunks, mean.detach(), scale, policy.distribution, mask)
+        return scale_nll(chunks, mean.detach(), scale, policy.distribution, mask, policy.gripper_dim)
 
     try:
         return _run(scale_params, config.steps, nll, dataset, config, "scale", log, progress)

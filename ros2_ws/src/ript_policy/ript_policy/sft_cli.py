@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--head", choices=("regression", "tokenized"), default="regression")
     model.add_argument("--input-mode", choices=("image", "state"), default="image")
     model.add_argument("--loss", choices=("l1", "mse"), default="l1", help="regression loss (l1: Laplace, mse: Gaussian)")
+    model.add_argument("--gripper", choices=("bernoulli", "continuous"), default=None,
+                       help="regression head: the gripper as open/close (bernoulli, BCE; default for a new model) or "
+                            "as a continuous dimension; with --init, switches the checkpoint's (its weights are kept)")
     model.add_argument("--chunk-size", type=int, default=8, help="H: actions predicted per query (default 8)")
     model.add_argument("--execute-steps", type=int, default=4, help="h: actions executed per query (default 4)")
     model.add_argument("--image-size", type=int, default=128)
@@ -95,6 +98,8 @@ def plot_losses(history: list[dict], path: Path, title: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import torch
 
     from ript_policy.checkpoint import load_checkpoint, save_checkpoint
@@ -118,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
         config = policy.config
         cached = payload.get("instruction_embeddings", {})
         stats = payload.get("stats") or None  # keep the normalisation the network was trained with
+        if args.gripper is not None and config.head == "regression" and args.gripper != config.regression.gripper:
+            # Same weights, new reading of the gripper output: fine-tuning then fits it as a logit (BCE).
+            config = replace(config, regression=replace(config.regression, gripper=args.gripper))
+            weights = policy.state_dict()
+            policy = build_policy(config).to(device)
+            policy.load_state_dict(weights)
+            print(f"gripper modelled as {args.gripper} from here on")
     else:
         full_state = state_features(demos[0].obs).shape[-1]
         config = VLAConfig(
@@ -125,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=args.image_size, backbone=args.backbone, pretrained_backbone=args.pretrained_backbone,
             use_language=not args.no_language, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
             chunk_size=args.chunk_size, execute_steps=args.execute_steps, head=args.head,
-            regression=RegressionHeadConfig(loss=args.loss))
+            regression=RegressionHeadConfig(loss=args.loss, gripper=args.gripper or "bernoulli"))
         policy = build_policy(config).to(device)
     sft_config = SFTConfig(steps=args.steps, tokenizer_steps=args.tokenizer_steps, batch_size=args.batch_size,
                            learning_rate=args.lr, image_shift=args.image_shift, seed=args.seed)

@@ -99,8 +99,8 @@ class TrialRunner:
         if not self.stochastic or not self.queries:
             return None
         log_probs = torch.stack([q.log_probs for q in self.queries])  # [Q, T]
-        mask = executed_mask(log_probs.shape[1], self.policy.chunk_size,
-                             torch.tensor([q.executed for q in self.queries]))
+        mask = executed_mask(torch.tensor([q.executed for q in self.queries]),
+                             log_probs.shape[1], self.policy.scores_per_step)
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in self.queries])) for key in self.queries[0].obs}
         return {"obs": obs, "scored": torch.stack([q.scored for q in self.queries]), "log_probs": log_probs,
                 "mask": mask, "num_steps": self.steps}

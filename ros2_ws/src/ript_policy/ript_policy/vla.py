@@ -17,7 +17,8 @@ from ript_policy.config import VLAConfig
 from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
 from ript_policy.distributions import standard_noise
 from ript_policy.encoders import CameraEncoder, StateEncoder
-from ript_policy.heads.regression import RegressionHead, regression_log_prob, regression_sample
+from ript_policy.heads.regression import (RegressionHead, gripper_logit, regression_log_prob, regression_mode,
+                                          regression_sample, sampling_scale)
 from ript_policy.heads.tokenized import TokenPrior, sample_tokens, token_log_prob
 from ript_policy.policy import Observation, Policy, PolicySample
 from ript_policy.tokenizer import ActionTokenizer
@@ -69,7 +70,7 @@ class ChunkHeadPolicy(Policy):
     `VLAPolicy` implements the hooks with torch modules, `OnnxPolicy` with onnxruntime sessions,
     so both sample and score with this same code. Exploration knobs (part of the scored
     distribution: set them before sampling *and* scoring): `exploration_scale` and
-    `exploration_floor`, `fixed_action_dims` (regression),
+    `exploration_floor`, `fixed_action_dims`, `gripper_temperature` (regression),
     `temperature` and `top_k` (tokenized).
     """
 
@@ -82,12 +83,15 @@ class ChunkHeadPolicy(Policy):
         self.action_dim = config.action_dim
         self.obs_keys = observation_keys(config)
         self.head_type = config.head
+        self.scores_per_step = config.head == "regression"  # tokens are decoded jointly into the chunk
         # Only this head's knobs exist: hasattr(policy, 'temperature') says whether a knob applies.
         if config.head == "regression":
             self.distribution = config.regression.distribution
             self.exploration_scale = config.regression.exploration_scale
             self.exploration_floor = config.regression.exploration_floor
             self.fixed_action_dims = config.regression.fixed_action_dims
+            self.gripper_dim = config.regression.bernoulli_dim(config.action_dim)  # None: continuous
+            self.gripper_temperature = config.regression.gripper_temperature
         else:
             self.temperature = config.tokenized.temperature
             self.top_k = config.tokenized.top_k
@@ -150,7 +154,8 @@ class ChunkHeadPolicy(Policy):
             mean, scale = self.regression_params(obs)
             actions, raw, logp = regression_sample(mean, scale, eps.to(mean.device), self.distribution,
                                                    self.exploration_scale, cfg.action_low, cfg.action_high,
-                                                   self.exploration_floor, self.fixed_action_dims)
+                                                   self.exploration_floor, self.fixed_action_dims,
+                                                   self.gripper_dim, self.gripper_temperature)
             return PolicySample(actions=actions, scored=raw, log_probs=logp)
         ids, logp = self._sample_tokens(obs, eps.to(self.device))
         actions = self.decode_tokens(ids).clamp(cfg.action_low, cfg.action_high)
@@ -169,20 +174,43 @@ class ChunkHeadPolicy(Policy):
         if self.head_type == "regression":
             mean, scale = self.regression_params(obs)
             return regression_log_prob(scored, mean, scale, self.distribution, self.exploration_scale,
-                                       self.exploration_floor, self.fixed_action_dims)
+                                       self.exploration_floor, self.fixed_action_dims, self.gripper_dim,
+                                       self.gripper_temperature)
         bos = torch.full_like(scored[:, :1], self.bos_id)
         logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
         return token_log_prob(logits, scored, self.temperature, self.top_k)
 
     @torch.no_grad()
     def act(self, obs: Observation) -> Tensor:
-        """The mode: mu_theta (regression) or the greedy token sequence, decoded (tokenized)."""
+        """The mode: mu_theta (a Bernoulli gripper at +-1) or the greedy token sequence, decoded."""
         obs = self.prepare(obs)
         if self.head_type == "regression":
-            actions = self.regression_params(obs)[0]
+            actions = regression_mode(self.regression_params(obs)[0], self.gripper_dim)
         else:
             actions = self.decode_tokens(self._sample_tokens(obs, None)[0])
         return actions.clamp(self.config.action_low, self.config.action_high)
+
+
+    @torch.no_grad()
+    def distribution_stats(self, obs: Observation) -> dict[str, float]:
+        """What the sampling distribution looks like on these observations: the mean sampling scale
+        per explored continuous dimension, the Bernoulli gripper's mean entropy (nats) and p(close),
+        or the tokens' mean entropy. Logged after each LOOP update."""
+        obs = self.prepare(obs)
+        if self.head_type != "regression":
+            ids = self._sample_tokens(obs, torch.rand((obs[OBS_STATE].shape[0], self.num_tokens),
+                                                      generator=torch.Generator().manual_seed(0)).to(self.device))[0]
+            return {"policy/token_entropy": float(-self.log_prob(obs, ids).mean())}
+        mean, scale = self.regression_params(obs)
+        scale = sampling_scale(scale, self.exploration_scale, self.exploration_floor)
+        stats = {f"policy/scale/dim_{d}": float(scale[..., d].mean()) for d in range(self.action_dim)
+                 if d not in self.fixed_action_dims and d != self.gripper_dim}
+        if self.gripper_dim is not None and self.gripper_dim not in self.fixed_action_dims:
+            logit = gripper_logit(mean, self.gripper_dim, self.gripper_temperature)
+            p = torch.sigmoid(logit)
+            entropy = -(p * torch.nn.functional.logsigmoid(logit) + (1 - p) * torch.nn.functional.logsigmoid(-logit))
+            stats.update({"policy/gripper_entropy": float(entropy.mean()), "policy/gripper_p_close": float(p.mean())})
+        return stats
 
 
 class VLAPolicy(ChunkHeadPolicy):

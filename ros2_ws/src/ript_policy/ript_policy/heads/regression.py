@@ -8,6 +8,11 @@ The policy is pi(a | c) = prod_{t, i} p(a_ti; mu_ti, max(lambda * sigma_ti, floo
 (L1) or Gaussian (MSE), lambda the exploration scale and floor the exploration floor. Both are part
 of the scored distribution: samples drawn with lambda = 2 are scored with lambda = 2. The robot
 executes clip(a); the log-prob is of the unclipped a, so clipping never corrupts it.
+
+A Bernoulli gripper (`RegressionHeadConfig.gripper`) replaces that dimension's factor by
+Bernoulli(sigmoid(mu_g / T)) over {-1 open, +1 close}: the mean output is its logit, the scale
+head's value there is unused. It is drawn from the same standard noise eps (through the standard
+CDF), so torch and ONNX still sample the same actions from the same eps.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ript_policy.config import RegressionHeadConfig
-from ript_policy.distributions import DISTRIBUTIONS
+from ript_policy.distributions import DISTRIBUTIONS, standard_cdf
 
 
 def _inverse_softplus(y: float) -> float:
@@ -51,33 +56,75 @@ def sampling_scale(scale: Tensor, exploration_scale: float, floor: float = 0.0) 
     return scaled.clamp(min=floor) if floor > 0 else scaled
 
 
+def _continuous_dims(action_dim: int, fixed_dims: tuple[int, ...], gripper_dim: int | None) -> list[int]:
+    return [d for d in range(action_dim) if d not in fixed_dims and d != gripper_dim]
+
+
+def gripper_logit(mean: Tensor, gripper_dim: int, temperature: float) -> Tensor:
+    """Logit of p(close) at each step: [B, H, A] -> [B, H]."""
+    return mean[..., gripper_dim] / temperature
+
+
 def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: str,
-                        exploration_scale: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = ()) -> Tensor:
-    """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over the explored action dims)."""
+                        exploration_scale: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = (),
+                        gripper_dim: int | None = None, gripper_temperature: float = 1.0) -> Tensor:
+    """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over the explored action dims;
+    a Bernoulli gripper, unless fixed, adds log p(open/close) with raw > 0 read as close)."""
     log_prob_fn, _ = DISTRIBUTIONS[distribution]
-    scale = sampling_scale(scale, exploration_scale, floor)
-    if fixed_dims:
-        explored = [d for d in range(raw.shape[-1]) if d not in fixed_dims]
-        raw, mean, scale = raw[..., explored], mean[..., explored], scale[..., explored]
-    return log_prob_fn(raw, mean, scale)
+    if gripper_dim in fixed_dims:
+        gripper_dim = None
+    explored = _continuous_dims(raw.shape[-1], fixed_dims, gripper_dim)
+    scale = sampling_scale(scale[..., explored], exploration_scale, floor)
+    logp = log_prob_fn(raw[..., explored], mean[..., explored], scale)
+    if gripper_dim is not None:
+        logit = gripper_logit(mean, gripper_dim, gripper_temperature)
+        logp = logp + F.logsigmoid(torch.where(raw[..., gripper_dim] > 0, logit, -logit))
+    return logp
 
 
 def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: str, exploration_scale: float,
-                      low: float, high: float, floor: float = 0.0,
-                      fixed_dims: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
-    """raw = mu + max(lambda * sigma, floor) * eps (eps = 0 on fixed dims).
+                      low: float, high: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = (),
+                      gripper_dim: int | None = None,
+                      gripper_temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """raw = mu + max(lambda * sigma, floor) * eps (eps = 0 on fixed dims); a Bernoulli gripper
+    closes (+1) where CDF(eps) < p(close), else opens (-1); fixed, it takes the mode.
     Returns (executed = clip(raw), raw, log_probs [B, H])."""
     if fixed_dims:
         eps = eps.clone()
         eps[..., list(fixed_dims)] = 0.0
     raw = mean + sampling_scale(scale, exploration_scale, floor) * eps
-    logp = regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor, fixed_dims)
+    if gripper_dim is not None:
+        logit = gripper_logit(mean, gripper_dim, gripper_temperature)
+        if gripper_dim in fixed_dims:
+            closed = logit > 0
+        else:
+            closed = standard_cdf(distribution, eps[..., gripper_dim]) < torch.sigmoid(logit)
+        raw = raw.clone()
+        raw[..., gripper_dim] = torch.where(closed, 1.0, -1.0).to(raw.dtype)
+    logp = regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor, fixed_dims,
+                               gripper_dim, gripper_temperature)
     return raw.clamp(low, high), raw, logp
 
 
-def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None) -> Tensor:
+def regression_mode(mean: Tensor, gripper_dim: int | None) -> Tensor:
+    """The most likely action: mu, with a Bernoulli gripper at its more likely state (+-1)."""
+    if gripper_dim is None:
+        return mean
+    mode = mean.clone()
+    mode[..., gripper_dim] = torch.where(mean[..., gripper_dim] > 0, 1.0, -1.0).to(mean.dtype)
+    return mode
+
+
+def gripper_bce(mean: Tensor, actions: Tensor, gripper_dim: int) -> Tensor:
+    """SFT loss of a Bernoulli gripper per step: BCE of its logit against demo command > 0, [B, H]."""
+    return F.binary_cross_entropy_with_logits(mean[..., gripper_dim], (actions[..., gripper_dim] > 0).to(mean.dtype),
+                                              reduction="none")
+
+
+def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None,
+              gripper_dim: int | None = None) -> Tensor:
     """Mean negative log-likelihood per action step of demo actions [B, H, A] (mask [B, H])."""
-    logp = regression_log_prob(actions, mean, scale, distribution, 1.0)  # [B, H]
+    logp = regression_log_prob(actions, mean, scale, distribution, 1.0, gripper_dim=gripper_dim)  # [B, H]
     if mask is None:
         return -logp.mean()
     mask = mask.to(logp.dtype)
