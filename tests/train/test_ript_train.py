@@ -53,6 +53,10 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert rows[1]["sampler/trials"] == 2 and rows[1]["env_steps"] == 2 * 24
     # Sampling and re-scoring use the same distribution: the PPO ratio starts at 1.
     assert "loss/policy" in rows[1] and rows[1]["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    # Where the update left the policy, and how it now explores (per dimension; the gripper's entropy).
+    assert rows[1]["stats/approx_kl_final"] >= 0.0
+    assert rows[1]["policy/scale/dim_0"] == pytest.approx(3.0 * 0.1, rel=0.05)
+    assert 0.0 < rows[1]["policy/gripper_entropy"] <= math.log(2) + 1e-6
     assert (run_dir / "checkpoints" / "iter_000001.ckpt").exists()
     policy, _ = load_checkpoint(run_dir / "policy_final.ckpt")
     assert policy.config.input_mode == "state"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ript_trainer.loop import LoopBatch, LoopConfig, LoopUpdater, ppo_clip_loss, rloo_advantages
+from ript_trainer.loop import LoopBatch, LoopConfig, LoopUpdater, approx_kl, ppo_clip_loss, rloo_advantages
 
 
 def test_rloo_hand_computed():
@@ -126,6 +126,8 @@ def test_loop_config_validation():
         LoopConfig(ppo_epochs=0)
     with pytest.raises(ValueError, match="clip_low"):
         LoopConfig(clip_low=1.5)
+    with pytest.raises(ValueError, match="loss_normalization"):
+        LoopConfig(loss_normalization="episode")
 
 
 def test_updater_moves_logprobs_by_advantage_sign_and_clips_grad():
@@ -172,7 +174,7 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
 
     def run(target_kl):
         logits.data.zero_()
-        updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=5.0),
+        updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=0.5),
                               LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl),
                               generator=torch.Generator().manual_seed(0))
         return updater.update(batch)
@@ -181,7 +183,36 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
     assert free["stats/num_minibatches"] == 16 and free["stats/stopped_early"] == 0.0
     stopped = run(0.01)
     assert stopped["stats/stopped_early"] == 1.0 and 1 <= stopped["stats/num_minibatches"] < 16
-    # The KL of the steps that were taken stayed at the target (the one beyond it was not applied).
-    assert stopped["stats/approx_kl"] <= 0.01 < free["stats/approx_kl"]
+    # The step that went beyond the target was undone: the policy left behind is within it, and
+    # the logged final KL (whole batch, after the update) is that policy's, not a pre-step average.
+    kept = logits.detach().clone()
+    assert stopped["stats/approx_kl_final"] <= 0.01 < free["stats/approx_kl_final"]
+    torch.testing.assert_close(torch.tensor(stopped["stats/approx_kl_final"]),
+                               approx_kl(torch.log_softmax(kept, 0)[arms], batch.logp_old, batch.mask))
     # ...and the KL that stopped it is reported, since the averages above never see it.
     assert stopped["stats/approx_kl_at_stop"] > 0.01 and "stats/approx_kl_at_stop" not in free
+
+
+def test_logged_final_kl_sees_the_last_step():
+    # One minibatch, one epoch: the pre-step approx_kl is 0 by construction (ratio 1), the policy
+    # left behind is not. approx_kl_final must measure the latter.
+    logits = torch.nn.Parameter(torch.zeros(4))
+    arms = torch.tensor([[0], [1], [2], [3]])
+    batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((4, 1), -math.log(4)),
+                      mask=torch.ones(4, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    updater = LoopUpdater(lambda obs, scored: torch.log_softmax(logits, dim=0)[scored], [logits],
+                          torch.optim.SGD([logits], lr=10.0), LoopConfig(ppo_epochs=1, minibatch_size=4))
+    metrics = updater.update(batch)
+    assert metrics["stats/approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics["stats/approx_kl_final"] > 0.05
+
+
+def test_trial_normalization_weighs_every_trial_alike():
+    # Trial a: 1 query with A = +1; trial b: 3 queries with A = -1, all at ratio 1.
+    # Token mean: (+1 * -1 + 3 * +1) / 4 = 0.5; trial mean: (-1 + 1) / 2 = 0.
+    logp = torch.zeros(4, 1, requires_grad=True)
+    mask = torch.ones(4, 1, dtype=torch.bool)
+    adv = torch.tensor([1.0, -1.0, -1.0, -1.0])
+    token, _ = ppo_clip_loss(logp, torch.zeros(4, 1), adv, mask)
+    trial, _ = ppo_clip_loss(logp, torch.zeros(4, 1), adv, mask, weights=torch.tensor([1.0, 1 / 3, 1 / 3, 1 / 3]))
+    assert float(token.detach()) == pytest.approx(0.5) and float(trial.detach()) == pytest.approx(0.0, abs=1e-7)

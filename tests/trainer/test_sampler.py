@@ -57,7 +57,8 @@ def test_skips_solved_context_then_retries_it():
 def test_skip_disabled_draws_solved_context_every_cycle():
     outcomes = {"solved": [1, 1], "mixed": [1, 0]}
     calls = []
-    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=2, skip_solved=False))
+    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=2, skip_solved=False,
+                                                                   context_selection="uniform"))
     for _ in range(6):
         sampler.collect(scripted_rollout(outcomes, calls))
     assert calls.count("solved") >= 4
@@ -181,7 +182,7 @@ def test_success_rate_per_task_when_contexts_name_their_task():
     # Task 0 succeeds 3 times in 4 (both groups mixed), task 3 fails every trial (rejected).
     outcomes = {Context(0, 0): [1, 0], Context(0, 1): [1, 1], Context(3, 0): [0, 0]}
     sampler = DynamicSampler(contexts, SamplerConfig(group_size=2, batch_size=6, skip_solved=False,
-                                                     max_group_attempts=3))
+                                                     max_group_attempts=3, context_selection="uniform"))
     batch = sampler.collect(scripted_rollout(outcomes), parallel_groups=3)
     assert batch.stats["rollout/success_rate/task_0"] == pytest.approx(3 / 4)
     assert batch.stats["rollout/success_rate/task_3"] == 0.0
@@ -189,3 +190,38 @@ def test_success_rate_per_task_when_contexts_name_their_task():
     # Plain contexts (no task_id) get only the overall rate.
     plain = DynamicSampler(["a"], SamplerConfig(group_size=2, batch_size=2)).collect(lambda chosen: [[1, 0]])
     assert [key for key in plain.stats if key.startswith("rollout/")] == ["rollout/success_rate"]
+
+
+def _bernoulli_rollout(rates, k, rng, trials_run):
+    def rollout(chosen):
+        trials_run.extend(chosen)
+        return [[float(rng.random() < rates[c]) for _ in range(k)] for c in chosen]
+    return rollout
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_mixed_selection_finds_more_mixed_groups_and_visits_every_context(dynamic):
+    # 40 contexts: most never or always succeed, a few sit near 1/2 (a weak policy's spread).
+    import random
+
+    rates = {f"c{i}": (0.0 if i < 24 else 1.0 if i < 34 else 0.5) for i in range(40)}
+    results = {}
+    for selection in ("uniform", "mixed"):
+        rng, run = random.Random(0), []
+        sampler = DynamicSampler(list(rates), SamplerConfig(group_size=8, batch_size=32, dynamic=dynamic,
+                                                            context_selection=selection, seed=1))
+        mixed = trials = 0.0
+        while trials < 4000:  # equal env steps for both
+            stats = sampler.collect(_bernoulli_rollout(rates, 8, rng, run)).stats
+            mixed += stats["sampler/mixed_groups"]
+            trials += stats["sampler/trials"]
+        results[selection] = 100 * mixed / trials
+        assert set(run) == set(rates), f"{selection} left contexts unvisited"
+    assert results["mixed"] >= 1.5 * results["uniform"], results
+
+
+def test_mixed_groups_metric_counts_groups_whatever_dynamic_does():
+    sampler = DynamicSampler(["a", "b"], SamplerConfig(group_size=2, batch_size=4, dynamic=False,
+                                                       context_selection="uniform"))
+    stats = sampler.collect(scripted_rollout({"a": [1, 0], "b": [0, 0]})).stats
+    assert stats["sampler/mixed_groups"] == 1.0 and stats["sampler/mixed_groups_per_100_trials"] == 25.0

@@ -22,6 +22,21 @@ def test_build_loop_batch_rows_and_advantages():
     assert batch.mask.dtype == torch.bool
 
 
+def test_trial_weights_make_every_trial_weigh_the_same():
+    from ript_trainer.loop import ppo_clip_loss
+
+    # 6, 9 and 3 valid elements; the short trial is the success.
+    group = Group(0, 0, "ctx", [Trial(0, 0.0, traj(2, 1.0)), Trial(0, 0.0, traj(3, 2.0)), Trial(0, 1.0, traj(1, 3.0))])
+    batch, _ = build_loop_batch([group])
+    torch.testing.assert_close(batch.weights, torch.tensor([1 / 6, 1 / 6, 1 / 9, 1 / 9, 1 / 9, 1 / 3]))
+    # At ratio 1 the trial-normalised loss is -mean(A) over trials = 0 (RLOO sums to 0 per group);
+    # the token mean lets the long failures outweigh the success: -(-0.5 * 6 - 0.5 * 9 + 1 * 3) / 18.
+    logp = batch.logp_old.clone()
+    trial, _ = ppo_clip_loss(logp, batch.logp_old, batch.advantages, batch.mask, weights=batch.weights)
+    token, _ = ppo_clip_loss(logp, batch.logp_old, batch.advantages, batch.mask)
+    assert float(trial) == pytest.approx(0.0, abs=1e-6) and float(token) == pytest.approx(4.5 / 18)
+
+
 def test_trajectory_validates_rows():
     with pytest.raises(ValueError, match="rows"):
         Trajectory(obs={"s": torch.zeros(3, 2)}, scored=torch.zeros(2, 3), log_probs=torch.zeros(2, 3),

@@ -6,11 +6,15 @@ trainer node both call this file.
 
 Ratios are per scored element of a policy query (an action step of a regression chunk, or an
 action token of a tokenized chunk): `logp_*` are [N, T] with a boolean mask, one row per policy
-query, and every row of a trial carries that trial's advantage.
+query, and every row of a trial carries that trial's advantage. How elements are averaged is
+`LoopConfig.loss_normalization`: every element alike ('token', the QueST reference), every query
+alike ('query'), or every trial alike ('trial': each trajectory's mean, the OpenVLA-OFT reference;
+a failing trial that runs to the step limit then no longer outweighs a success that ended early).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping
 
@@ -41,12 +45,14 @@ def ppo_clip_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     token_level: bool = True,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate, asymmetric clip range [1 - clip_low, 1 + clip_high].
 
-    logp_new, logp_old, mask: [N, T]; advantages: [N].
-    token_level=True averages over all valid elements of the batch; False averages within each
-    sequence (row), then over rows that have at least one valid element.
+    logp_new, logp_old, mask: [N, T]; advantages: [N]; weights: [N] per-row element weights or None.
+    token_level=True averages over all valid elements of the batch (a weighted mean with `weights`:
+    1 / the trial's valid elements gives every trial the same total weight); False averages within
+    each sequence (row), then over rows that have at least one valid element.
     Masked elements contribute nothing to the loss nor to its gradient.
     """
     if logp_new.shape != logp_old.shape or logp_new.shape != mask.shape:
@@ -68,7 +74,10 @@ def ppo_clip_loss(
     per_element = torch.where(mask, torch.maximum(pg_losses, pg_losses_clipped), torch.zeros_like(ratio))
 
     num_valid = maskf.sum()
-    if token_level:
+    if token_level and weights is not None:
+        w = weights.detach().to(logp_new.dtype).unsqueeze(1) * maskf  # [N, T]
+        loss = (per_element * w).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+    elif token_level:
         loss = per_element.sum() / num_valid.clamp(min=1.0)
     else:
         per_row_count = maskf.sum(dim=1)  # [N]
@@ -79,11 +88,11 @@ def ppo_clip_loss(
     with torch.no_grad():
         n = num_valid.clamp(min=1.0)
         # k3 estimator of KL(old || new), Schulman 2020: unbiased and always >= 0.
-        approx_kl = ((ratio - 1.0) - logratio) * maskf
+        kl = ((ratio - 1.0) - logratio) * maskf
         clipped_low = (ratio < 1.0 - clip_low) & (adv < 0) & mask
         clipped_high = (ratio > 1.0 + clip_high) & (adv > 0) & mask
         stats = {
-            "approx_kl": float(approx_kl.sum() / n),
+            "approx_kl": float(kl.sum() / n),
             "clip_frac": float((clipped_low | clipped_high).sum() / n),
             "clip_frac_low": float(clipped_low.sum() / n),
             "clip_frac_high": float(clipped_high.sum() / n),
@@ -92,6 +101,16 @@ def ppo_clip_loss(
             "ratio_min": float(ratio[mask].min()) if bool(mask.any()) else 1.0,
         }
     return loss, stats
+
+
+LOSS_NORMALIZATIONS = ("token", "query", "trial")
+
+
+def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor) -> Tensor:
+    """k3 estimate of KL(old || new) over the valid elements (Schulman 2020; >= 0)."""
+    mask = mask.bool()
+    logratio = torch.where(mask, logp_new - logp_old, torch.zeros_like(logp_new))
+    return (((torch.exp(logratio) - 1.0) - logratio) * mask).sum() / mask.sum().clamp(min=1)
 
 
 @dataclass
@@ -108,11 +127,13 @@ class LoopConfig:
     """epsilon_high: the ratio is clipped above at 1 + clip_high."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm."""
-    token_level: bool = True
-    """Average the loss over all valid elements (True) or per row, then over rows (False)."""
+    loss_normalization: str = "token"
+    """How scored elements are averaged: 'token' (every element alike), 'query' (each policy query's
+    mean, then over queries) or 'trial' (each trial's mean, then over trials)."""
     target_kl: float | None = None
-    """Stop the update early once a minibatch's approx_kl (old vs current policy, measured before
-    its step) exceeds this; that minibatch is not applied (None: never)."""
+    """Stop the update once a step would leave the policy further than this from the sampling
+    policy (approx KL on that step's minibatch, re-scored after the step); that step is undone
+    (None: never)."""
 
     def __post_init__(self) -> None:
         if self.ppo_epochs < 1:
@@ -123,6 +144,10 @@ class LoopConfig:
             raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {self.clip_low}, {self.clip_high}")
         if self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(f"loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl}")
 
 
 @dataclass
@@ -130,7 +155,8 @@ class LoopBatch:
     """Everything one LOOP step needs, one row per policy query.
 
     obs: observation tensors, each [N, ...]; scored: what the policy re-scores (actions or
-    tokens), [N, ...]; logp_old, mask: [N, T]; advantages: [N] (the trial's advantage per row).
+    tokens), [N, ...]; logp_old, mask: [N, T]; advantages: [N] (the trial's advantage per row);
+    weights: [N] element weight of each row for loss_normalization='trial' (None: all 1).
     """
 
     obs: Mapping[str, Tensor]
@@ -138,6 +164,7 @@ class LoopBatch:
     logp_old: Tensor
     mask: Tensor
     advantages: Tensor
+    weights: Tensor | None = None
 
     def __len__(self) -> int:
         return self.logp_old.shape[0]
@@ -149,6 +176,7 @@ class LoopBatch:
             logp_old=self.logp_old[idx],
             mask=self.mask[idx],
             advantages=self.advantages[idx],
+            weights=None if self.weights is None else self.weights[idx],
         )
 
 
@@ -174,11 +202,19 @@ class LoopUpdater:
         self.generator = generator
 
     def update(self, batch: LoopBatch, on_epoch: Callable[[int, int], None] | None = None) -> dict[str, float]:
-        """N epochs of PPO over `batch`; `on_epoch(epoch, N)` is called before each epoch (progress)."""
+        """N epochs of PPO over `batch`; `on_epoch(epoch, N)` is called before each epoch (progress).
+
+        With target_kl, each step's minibatch is re-scored after the step: a step that leaves the
+        policy beyond target_kl is undone (parameters and optimizer state) and the update stops, so
+        the policy left behind is the last one within the trust region. `stats/approx_kl_final` is
+        KL(sampling policy || policy left behind) over the whole batch."""
         cfg = self.config
         n = len(batch)
         if n == 0:
             raise ValueError("cannot run a LOOP update on an empty batch")
+        if cfg.loss_normalization == "trial" and batch.weights is None:
+            raise ValueError("loss_normalization='trial' needs per-row weights (build_loop_batch sets them)")
+        weights = batch.weights if cfg.loss_normalization == "trial" else None
         sums: dict[str, float] = {}
         num_minibatches = 0
         stopped_early = False
@@ -193,16 +229,22 @@ class LoopUpdater:
                 logp_new = self.log_prob_fn(mb.obs, mb.scored)
                 loss, stats = ppo_clip_loss(
                     logp_new, mb.logp_old, mb.advantages, mb.mask,
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, token_level=cfg.token_level,
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                    token_level=cfg.loss_normalization != "query", weights=None if weights is None else mb.weights,
                 )
-                if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
-                    stopped_early = True
-                    stop_kl = stats["approx_kl"]  # logged: the averages below only cover the steps taken
-                    break
+                saved = self._snapshot() if cfg.target_kl is not None else None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
                 self.optimizer.step()
+                if saved is not None:
+                    with torch.no_grad():
+                        kl_after = float(approx_kl(self.log_prob_fn(mb.obs, mb.scored), mb.logp_old, mb.mask))
+                    if kl_after > cfg.target_kl:
+                        self._restore(saved)
+                        stopped_early = True
+                        stop_kl = kl_after  # logged: the averages below only cover the steps kept
+                        break
                 stats = {"loss/policy": float(loss.detach()), "stats/grad_norm": float(grad_norm), **{
                     f"stats/{key}": value for key, value in stats.items()}}
                 for key, value in stats.items():
@@ -215,7 +257,30 @@ class LoopUpdater:
         metrics["stats/stopped_early"] = float(stopped_early)
         if stopped_early:
             metrics["stats/approx_kl_at_stop"] = stop_kl
+        metrics["stats/approx_kl_final"] = self.batch_kl(batch)
         return metrics
+
+    @torch.no_grad()
+    def batch_kl(self, batch: LoopBatch) -> float:
+        """KL(sampling policy || current policy) over every valid element of the batch."""
+        total, count = 0.0, 0.0
+        for start in range(0, len(batch), self.config.minibatch_size):
+            mb = batch.index(torch.arange(start, min(start + self.config.minibatch_size, len(batch))))
+            valid = float(mb.mask.sum())
+            if valid:
+                total += float(approx_kl(self.log_prob_fn(mb.obs, mb.scored), mb.logp_old, mb.mask)) * valid
+                count += valid
+        return total / max(count, 1.0)
+
+    def _snapshot(self) -> tuple[list[Tensor], dict]:
+        return [p.detach().clone() for p in self.parameters], copy.deepcopy(self.optimizer.state_dict())
+
+    def _restore(self, saved: tuple[list[Tensor], dict]) -> None:
+        params, optimizer_state = saved
+        with torch.no_grad():
+            for p, value in zip(self.parameters, params):
+                p.copy_(value)
+        self.optimizer.load_state_dict(optimizer_state)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

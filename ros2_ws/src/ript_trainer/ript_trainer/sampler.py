@@ -6,6 +6,13 @@ history lets contexts solved in their last K trials be skipped (and retried afte
 in case the policy regressed). A group-attempt budget guarantees termination: when no
 informative context can be found the sampler stops and says why, it never loops forever.
 
+Which context comes next is `context_selection`: 'uniform' walks a reshuffled cycle over all
+contexts; 'mixed' prefers the contexts most likely to give a mixed group (a LOOP gradient): a
+Beta(1 + successes, 1 + failures) posterior per context from its recent trials, one Thompson draw
+p per context, and the context with the largest P(mixed | p) = 1 - p^K - (1 - p)^K is chosen —
+so contexts near 50 % win, unvisited ones are uncertain enough to be tried, and a fraction
+`uniform_fraction` of draws still comes from the uniform cycle, so every context is visited.
+
 Two ways to drive it, one implementation:
   * synchronous: `collect(rollout_fn)` — rollout_fn runs K trials for each of a list of contexts
     (a vector of simulators);
@@ -22,6 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 
+CONTEXT_SELECTIONS = ("mixed", "uniform")
+
+
+def mixed_probability(p: float, k: int) -> float:
+    """P(a group of k trials at success rate p is mixed) = 1 - p^k - (1 - p)^k."""
+    return 1.0 - p ** k - (1.0 - p) ** k
+
+
 @dataclass
 class SamplerConfig:
     group_size: int = 8
@@ -34,6 +49,13 @@ class SamplerConfig:
     """Skip contexts whose last K recorded trials were all successes."""
     retry_after_skips: int = 3
     """A solved context is tried again after it has been skipped this many times in a row."""
+    context_selection: str = "mixed"
+    """'mixed': prefer contexts whose estimated success is near 1/2 (most likely to give a mixed
+    group); 'uniform': a reshuffled cycle over all contexts."""
+    uniform_fraction: float = 0.25
+    """'mixed' only: share of draws taken from the uniform cycle anyway, so every context is visited."""
+    history_trials: int | None = None
+    """Recent trials per context that estimate its success (None: 2 K)."""
     early_stop_fraction: float = 1.0
     """Stop opening groups once this fraction of B informative trials is collected."""
     max_group_attempts: int | None = None
@@ -49,6 +71,12 @@ class SamplerConfig:
             )
         if not 0.0 < self.early_stop_fraction <= 1.0:
             raise ValueError(f"early_stop_fraction must be in (0, 1], got {self.early_stop_fraction}")
+        if self.context_selection not in CONTEXT_SELECTIONS:
+            raise ValueError(f"context_selection must be one of {CONTEXT_SELECTIONS}, got {self.context_selection!r}")
+        if not 0.0 <= self.uniform_fraction <= 1.0:
+            raise ValueError(f"uniform_fraction must be in [0, 1], got {self.uniform_fraction}")
+        if self.history_trials is not None and self.history_trials < self.group_size:
+            raise ValueError(f"history_trials must be >= group_size (K={self.group_size}), got {self.history_trials}")
         if self.retry_after_skips < 0:
             raise ValueError(f"retry_after_skips must be >= 0, got {self.retry_after_skips}")
         if self.max_group_attempts is not None and self.max_group_attempts < 1:
@@ -101,8 +129,8 @@ class DynamicSampler:
     def __init__(self, contexts: Sequence[Any], config: SamplerConfig | None = None) -> None:
         self.contexts = list(contexts)
         self.config = config or SamplerConfig()
-        k = self.config.group_size
-        self.history: list[deque[float]] = [deque(maxlen=k) for _ in self.contexts]
+        window = self.history_window
+        self.history: list[deque[float]] = [deque(maxlen=window) for _ in self.contexts]
         self.skips: list[int] = [0] * len(self.contexts)
         self._rng = random.Random(self.config.seed)
         self._order: list[int] = []
@@ -125,8 +153,12 @@ class DynamicSampler:
     def accepted_trials(self) -> int:
         return len(self._accepted) * self.config.group_size
 
+    @property
+    def history_window(self) -> int:
+        return self.config.history_trials or 2 * self.config.group_size
+
     def is_solved(self, context_index: int) -> bool:
-        outcomes = self.history[context_index]
+        outcomes = list(self.history[context_index])[-self.config.group_size:]
         return len(outcomes) == self.config.group_size and all(r >= 1.0 for r in outcomes)
 
     def open_group(self) -> Group | None:
@@ -170,6 +202,7 @@ class DynamicSampler:
         del self._open[group_id]
         rewards = group.rewards
         all_equal = all(r == rewards[0] for r in rewards)
+        self._stats["mixed"] += float(not all_equal)
         if all_equal and self.config.dynamic:
             key = "rejected_all_success" if rewards[0] >= 1.0 else "rejected_all_fail" if rewards[0] <= 0.0 \
                 else "rejected_all_equal"
@@ -211,6 +244,8 @@ class DynamicSampler:
             "sampler/groups_abandoned": float(len(self._open)),
             "sampler/contexts_skipped": float(s["skipped"]),
             "sampler/trials": float(s["trials"]),
+            "sampler/mixed_groups": float(s["mixed"]),
+            "sampler/mixed_groups_per_100_trials": 100.0 * s["mixed"] / s["trials"] if s["trials"] else 0.0,
             "rollout/success_rate": s["reward_sum"] / s["trials"] if s["trials"] else 0.0,
             **{f"rollout/success_rate/task_{task}": successes / trials
                for task, (trials, successes) in sorted(self._per_task.items())},
@@ -259,8 +294,7 @@ class DynamicSampler:
     def load_state_dict(self, state: dict) -> None:
         if len(state["history"]) != len(self.contexts):
             raise ValueError(f"state has {len(state['history'])} contexts, sampler has {len(self.contexts)}")
-        k = self.config.group_size
-        self.history = [deque(h, maxlen=k) for h in state["history"]]
+        self.history = [deque(h, maxlen=self.history_window) for h in state["history"]]
         self.skips = list(state["skips"])
         rng_state = state["rng"]
         self._rng.setstate((rng_state[0], tuple(rng_state[1]), rng_state[2]))
@@ -275,10 +309,35 @@ class DynamicSampler:
         self._attempts = 0
         self._stop_reason: str | None = None
         self._stats = dict.fromkeys(
-            ("trials", "reward_sum", "skipped", "rejected_all_success", "rejected_all_fail", "rejected_all_equal"), 0.0)
+            ("trials", "reward_sum", "skipped", "mixed", "rejected_all_success", "rejected_all_fail",
+             "rejected_all_equal"), 0.0)
         self._per_task: dict[Any, tuple[int, float]] = {}  # task id -> (trials, summed reward)
 
     def _next_context_index(self) -> int:
+        if self.config.context_selection == "mixed" and self._rng.random() >= self.config.uniform_fraction:
+            index = self._most_likely_mixed()
+            if index is not None:
+                return index
+        return self._next_in_cycle()
+
+    def _most_likely_mixed(self) -> int | None:
+        """Thompson draw of each context's success rate; the context whose draw makes a mixed group
+        most likely (solved contexts count as skipped, as in the cycle). None: every one is solved."""
+        k = self.config.group_size
+        best, best_value = None, -1.0
+        for index, outcomes in enumerate(self.history):
+            if self.config.skip_solved and self.is_solved(index) and self.skips[index] < self.config.retry_after_skips:
+                continue
+            successes = sum(outcomes)
+            p = self._rng.betavariate(1.0 + successes, 1.0 + len(outcomes) - successes)
+            value = mixed_probability(p, k)
+            if value > best_value:
+                best, best_value = index, value
+        if best is not None:
+            self.skips[best] = 0
+        return best
+
+    def _next_in_cycle(self) -> int:
         # Walk a reshuffled cycle over all contexts. Every skip raises that context's counter, so
         # within len(contexts) * (retry_after_skips + 1) draws some context is always chosen.
         while True:

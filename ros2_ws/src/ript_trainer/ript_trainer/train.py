@@ -138,7 +138,7 @@ class RiptTrainer:
             row = self.step(bar)
             bar.update(1)
             bar.set_postfix({k.split("/")[-1]: f"{v:.2f}" for k, v in row.items()
-                             if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl")})
+                             if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl_final")})
         bar.close()
         self.on_status("idle", "done")
         return self.history
@@ -210,9 +210,13 @@ class RiptTrainer:
 
             loop_batch, _ = build_loop_batch(batch.groups)
             row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
+            describe = getattr(self.policy, "distribution_stats", None)
+            if describe is not None:  # how wide the policy now explores, per action dimension
+                rows = torch.linspace(0, len(loop_batch) - 1, min(len(loop_batch), 512)).long()
+                row.update(describe({key: value[rows] for key, value in loop_batch.obs.items()}))
             if row["stats/stopped_early"] and row["stats/num_minibatches"] <= 1:
                 # A run in this state barely learns, and its metrics alone do not say why.
-                log.warning("iteration %d: target_kl stopped the update after %d optimizer step(s) "
+                log.warning("iteration %d: target_kl stopped the update after %d optimizer step(s) kept "
                             "(approx KL %.3f > %g): the step is too large for the policy's sampling "
                             "scale; lower train.learning_rate, or raise exploration_floor / fix the "
                             "dims with a tiny calibrated scale (docs/policy.md)", iteration,

@@ -42,7 +42,8 @@ class Trajectory:
 def build_loop_batch(groups: Sequence[Group]) -> tuple[LoopBatch, Tensor]:
     """Flatten accepted groups (each K trials with Trajectory data) into a LoopBatch.
 
-    Returns the batch and the [G, K] advantages (for logging).
+    Returns the batch and the [G, K] advantages (for logging). Each row's weight is 1 / its
+    trial's valid elements, so loss_normalization='trial' gives every trial the same weight.
     """
     if not groups:
         raise ValueError("no groups to build a batch from")
@@ -50,11 +51,14 @@ def build_loop_batch(groups: Sequence[Group]) -> tuple[LoopBatch, Tensor]:
     advantages = rloo_advantages(rewards)  # [G, K]
     trajectories: list[Trajectory] = []
     row_advantages: list[Tensor] = []
+    row_weights: list[Tensor] = []
     for g, group in enumerate(groups):
         for k, trial in enumerate(group.trials):
             traj: Trajectory = trial.data
             trajectories.append(traj)
-            row_advantages.append(advantages[g, k].expand(traj.log_probs.shape[0]))
+            rows = traj.log_probs.shape[0]
+            row_advantages.append(advantages[g, k].expand(rows))
+            row_weights.append(torch.full((rows,), 1.0 / max(int(traj.mask.sum()), 1)))
     keys = trajectories[0].obs.keys()
     batch = LoopBatch(
         obs={key: torch.cat([t.obs[key] for t in trajectories]) for key in keys},
@@ -62,5 +66,6 @@ def build_loop_batch(groups: Sequence[Group]) -> tuple[LoopBatch, Tensor]:
         logp_old=torch.cat([t.log_probs for t in trajectories]),
         mask=torch.cat([t.mask for t in trajectories]).bool(),
         advantages=torch.cat(row_advantages),
+        weights=torch.cat(row_weights),
     )
     return batch, advantages
