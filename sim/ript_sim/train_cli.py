@@ -17,20 +17,10 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ript_trainer.loop import LoopConfig
-from ript_trainer.sampler import SamplerConfig
-from ript_trainer.train import TrainConfig
-
-
-def _default_train() -> TrainConfig:
-    # lr 1e-5 and a KL stop: one Adam step at 1e-4 moved a calibrated LIBERO policy by ~11 nats per
-    # query (bench/loop_trust_region.py); K = 8 and clip 0.2 are the paper's.
-    return TrainConfig(iterations=20, learning_rate=1e-5, eval_every=5, parallel_groups=1,
-                       sampler=SamplerConfig(group_size=8, batch_size=32),
-                       loop=LoopConfig(ppo_epochs=2, minibatch_size=64, target_kl=0.1))
+from ript_trainer.train import TrainConfig, recommended_train_config
 
 
 @dataclass
@@ -48,6 +38,9 @@ class LiberoTrainConfig:
     """LIBERO worker processes."""
     max_steps: int | None = None
     """Episode budget; None: the suite's standard (220 for libero_spatial)."""
+    execute_steps: int | None = None
+    """Actions executed per policy query, 1..chunk_size (None: the checkpoint's). The whole chunk
+    explores per chunk, as the references do (OFT 8 of 8): fewer, more decisive noised queries per trial."""
     exploration_scale: float | None = None
     """Regression head: multiplies sigma_theta while sampling and scoring (None: the checkpoint's)."""
     exploration_floor: float | None = None
@@ -60,7 +53,7 @@ class LiberoTrainConfig:
     """Tokenized head: sampling temperature (None: the checkpoint's)."""
     top_k: int | None = None
     """Tokenized head: top-k (None: the checkpoint's)."""
-    train: TrainConfig = field(default_factory=_default_train)
+    train: TrainConfig = field(default_factory=recommended_train_config)
 
     def __post_init__(self) -> None:
         if not self.task_ids:
@@ -124,6 +117,7 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
     from ript_policy.checkpoint import load_checkpoint
     from ript_policy.encoders import LanguageEncoder
+    from ript_policy.vla import SAMPLING_KNOBS, apply_sampling_knobs
     from ript_policy.sft import libero_policy_inputs
     from ript_sim.contexts import check_disjoint, evaluation_contexts, training_contexts
     from ript_sim.env import LiberoEnvConfig
@@ -131,16 +125,7 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     from ript_sim.vector_env import VectorEnv
 
     policy, payload = load_checkpoint(config.checkpoint)
-    for knob in ("exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature", "temperature",
-                 "top_k"):
-        value = getattr(config, knob)
-        if value is not None:
-            if not hasattr(policy, knob):
-                raise ValueError(f"{knob} does not apply to a {policy.config.head} head")
-            # Through the config so its checks run (e.g. a fixed dimension past action_dim).
-            head = policy.config.head
-            checked = replace(policy.config, **{head: replace(getattr(policy.config, head), **{knob: value})})
-            setattr(policy, knob, getattr(getattr(checked, head), knob))
+    apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
     language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
     train_contexts = training_contexts(config.suite, config.task_ids, config.contexts_per_task,
                                        seed=config.context_seed, progress=progress)

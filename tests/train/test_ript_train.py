@@ -44,7 +44,7 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     settings = ["--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=1", "--set", "max_steps=24",
                 "--set", "num_envs=2", "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
                 "--set", "train.sampler.dynamic=false", "--set", "train.eval_every=2",
-                "--set", "train.iterations=1", "--set", "exploration_scale=3.0"]
+                "--set", "train.iterations=1", "--set", "exploration_scale=3.0", "--set", "execute_steps=2"]
     first = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), *settings)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())
@@ -60,6 +60,7 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert (run_dir / "checkpoints" / "iter_000001.ckpt").exists()
     policy, _ = load_checkpoint(run_dir / "policy_final.ckpt")
     assert policy.config.input_mode == "state"
+    assert policy.config.execute_steps == 2  # the run's setting, kept with the weights it trained
     # An iteration checkpoint loads as a policy too (`ript eval` on any iterate): here the same weights.
     iterate, _ = load_checkpoint(run_dir / "checkpoints" / "iter_000001.ckpt")
     for name, value in policy.state_dict().items():

@@ -55,3 +55,27 @@ def test_overrides_leave_the_base_untouched():
     config = load_config(LiberoTrainConfig, overrides=["train.iterations=9", "train.loop.ppo_epochs=4"], base=base)
     assert (config.train.iterations, config.train.loop.ppo_epochs) == (9, 4)
     assert base == {"train": {"iterations": 4, "loop": {"ppo_epochs": 2}}}
+
+
+def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
+    # The ROS trainer's parameters come from the same recipe as `ript train` and reach what the sim
+    # runs needed (target_kl, frozen parameters, exploration knobs), as ROS delivers them.
+    from dataclasses import asdict
+
+    from ript_trainer.train import recommended_train_config
+    from ript_trainer.trainer_node import config_from_parameters
+
+    config, knobs = config_from_parameters(lambda name, default: default)
+    assert asdict(config) == asdict(recommended_train_config()) and knobs == {}
+    given = {"target_kl": 0.05, "frozen_parameters": "head.scale_head", "loss_normalization": "trial",
+             "context_selection": "uniform", "learning_rate": "3e-6", "batch_size": 48, "dynamic": "false",
+             "fixed_action_dims": "3,4,5", "exploration_floor": 0.02, "execute_steps": 4, "gripper_temperature": "0.5"}
+    config, knobs = config_from_parameters(lambda name, default: given.get(name, default))
+    assert config.loop.target_kl == 0.05 and config.frozen_parameters == ["head.scale_head"]
+    assert config.loop.loss_normalization == "trial" and config.sampler.context_selection == "uniform"
+    assert config.learning_rate == 3e-6 and config.sampler.batch_size == 48 and config.sampler.dynamic is False
+    assert knobs == {"fixed_action_dims": [3, 4, 5], "exploration_floor": 0.02, "execute_steps": 4,
+                     "gripper_temperature": 0.5}
+    assert config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
+    with pytest.raises(ValueError, match="loss_normalization"):
+        config_from_parameters(lambda name, default: "episode" if name == "loss_normalization" else default)

@@ -10,6 +10,8 @@ queueing (execute h of H) is `ChunkQueue`'s job.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
@@ -261,6 +263,30 @@ class VLAPolicy(ChunkHeadPolicy):
     def set_normalization(self, stats: dict) -> None:
         """Copies state mean/std from SFT statistics into buffers (saved and exported with the weights)."""
         self.encoder.state.set_stats(torch.as_tensor(stats["state_mean"]), torch.as_tensor(stats["state_std"]))
+
+
+SAMPLING_KNOBS = ("execute_steps", "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature",
+                  "temperature", "top_k")
+"""Settings of a trained policy that an RL run may change: how many steps of a chunk run, and the
+knobs that define the sampled and scored distribution (`ript train` and the trainer node)."""
+
+
+def apply_sampling_knobs(policy: ChunkHeadPolicy, knobs: dict) -> None:
+    """Sets the given knobs (None: keep the checkpoint's) through the config, so its checks run
+    (a fixed dimension past action_dim, a negative floor, execute_steps past the chunk)."""
+    for knob, value in knobs.items():
+        if value is None:
+            continue
+        if knob not in SAMPLING_KNOBS:
+            raise ValueError(f"unknown sampling knob {knob!r}; known: {SAMPLING_KNOBS}")
+        if knob == "execute_steps":
+            policy.config = replace(policy.config, execute_steps=int(value))
+            continue
+        if not hasattr(policy, knob):
+            raise ValueError(f"{knob} does not apply to a {policy.config.head} head")
+        head = policy.config.head
+        checked = replace(policy.config, **{head: replace(getattr(policy.config, head), **{knob: value})})
+        setattr(policy, knob, getattr(getattr(checked, head), knob))
 
 
 def build_policy(config: VLAConfig) -> VLAPolicy:

@@ -15,6 +15,7 @@ Trials start automatically (`auto_start`, the simulator) or when an operator cal
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -25,14 +26,71 @@ from std_msgs.msg import String
 
 from ript_interfaces.msg import Reward, TrainerStatus, TrialRecord, TrialStart, WeightsUpdate
 from ript_interfaces.srv import AbortTrial, StartTrial
+from ript_trainer.config_io import from_dict
 from ript_trainer.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
-from ript_trainer.loop import LoopConfig
-from ript_trainer.sampler import SamplerConfig
-from ript_trainer.train import TrainConfig
+from ript_trainer.train import TrainConfig, recommended_train_config
 from ript_policy.ros_main import spin_node
+from ript_policy.vla import SAMPLING_KNOBS
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+# ROS parameter -> TrainConfig field. Defaults are `ript train`'s (recommended_train_config), so the
+# graph runs the recipe the sim results were measured with; every knob those runs needed is here.
+TRAIN_PARAMETERS = {
+    "iterations": "iterations", "learning_rate": "learning_rate", "frozen_parameters": "frozen_parameters",
+    "group_size": "sampler.group_size", "batch_size": "sampler.batch_size", "dynamic": "sampler.dynamic",
+    "context_selection": "sampler.context_selection", "uniform_fraction": "sampler.uniform_fraction",
+    "ppo_epochs": "loop.ppo_epochs", "minibatch_size": "loop.minibatch_size", "clip_low": "loop.clip_low",
+    "clip_high": "loop.clip_high", "max_grad_norm": "loop.max_grad_norm", "target_kl": "loop.target_kl",
+    "loss_normalization": "loop.loss_normalization",
+}
+LIST_PARAMETERS = {"frozen_parameters": str, "fixed_action_dims": int}
+"""Lists travel as comma-separated strings ('' = empty): ROS cannot declare an empty list's type."""
+
+
+def _as_list(value, item_type) -> list:
+    if isinstance(value, (list, tuple)):
+        return [item_type(v) for v in value]
+    return [item_type(v.strip()) for v in str(value).split(",") if v.strip()]
+
+
+def _like(value, default):
+    """A parameter's value as the type of its default ('-p x:=30' for a float is fine)."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
+    return type(default)(value) if isinstance(default, (int, float, str)) else value
+
+
+def config_from_parameters(get) -> tuple[TrainConfig, dict]:
+    """TrainConfig and sampling knobs from node parameters: `get(name, default)` returns the value.
+
+    target_kl <= 0 means none; a sampling knob left at '' keeps the checkpoint's value."""
+    recipe = recommended_train_config()
+    data = dataclasses.asdict(recipe)
+    for name, path in TRAIN_PARAMETERS.items():
+        *sections, key = path.split(".")
+        node = data
+        for section in sections:
+            node = node[section]
+        default = node[key]
+        if name in LIST_PARAMETERS:
+            node[key] = _as_list(get(name, ",".join(map(str, default))), LIST_PARAMETERS[name])
+        elif name == "target_kl":
+            value = float(get(name, default if default is not None else 0.0))
+            node[key] = value if value > 0 else None
+        else:
+            node[key] = _like(get(name, default), default)
+    config = from_dict(TrainConfig, data)  # the dataclasses validate (and quote) bad values
+    knobs = {}
+    for name in SAMPLING_KNOBS:
+        value = get(name, "")
+        if value in ("", None):
+            continue
+        knobs[name] = _as_list(value, LIST_PARAMETERS[name]) if name in LIST_PARAMETERS else \
+            (int(value) if name in ("execute_steps", "top_k") else float(value))
+    return config, knobs
 
 
 def load_contexts(path: str) -> list[ContextInfo]:
@@ -63,18 +121,15 @@ class TrainerNode(Node):
         if self.reward_mode not in ("any", "operator"):
             raise SystemExit(f"trainer_node: reward_mode must be 'any' or 'operator', got {self.reward_mode!r}")
         seed = int(p("seed", 0).value)
-        config = TrainConfig(
-            iterations=int(p("iterations", 10).value), learning_rate=float(p("learning_rate", 1e-5).value),
-            eval_every=0, seed=seed,
-            sampler=SamplerConfig(group_size=int(p("group_size", 8).value), batch_size=int(p("batch_size", 32).value),
-                                  dynamic=bool(p("dynamic", True).value), seed=seed),
-            loop=LoopConfig(ppo_epochs=int(p("ppo_epochs", 2).value), minibatch_size=int(p("minibatch_size", 64).value),
-                            clip_low=float(p("clip_low", 0.2).value), clip_high=float(p("clip_high", 0.2).value)))
+        config, knobs = config_from_parameters(lambda name, default: p(name, default).value)
+        config.eval_every, config.seed, config.sampler.seed = 0, seed, seed
         if not checkpoint or not contexts_file:
             raise SystemExit("trainer_node: set 'checkpoint' (policy to train) and 'contexts_file'")
         from ript_policy.checkpoint import load_checkpoint, save_checkpoint
+        from ript_policy.vla import apply_sampling_knobs
 
         policy, payload = load_checkpoint(checkpoint)
+        apply_sampling_knobs(policy, knobs)  # before the first weights go out: the policy node samples with them
 
         def save_weights(path: Path) -> None:
             save_checkpoint(path, policy, stats=payload.get("stats"),
