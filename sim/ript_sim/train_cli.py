@@ -47,6 +47,8 @@ class LiberoTrainConfig:
     """Regression head: lower bound on the sampling scale (None: the checkpoint's, 0 unless set)."""
     fixed_action_dims: list[int] | None = None
     """Regression head: action dims executed at the mean, not explored nor scored (None: the checkpoint's)."""
+    noise_correlation: float | None = None
+    """Regression head: AR(1) correlation of the exploration noise along a chunk, in [0, 1) (None: the checkpoint's)."""
     gripper_temperature: float | None = None
     """Regression head, Bernoulli gripper: p(close) = sigmoid(logit / T) (None: the checkpoint's)."""
     temperature: float | None = None

@@ -224,3 +224,29 @@ def test_only_the_heads_own_exploration_knobs_exist():
     assert hasattr(regression, "exploration_scale") and not hasattr(regression, "temperature")
     assert hasattr(tokenized, "temperature") and hasattr(tokenized, "top_k")
     assert not hasattr(tokenized, "exploration_scale")
+
+
+def test_time_correlated_noise_is_scored_exactly_and_prefixes_stay_exact():
+    # Gaussian AR(1) noise along the chunk is a multivariate normal with covariance
+    # s_i s_j rho^|i-j| per dimension: the per-step log-probs must sum to its density, and the
+    # first k steps (what an execute-k query ran) to the density of that prefix.
+    config = tiny_config("regression", regression={"loss": "mse", "init_scale": 0.3, "gripper": "continuous",
+                                                   "noise_correlation": 0.8})
+    policy = build_policy(config).eval()
+    obs = random_obs(config, batch=5)
+    sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(policy.log_prob(obs, sample.scored), sample.log_probs, rtol=1e-5, atol=1e-4)
+    mean, scale = (t.detach() for t in policy.regression_params(policy.prepare(obs)))
+    steps = torch.arange(config.chunk_size)
+    rho_power = 0.8 ** (steps[:, None] - steps[None, :]).abs().float()  # [H, H]
+    for k in (config.chunk_size, 2):
+        x, mu, s = (t[:, :k].transpose(1, 2) for t in (sample.scored, mean, scale))  # [B, A, k]
+        cov = s[..., :, None] * s[..., None, :] * rho_power[:k, :k]
+        expected = torch.distributions.MultivariateNormal(mu, covariance_matrix=cov).log_prob(x).sum(-1)
+        torch.testing.assert_close(sample.log_probs[:, :k].sum(-1), expected, rtol=1e-4, atol=1e-3)
+    # The draws are correlated along the chunk, with the per-step spread of the uncorrelated noise.
+    many = {key: value[:1].expand(4000, *value.shape[1:]) for key, value in obs.items()}
+    z = ((policy.sample(many, generator=torch.Generator().manual_seed(1)).scored - mean[:1]) / scale[:1])[..., 0]
+    assert abs(float(torch.corrcoef(z[:, :2].T)[0, 1]) - 0.8) < 0.03 and abs(float(z.std()) - 1.0) < 0.05
+    policy.noise_correlation = 0.0
+    assert not torch.allclose(policy.log_prob(obs, sample.scored), sample.log_probs)

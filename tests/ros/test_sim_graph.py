@@ -53,7 +53,9 @@ class SimGraph:
     def __init__(self, assets: Path, run_dir: Path, **settings: str):
         sets = [f"checkpoint={assets / 'tiny.ckpt'}", f"contexts_file={assets / 'contexts.npz'}",
                 f"run_dir={run_dir}", "max_steps=24", "group_size=2", "batch_size=4", "ppo_epochs=1",
-                "trial_timeout_s=30.0", "panel_port=0"] + [f"{k}={v}" for k, v in settings.items()]
+                "trial_timeout_s=30.0", "panel_port=0",
+                # an uncalibrated random policy: one LOOP step leaves any trust region; the graph is under test here
+                "target_kl=0"] + [f"{k}={v}" for k, v in settings.items()]
         self.arguments = up_cli.launch_arguments("sim", sets)
         self.names = [spec.name for spec in graph_nodes("sim")]
         self.log_path = run_dir.parent / f"{run_dir.name}.log"

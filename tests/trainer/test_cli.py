@@ -77,5 +77,7 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     assert knobs == {"fixed_action_dims": [3, 4, 5], "exploration_floor": 0.02, "execute_steps": 4,
                      "gripper_temperature": 0.5}
     assert config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
+    unset = config_from_parameters(lambda name, default: "auto")  # launch arguments left unset: the recipe
+    assert asdict(unset[0]) == asdict(recommended_train_config()) and unset[1] == {}
     with pytest.raises(ValueError, match="loss_normalization"):
         config_from_parameters(lambda name, default: "episode" if name == "loss_normalization" else default)

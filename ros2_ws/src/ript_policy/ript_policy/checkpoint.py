@@ -55,7 +55,8 @@ def live_config(policy: VLAPolicy) -> dict:
         config["regression"].update(exploration_scale=float(policy.exploration_scale),
                                     exploration_floor=float(policy.exploration_floor),
                                     fixed_action_dims=list(policy.fixed_action_dims),
-                                    gripper_temperature=float(policy.gripper_temperature))
+                                    gripper_temperature=float(policy.gripper_temperature),
+                                    noise_correlation=float(policy.noise_correlation))
     else:
         config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
     return config

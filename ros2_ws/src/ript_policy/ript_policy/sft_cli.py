@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="regression head: the gripper as open/close (bernoulli, BCE; default for a new model) or "
                             "as a continuous dimension; with --init, switches the checkpoint's (its weights are kept)")
     model.add_argument("--chunk-size", type=int, default=8, help="H: actions predicted per query (default 8)")
-    model.add_argument("--execute-steps", type=int, default=4, help="h: actions executed per query (default 4)")
+    model.add_argument("--execute-steps", type=int, default=None,
+                       help="h: actions executed per query (default: the whole chunk)")
     model.add_argument("--image-size", type=int, default=128)
     model.add_argument("--backbone", choices=("cnn", "resnet18"), default="cnn")
     model.add_argument("--pretrained-backbone", default=None, help="ResNet-18 weights: a path or 'auto'")

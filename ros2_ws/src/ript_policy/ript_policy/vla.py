@@ -72,7 +72,7 @@ class ChunkHeadPolicy(Policy):
     `VLAPolicy` implements the hooks with torch modules, `OnnxPolicy` with onnxruntime sessions,
     so both sample and score with this same code. Exploration knobs (part of the scored
     distribution: set them before sampling *and* scoring): `exploration_scale` and
-    `exploration_floor`, `fixed_action_dims`, `gripper_temperature` (regression),
+    `exploration_floor`, `fixed_action_dims`, `gripper_temperature`, `noise_correlation` (regression),
     `temperature` and `top_k` (tokenized).
     """
 
@@ -94,6 +94,7 @@ class ChunkHeadPolicy(Policy):
             self.fixed_action_dims = config.regression.fixed_action_dims
             self.gripper_dim = config.regression.bernoulli_dim(config.action_dim)  # None: continuous
             self.gripper_temperature = config.regression.gripper_temperature
+            self.noise_correlation = config.regression.noise_correlation
         else:
             self.temperature = config.tokenized.temperature
             self.top_k = config.tokenized.top_k
@@ -157,7 +158,8 @@ class ChunkHeadPolicy(Policy):
             actions, raw, logp = regression_sample(mean, scale, eps.to(mean.device), self.distribution,
                                                    self.exploration_scale, cfg.action_low, cfg.action_high,
                                                    self.exploration_floor, self.fixed_action_dims,
-                                                   self.gripper_dim, self.gripper_temperature)
+                                                   self.gripper_dim, self.gripper_temperature,
+                                                   self.noise_correlation)
             return PolicySample(actions=actions, scored=raw, log_probs=logp)
         ids, logp = self._sample_tokens(obs, eps.to(self.device))
         actions = self.decode_tokens(ids).clamp(cfg.action_low, cfg.action_high)
@@ -177,7 +179,7 @@ class ChunkHeadPolicy(Policy):
             mean, scale = self.regression_params(obs)
             return regression_log_prob(scored, mean, scale, self.distribution, self.exploration_scale,
                                        self.exploration_floor, self.fixed_action_dims, self.gripper_dim,
-                                       self.gripper_temperature)
+                                       self.gripper_temperature, self.noise_correlation)
         bos = torch.full_like(scored[:, :1], self.bos_id)
         logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
         return token_log_prob(logits, scored, self.temperature, self.top_k)
@@ -266,7 +268,7 @@ class VLAPolicy(ChunkHeadPolicy):
 
 
 SAMPLING_KNOBS = ("execute_steps", "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature",
-                  "temperature", "top_k")
+                  "noise_correlation", "temperature", "top_k")
 """Settings of a trained policy that an RL run may change: how many steps of a chunk run, and the
 knobs that define the sampled and scored distribution (`ript train` and the trainer node)."""
 

@@ -68,6 +68,17 @@ _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
     "learning_rate": ("0.00001", "LOOP learning rate (ript train's default; 1e-4 left the trust region)"),
     "ppo_epochs": ("2", "N: PPO epochs per iteration"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
+    # 'auto' below: the recipe's value (ript_trainer.train.recommended_train_config) or the checkpoint's knob
+    "target_kl": ("auto", "undo the LOOP step that leaves the policy further than this KL from the sampling one, "
+                      "and stop the update (0: never; auto: the recipe's)"),
+    "loss_normalization": ("auto", "token | query | trial: how LOOP averages scored elements (auto: the recipe's)"),
+    "context_selection": ("auto", "mixed (contexts near 50 % first) | uniform (auto: the recipe's)"),
+    "frozen_parameters": ("auto", "comma-separated parameter prefixes LOOP leaves alone, e.g. head.scale_head"),
+    "execute_steps": ("auto", "actions executed per policy query (auto: the checkpoint's)"),
+    "exploration_scale": ("auto", "regression head: factor on the sampling scale (auto: the checkpoint's)"),
+    "exploration_floor": ("auto", "regression head: floor on the sampling scale (auto: the checkpoint's)"),
+    "fixed_action_dims": ("auto", "regression head: comma-separated dims executed at the mean (auto: the checkpoint's)"),
+    "gripper_temperature": ("auto", "Bernoulli gripper: p(close) = sigmoid(logit / T) (auto: the checkpoint's)"),
     "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
     "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
     "panel_token": ("auto", "operator panel access token ('auto': a random one, printed at start)"),
@@ -120,7 +131,9 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 _TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_size", "iterations",
-                 "learning_rate", "ppo_epochs", "dynamic", "trial_timeout_s", "reward_mode")
+                 "learning_rate", "ppo_epochs", "dynamic", "trial_timeout_s", "reward_mode", "target_kl",
+                 "loss_normalization", "context_selection", "frozen_parameters", "execute_steps",
+                 "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature")
 
 
 def _policy(mode: str) -> NodeSpec:

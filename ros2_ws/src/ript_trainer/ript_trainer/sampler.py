@@ -11,7 +11,9 @@ contexts; 'mixed' prefers the contexts most likely to give a mixed group (a LOOP
 Beta(1 + successes, 1 + failures) posterior per context from its recent trials, one Thompson draw
 p per context, and the context with the largest P(mixed | p) = 1 - p^K - (1 - p)^K is chosen —
 so contexts near 50 % win, unvisited ones are uncertain enough to be tried, and a fraction
-`uniform_fraction` of draws still comes from the uniform cycle, so every context is visited.
+`uniform_fraction` of draws still comes from the uniform cycle, so every context is visited. A
+context already drawn in this batch is passed over while others remain (an update should see
+B/K different contexts, not one context's noise B/K times).
 
 Two ways to drive it, one implementation:
   * synchronous: `collect(rollout_fn)` — rollout_fn runs K trials for each of a list of contexts
@@ -174,6 +176,7 @@ class DynamicSampler:
                 else "budget_exhausted"
             return None
         index = self._next_context_index()
+        self._drawn.add(index)
         group = Group(self._next_group_id, index, self.contexts[index])
         self._next_group_id += 1
         self._attempts += 1
@@ -307,6 +310,7 @@ class DynamicSampler:
         self._accepted: list[Group] = []
         self._open: dict[int, Group] = {}
         self._attempts = 0
+        self._drawn: set[int] = set()  # contexts drawn in this batch
         self._stop_reason: str | None = None
         self._stats = dict.fromkeys(
             ("trials", "reward_sum", "skipped", "mixed", "rejected_all_success", "rejected_all_fail",
@@ -325,8 +329,11 @@ class DynamicSampler:
         most likely (solved contexts count as skipped, as in the cycle). None: every one is solved."""
         k = self.config.group_size
         best, best_value = None, -1.0
+        fresh = len(self._drawn) < len(self.contexts)
         for index, outcomes in enumerate(self.history):
             if self.config.skip_solved and self.is_solved(index) and self.skips[index] < self.config.retry_after_skips:
+                continue
+            if fresh and index in self._drawn:
                 continue
             successes = sum(outcomes)
             p = self._rng.betavariate(1.0 + successes, 1.0 + len(outcomes) - successes)

@@ -46,6 +46,8 @@ TRAIN_PARAMETERS = {
     "clip_high": "loop.clip_high", "max_grad_norm": "loop.max_grad_norm", "target_kl": "loop.target_kl",
     "loss_normalization": "loop.loss_normalization",
 }
+UNSET = ("auto", "", None)
+"""A parameter at one of these keeps the recipe's value (training) or the checkpoint's (sampling knobs)."""
 LIST_PARAMETERS = {"frozen_parameters": str, "fixed_action_dims": int}
 """Lists travel as comma-separated strings ('' = empty): ROS cannot declare an empty list's type."""
 
@@ -66,7 +68,8 @@ def _like(value, default):
 def config_from_parameters(get) -> tuple[TrainConfig, dict]:
     """TrainConfig and sampling knobs from node parameters: `get(name, default)` returns the value.
 
-    target_kl <= 0 means none; a sampling knob left at '' keeps the checkpoint's value."""
+    'auto' (or '') keeps the recipe's value (a launch argument left unset); target_kl <= 0 means
+    none; a sampling knob left at 'auto' keeps the checkpoint's value."""
     recipe = recommended_train_config()
     data = dataclasses.asdict(recipe)
     for name, path in TRAIN_PARAMETERS.items():
@@ -76,17 +79,22 @@ def config_from_parameters(get) -> tuple[TrainConfig, dict]:
             node = node[section]
         default = node[key]
         if name in LIST_PARAMETERS:
-            node[key] = _as_list(get(name, ",".join(map(str, default))), LIST_PARAMETERS[name])
-        elif name == "target_kl":
-            value = float(get(name, default if default is not None else 0.0))
-            node[key] = value if value > 0 else None
+            value = get(name, ",".join(map(str, default)))
         else:
-            node[key] = _like(get(name, default), default)
+            value = get(name, default if default is not None else 0.0)
+        if value in UNSET:
+            continue  # a launch argument left unset: the recipe's value
+        if name in LIST_PARAMETERS:
+            node[key] = _as_list(value, LIST_PARAMETERS[name])
+        elif name == "target_kl":
+            node[key] = float(value) if float(value) > 0 else None
+        else:
+            node[key] = _like(value, default)
     config = from_dict(TrainConfig, data)  # the dataclasses validate (and quote) bad values
     knobs = {}
     for name in SAMPLING_KNOBS:
-        value = get(name, "")
-        if value in ("", None):
+        value = get(name, "auto")
+        if value in UNSET:
             continue
         knobs[name] = _as_list(value, LIST_PARAMETERS[name]) if name in LIST_PARAMETERS else \
             (int(value) if name in ("execute_steps", "top_k") else float(value))
