@@ -129,8 +129,10 @@ def main() -> int:
 
 
 def cell(report: dict) -> str:
-    return f"{report['successes']}/{report['episodes']} = {report['success_rate']:.0%} " \
-           f"[{report['ci_low']:.0%}, {report['ci_high']:.0%}]"
+    """'successes/episodes = rate [CI]' of an eval.json (whose overall entry has no counts)."""
+    successes = sum(task["successes"] for task in report["tasks"])
+    episodes = sum(task["episodes"] for task in report["tasks"])
+    return f"{successes}/{episodes} = {report['success_rate']:.0%} [{report['ci_low']:.0%}, {report['ci_high']:.0%}]"
 
 
 def markdown(summary: dict) -> str:

@@ -53,7 +53,10 @@ class PolicyNode(Node):
         self.stale_after_s = float(p("stale_after_s", 0.5).value)
         self.sync_tolerance_s = float(p("sync_tolerance_s", 0.02).value)
         self.action_bound = float(p("action_bound", 1.0).value)
-        self.record_dir = Path(p("record_dir", "runs/ros/incoming").value)
+        self.record_dir = Path(p("record_dir", "runs/ros/run/incoming").value)  # the trainer's default run_dir
+        self.weights_dir = Path(p("weights_dir", "").value or self.record_dir.parent / "weights")
+        """The one folder WeightsUpdate files are loaded from (the trainer's run_dir/weights); a
+        message naming anything else, but this node's own checkpoint, is refused unread."""
         self.seed = int(p("seed", 0).value)
         if not self.checkpoint:
             raise SystemExit("policy_node: set the 'checkpoint' parameter to a policy checkpoint")
@@ -108,13 +111,15 @@ class PolicyNode(Node):
         self._apply_weights(msg)
 
     def _apply_weights(self, msg: WeightsUpdate) -> bool:
-        from ript_policy.safe_io import file_digest
+        from ript_policy.safe_io import confined_file, file_digest
 
         try:
-            digest = file_digest(msg.path)
-            if msg.sha256 and digest != msg.sha256:
-                raise ValueError(f"sha256 {digest[:12]}… does not match the announced {msg.sha256[:12]}…")
-            self._load(msg.path, msg.version)
+            own = Path(self.checkpoint).resolve()
+            path = own if Path(msg.path).resolve() == own else confined_file(msg.path, self.weights_dir)
+            digest = file_digest(path)
+            if digest != msg.sha256:
+                raise ValueError(f"sha256 {digest[:12]}… does not match the announced {msg.sha256[:12] or '(none)'}…")
+            self._load(str(path), msg.version)
         except Exception as exc:  # a bad file must not take the node down; the old weights stay
             self.get_logger().error(f"weights v{msg.version} not loaded from {msg.path}: {exc}")
             return False

@@ -5,6 +5,11 @@ blob). It is written to a temporary file in the same folder, fsynced, then renam
 target, so a reader sees either the old file or the complete new one — never half of one, even
 after SIGKILL or a power cut. A truncated or altered file fails the digest check with a clear error
 instead of unpickling garbage.
+
+Reading never runs code: payloads are loaded with `torch.load(weights_only=True)` (tensors, numbers,
+strings and plain containers only), because a file's digest proves it is whole, not who wrote it —
+any peer on the DDS domain can name a file in a message. `confined_file` checks such a name before
+anything is read.
 """
 
 from __future__ import annotations
@@ -25,7 +30,29 @@ log = logging.getLogger("ript.safe_io")
 
 
 class CorruptFileError(RuntimeError):
-    """The file is truncated, altered or not a ript file."""
+    """The file is truncated, altered, not a ript file, or holds more than plain tensors and containers."""
+
+
+class RefusedFileError(CorruptFileError):
+    """A file named by a message that is refused before it is read (outside its folder, too large, not a file)."""
+
+
+def confined_file(path: str | Path, root: str | Path, max_bytes: int | None = None) -> Path:
+    """`path` with symlinks resolved, if it is a regular file inside `root` of at most `max_bytes`;
+    else RefusedFileError saying why. For file names that arrive in messages."""
+    root = Path(root).resolve()
+    try:
+        resolved = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise RefusedFileError(f"{path}: cannot be resolved ({exc})") from exc
+    if root not in resolved.parents:
+        raise RefusedFileError(f"{path}: outside {root}, the only folder this node reads such files from")
+    if not resolved.is_file():
+        raise RefusedFileError(f"{path}: not a regular file")
+    size = resolved.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise RefusedFileError(f"{path}: {size} bytes, over the limit of {max_bytes}")
+    return resolved
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -89,7 +116,14 @@ def load_verified(path: str | Path, map_location: str | torch.device = "cpu") ->
         raise CorruptFileError(
             f"{path}: checksum mismatch (file truncated or altered; header {expected[:12]}…, content {actual[:12]}…)"
         )
-    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for a global outside the allowlist, and torch's own
+        # torch's message suggests weights_only=False; quote only the line that names what was refused
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "Unsupported" in line or "GLOBAL" in line),
+                      lines[0] if lines else type(exc).__name__)
+        raise CorruptFileError(f"{path}: payload refused, not plain tensors and containers ({reason[:200]})") from exc
 
 
 def load_or_set_aside(path: str | Path, what: str) -> Any | None:

@@ -138,7 +138,8 @@ _TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_
 
 def _policy(mode: str) -> NodeSpec:
     parameters = {"checkpoint": Arg("checkpoint"), "backend": Arg("backend"),
-                  "record_dir": [Arg("run_dir"), "/incoming"], "stale_after_s": 0.5, "action_bound": 1.0}
+                  "record_dir": [Arg("run_dir"), "/incoming"], "weights_dir": [Arg("run_dir"), "/weights"],
+                  "stale_after_s": 0.5, "action_bound": 1.0}
     if mode == "sim":
         parameters["control_rate_hz"] = 0.0  # lock-step with the simulator: act on each observation
     else:
@@ -152,6 +153,7 @@ def _policy(mode: str) -> NodeSpec:
 
 def _trainer(mode: str) -> NodeSpec:
     parameters: dict[str, Any] = {name: Arg(name) for name in _TRAINER_ARGS}
+    parameters["trajectory_dir"] = [Arg("run_dir"), "/incoming"]  # the policy node's record_dir: the one it reads
     if mode == "sim":
         parameters.update(auto_start=True, wait_for_subscribers=2)  # policy node + bridge
     else:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from ript_policy.policy import Policy
 from ript_trainer.sampler import Group, Trial
 from ript_trainer.train import RiptTrainer, TrainConfig
@@ -162,16 +164,39 @@ class InteractiveTrainer(RiptTrainer):
         pending.reward, pending.reward_source = reward, source
         return self._maybe_complete("reward recorded")
 
-    def on_trajectory(self, trial_id: str, trajectory: Trajectory) -> Verdict:
+    def trajectory_wanted(self, trial_id: str) -> Verdict | None:
+        """None if a trajectory for `trial_id` would be taken now, else the verdict on it: checked
+        before the file a message names is opened, so a stray or forged record reads nothing."""
         closed = self._closed_verdict(trial_id, "trajectory", None)
         if closed is not None:
             return closed
         if self.pending.trajectory is not None:
             return Verdict(True, f"duplicate trajectory for {trial_id}: already recorded")
+        return None
+
+    def on_trajectory(self, trial_id: str, trajectory: Trajectory) -> Verdict:
+        refused = self.trajectory_wanted(trial_id)
+        if refused is not None:
+            return refused
         if trajectory.log_probs.shape[0] == 0:
             return Verdict(False, f"trajectory of {trial_id} has no policy queries")
+        unscorable = self._unscorable(trajectory)
+        if unscorable:
+            return Verdict(False, f"trajectory of {trial_id} refused: {unscorable}")
         self.pending.trajectory = trajectory
         return self._maybe_complete("trajectory recorded")
+
+    def _unscorable(self, trajectory: Trajectory) -> str:
+        """Why the policy cannot re-score this trajectory as LOOP will ('' if it can): a foreign or
+        forged one must be refused here, not crash the update at the end of the iteration."""
+        try:
+            with torch.no_grad():
+                log_probs = self.policy.log_prob(trajectory.obs, trajectory.scored)
+        except Exception as exc:  # any shape/dtype/key mismatch, whatever layer notices it
+            return f"the policy cannot score it ({type(exc).__name__}: {str(exc)[:200]})"
+        if tuple(log_probs.shape) != tuple(trajectory.log_probs.shape):
+            return f"it scores to {tuple(log_probs.shape)}, the file says {tuple(trajectory.log_probs.shape)}"
+        return ""
 
     def abort(self, trial_id: str, reason: str) -> Verdict:
         if self.pending is None or self.pending.ticket.trial_id != trial_id:

@@ -129,6 +129,10 @@ class TrainerNode(Node):
         if self.reward_mode not in ("any", "operator"):
             raise SystemExit(f"trainer_node: reward_mode must be 'any' or 'operator', got {self.reward_mode!r}")
         seed = int(p("seed", 0).value)
+        self.trajectory_dir = Path(p("trajectory_dir", "").value or run_dir / "incoming")
+        """The one folder trajectory files named by TrialRecord messages are read from (the policy
+        node's record_dir); anything else a message names is refused unread."""
+        self.max_trajectory_bytes = int(p("max_trajectory_bytes", 1 << 30).value)
         config, knobs = config_from_parameters(lambda name, default: p(name, default).value)
         config.eval_every, config.seed, config.sampler.seed = 0, seed, seed
         if not checkpoint or not contexts_file:
@@ -226,26 +230,40 @@ class TrainerNode(Node):
                       self.trainer.on_reward(msg.trial_id, 1.0 if msg.success else 0.0, msg.source))
 
     def _on_record(self, msg: TrialRecord) -> None:
-        from ript_policy.safe_io import CorruptFileError, file_digest, load_verified
+        """A TrialRecord names a file any DDS peer could have written: the trial id is checked
+        first (a stray record reads nothing), then the path (inside trajectory_dir, a regular file,
+        bounded size), the announced digest, a tensors-only load and the trajectory's schema. Any
+        failure aborts the trial with the reason; nothing a message names can crash the node."""
+        from ript_policy.safe_io import CorruptFileError, confined_file, file_digest, load_verified
         from ript_trainer.trial_store import trajectory_from_dict
 
+        refused = self.trainer.trajectory_wanted(msg.trial_id)
+        if refused is not None:
+            self._verdict(f"trajectory for {msg.trial_id!r}", refused)
+            return
         if not msg.path:
             self._abort(msg.trial_id, f"policy node sent no trajectory: {msg.message}")
             return
         try:
-            if file_digest(msg.path) != msg.sha256:
-                raise CorruptFileError(f"{msg.path}: digest differs from the announced one")
-            payload = load_verified(msg.path)
-            if payload.get("trial_id") != msg.trial_id:
-                raise CorruptFileError(f"{msg.path} holds trial {payload.get('trial_id')!r}")
+            path = confined_file(msg.path, self.trajectory_dir, self.max_trajectory_bytes)
+            if file_digest(path) != msg.sha256:
+                raise CorruptFileError(f"{path}: digest differs from the announced one")
+            payload = load_verified(path)
+            if not isinstance(payload, dict) or payload.get("trial_id") != msg.trial_id:
+                held = payload.get("trial_id") if isinstance(payload, dict) else type(payload).__name__
+                raise CorruptFileError(f"{path} holds trial {held!r}")
             trajectory = trajectory_from_dict(payload)
-        except (OSError, CorruptFileError, KeyError, ValueError) as exc:
+        except (OSError, CorruptFileError, ValueError) as exc:
             self._abort(msg.trial_id, f"unreadable trajectory: {exc}")
             return
         verdict = self.trainer.on_trajectory(msg.trial_id, trajectory)
+        if not verdict.accepted and self.trainer.pending is not None \
+                and self.trainer.pending.ticket.trial_id == msg.trial_id:
+            self._abort(msg.trial_id, verdict.reason)  # unusable: the group gets another trial now
+            return
         self._verdict(f"trajectory for {msg.trial_id!r}", verdict)
         if verdict.trial_stored:
-            Path(msg.path).unlink(missing_ok=True)  # the trial store holds its own verified copy
+            path.unlink(missing_ok=True)  # the trial store holds its own verified copy
 
     def _abort(self, trial_id: str, reason: str) -> Verdict:
         verdict = self.trainer.abort(trial_id, reason)

@@ -49,10 +49,41 @@ def trajectory_to_dict(trajectory: Trajectory) -> dict:
             "num_steps": int(trajectory.num_steps)}
 
 
-def trajectory_from_dict(data: dict) -> Trajectory:
-    return Trajectory(obs={k: torch.as_tensor(v) for k, v in data["obs"].items()},
-                      scored=torch.as_tensor(data["scored"]), log_probs=torch.as_tensor(data["log_probs"]),
-                      mask=torch.as_tensor(data["mask"]).bool(), num_steps=int(data.get("num_steps", 0)))
+class TrajectorySchemaError(ValueError):
+    """A trajectory payload of the wrong shape (a forged or foreign file): refused, never trained on."""
+
+
+def trajectory_from_dict(data) -> Trajectory:
+    """The Trajectory in a payload, after checking its schema: tensors where tensors belong, one
+    row per policy query in every field, finite log-probs, a mask of the log-probs' shape."""
+    if not isinstance(data, dict):
+        raise TrajectorySchemaError(f"a trajectory is a dict, got {type(data).__name__}")
+    missing = [key for key in ("obs", "scored", "log_probs", "mask") if key not in data]
+    if missing:
+        raise TrajectorySchemaError(f"trajectory lacks {missing}")
+    obs = data["obs"]
+    if not isinstance(obs, dict) or not obs or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in obs.items()):
+        raise TrajectorySchemaError("trajectory obs must be a non-empty dict of name -> tensor")
+    fields = {"scored": data["scored"], "log_probs": data["log_probs"], "mask": data["mask"]}
+    for name, value in fields.items():
+        if not isinstance(value, torch.Tensor):
+            raise TrajectorySchemaError(f"trajectory {name} must be a tensor, got {type(value).__name__}")
+    log_probs, mask = fields["log_probs"], fields["mask"]
+    queries = log_probs.shape[0] if log_probs.dim() == 2 else -1
+    if queries < 1 or mask.shape != log_probs.shape:
+        raise TrajectorySchemaError(f"log_probs must be [queries >= 1, elements] with a mask alike; got "
+                                    f"{tuple(log_probs.shape)} and {tuple(mask.shape)}")
+    rows = {name: tensor.shape[0] if tensor.dim() else 0 for name, tensor in [*obs.items(), ("scored", fields["scored"])]}
+    if any(n != queries for n in rows.values()):
+        raise TrajectorySchemaError(f"every field needs one row per query ({queries}); got {rows}")
+    if not log_probs.is_floating_point() or not bool(torch.isfinite(log_probs).all()):
+        raise TrajectorySchemaError("log_probs must be finite floats")
+    num_steps = data.get("num_steps", 0)
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
+        raise TrajectorySchemaError(f"num_steps must be an int >= 0, got {num_steps!r}")
+    return Trajectory(obs=dict(obs), scored=fields["scored"], log_probs=log_probs, mask=mask.bool(),
+                      num_steps=num_steps)
 
 
 class TrialStore:
