@@ -40,9 +40,10 @@ def test_a_partial_section_keeps_the_section_defaults():
     assert config.train.learning_rate == 3e-5  # YAML 1.1 alone would give the string "3e-5"
     assert load_config(LiberoTrainConfig, overrides=["suite=1e5x"]).suite == "1e5x"
     # Everything not overridden is LiberoTrainConfig's default, not the bare TrainConfig/LoopConfig one.
-    assert config.train.loop.minibatch_size == default.train.loop.minibatch_size == 64
-    assert config.train.loop.ppo_epochs == default.train.loop.ppo_epochs == 2
-    assert config.train.sampler.batch_size == default.train.sampler.batch_size == 32
+    assert config.train.loop.minibatch_size == default.train.loop.minibatch_size == 2048
+    assert config.train.loop.ppo_epochs == default.train.loop.ppo_epochs == 4
+    assert config.train.sampler.batch_size == default.train.sampler.batch_size == 48
+    assert config.train.loop.loss_normalization == "trial"
     assert config.train.eval_every == default.train.eval_every
 
 

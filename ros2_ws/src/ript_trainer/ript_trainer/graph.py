@@ -62,11 +62,12 @@ class NodeSpec:
 _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
     "checkpoint": ("", "policy checkpoint to post-train (`ript up sim` without one builds a starter policy once)"),
     "backend": ("torch", "policy runtime: torch or onnx"),
-    "group_size": ("8", "K: trials per context"),
-    "batch_size": ("32", "B: informative trials per iteration"),
+    "group_size": ("auto", "K: trials per context (auto: the recipe's, 8)"),
+    "batch_size": ("auto", "B: informative trials per iteration (auto: the recipe's, 48)"),
     "iterations": ("10", "RIPT iterations"),
-    "learning_rate": ("0.00001", "LOOP learning rate (ript train's default; 1e-4 left the trust region)"),
-    "ppo_epochs": ("2", "N: PPO epochs per iteration"),
+    "learning_rate": ("auto", "LOOP learning rate (auto: the recipe's, 1e-5; 1e-4 left the trust region)"),
+    "ppo_epochs": ("auto", "N: PPO epochs per iteration (auto: the recipe's, 4)"),
+    "minibatch_size": ("auto", "LOOP minibatch, in policy queries (auto: the recipe's, 2048)"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
     # 'auto' below: the recipe's value (ript_trainer.train.recommended_train_config) or the checkpoint's knob
     "target_kl": ("auto", "undo the LOOP step that leaves the policy further than this KL from the sampling one, "
@@ -131,7 +132,7 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 _TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_size", "iterations",
-                 "learning_rate", "ppo_epochs", "dynamic", "trial_timeout_s", "reward_mode", "target_kl",
+                 "learning_rate", "ppo_epochs", "minibatch_size", "dynamic", "trial_timeout_s", "reward_mode", "target_kl",
                  "loss_normalization", "context_selection", "frozen_parameters", "execute_steps",
                  "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature")
 
