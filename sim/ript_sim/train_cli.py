@@ -4,6 +4,7 @@
     ript train --config configs/train_state.yaml
     ript train --resume runs/train/20261124-170000
     ript train --resume runs/train/20261124-170000 --set train.iterations=40   # extend it
+    ript train --resume runs/train/20261124-170000 --set resume=fresh   # its checkpoints are all unreadable
 
 Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
 apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
@@ -20,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ript_trainer.train import TrainConfig, recommended_train_config
+from ript_trainer.train import TrainConfig, UnresumableRunError, recommended_train_config
 
 
 @dataclass
@@ -153,6 +154,13 @@ def run(args: argparse.Namespace) -> int:
     from ript_trainer.train import RiptTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # resume=fresh is an instruction for this start only (it must not land in config.json, where
+    # every later restart would read it): taken out of --set before the config is built
+    modes = [item.split("=", 1)[1] for item in args.set if item.startswith("resume=")]
+    if any(mode not in ("auto", "fresh") for mode in modes):
+        raise SystemExit(f"ript train: resume must be 'auto' or 'fresh', got {modes}")
+    fresh = "fresh" in modes
+    args.set = [item for item in args.set if not item.startswith("resume=")]
     config, run_dir = resolve_config(args)
     policy, payload, source = build(config, progress=not args.no_progress)
     stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
@@ -161,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
     trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)},
                           policy_checkpoint=header)
     try:
-        if args.resume is not None and not trainer.resume():
-            print(f"no valid checkpoint in {run_dir}; starting from the SFT weights")
+        try:
+            if args.resume is not None and not trainer.resume(fresh=fresh):
+                print(f"no valid checkpoint in {run_dir}; starting from the SFT weights")
+        except UnresumableRunError as exc:
+            raise SystemExit(f"ript train: {exc}") from None
         history = trainer.run(progress=not args.no_progress)
     finally:
         trainer.close()

@@ -69,10 +69,17 @@ def test_trial_store_roundtrip_and_order(tmp_path):
     assert [t.sequence for t in loaded] == [0, 1]
     assert torch.equal(loaded[1].trajectory.log_probs, trajectory(policy, 1).log_probs)
     assert store.trial_ids() == {"b-2": 1, "a-1": 1}
-    # A damaged file is set aside, not replayed.
+    # A damaged (or deleted) file is set aside and rebuilt from its replica: nothing is lost.
     path = next(store.iteration_dir(1).glob("000000-*"))
     path.write_bytes(path.read_bytes()[:-10])
-    assert [t.trial_id for t in store.load(1)] == ["a-1"]
+    next(store.iteration_dir(1).glob("000001-*")).unlink()
+    assert [t.trial_id for t in store.load(1)] == ["b-2", "a-1"]
+    assert path.with_suffix(".corrupt").exists() and len(list(store.iteration_dir(1).glob("*.trial"))) == 2
+    # Both copies gone: the replay ends before the lost trial, the later ones are kept aside, unreplayed.
+    for copy in (path, store.replica(path)):
+        copy.write_bytes(copy.read_bytes()[:-10])
+    assert store.load(1) == []
+    assert [p.name.split("-", 1)[1] for p in (store.iteration_dir(1) / "unreplayed").glob("*.trial")] == ["a-1.trial"]
 
 
 def test_one_iteration_updates_and_saves_weights(tmp_path):
@@ -152,3 +159,57 @@ def test_restart_replays_stored_trials_to_the_same_weights(tmp_path):
     stored_id = again.store.load(1)[0].trial_id
     verdict = again.on_reward(stored_id, 1.0)
     assert not verdict.accepted and "closed with iteration 1" in verdict.reason
+
+
+def test_a_corrupt_trial_file_in_the_open_iteration_still_resumes_to_the_same_weights(tmp_path):
+    rewards = [1.0, 0.0, 0.0, 1.0]
+    straight = make_trainer(tmp_path / "straight")
+    for n, reward in enumerate(rewards):
+        run_trial(straight, n, reward)
+    first = make_trainer(tmp_path / "damaged")
+    for n, reward in enumerate(rewards[:3]):
+        run_trial(first, n, reward)
+    del first
+    files = sorted((tmp_path / "damaged" / "trials" / "iter_000001").glob("*.trial"))
+    files[0].write_bytes(files[0].read_bytes()[:-7] + b"garbage")  # the disk damaged an acknowledged trial
+    restarted = make_trainer(tmp_path / "damaged")
+    assert restarted.resume() and restarted.sampler.accepted_trials == 2
+    _, verdict = run_trial(restarted, 3, rewards[3])
+    assert verdict.iteration_row is not None
+    for key, value in straight.policy.state_dict().items():
+        torch.testing.assert_close(restarted.policy.state_dict()[key], value)
+
+
+def test_a_run_whose_checkpoints_are_all_unreadable_is_not_silently_restarted(tmp_path):
+    from ript_trainer.train import UnresumableRunError
+
+    first = make_trainer(tmp_path, iterations=3)
+    for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):  # iteration 1, then 2 trials of iteration 2
+        run_trial(first, n, reward)
+    assert first.iteration == 1
+    del first
+    for path in (tmp_path / "checkpoints").glob("iter_*.ckpt"):
+        path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(UnresumableRunError, match="every checkpoint is unreadable"):
+        make_trainer(tmp_path, iterations=3).resume()
+    # Still refused on the next start (the corrupt files were set aside, the history is still there).
+    with pytest.raises(UnresumableRunError, match="resume=fresh"):
+        make_trainer(tmp_path, iterations=3).resume()
+    fresh = make_trainer(tmp_path, iterations=3)
+    assert not fresh.resume(fresh=True) and fresh.iteration == 0 and fresh.sampler.accepted_trials == 0
+    discarded = next(tmp_path.glob("discarded-*"))
+    assert len(list((discarded / "trials").rglob("*.trial"))) >= 6, "the old history is kept aside, not deleted"
+    run_trial(fresh, 0, 1.0)  # and the fresh run collects
+
+
+def test_trials_stored_past_the_newest_checkpoint_refuse_a_resume(tmp_path):
+    from ript_trainer.train import UnresumableRunError
+
+    first = make_trainer(tmp_path, iterations=3)
+    for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):
+        run_trial(first, n, reward)
+    del first
+    for path in (tmp_path / "checkpoints").glob("iter_*.ckpt"):
+        path.unlink()  # deleted, not corrupt: the stored trials of iteration 2 still tell
+    with pytest.raises(UnresumableRunError, match=r"trials are stored for iteration\(s\) \[2\]"):
+        make_trainer(tmp_path, iterations=3).resume()

@@ -31,7 +31,7 @@ import torch
 
 from ript_policy.policy import Policy
 from ript_trainer.sampler import Group, Trial
-from ript_trainer.train import RiptTrainer, TrainConfig
+from ript_trainer.train import RiptTrainer, TrainConfig, UnresumableRunError
 from ript_trainer.trial_store import StoredTrial, TrialStore
 from ript_trainer.trials import Trajectory
 
@@ -275,10 +275,21 @@ class InteractiveTrainer(RiptTrainer):
         self._iteration_start = time.perf_counter()
         return row
 
-    def resume(self) -> bool:
+    DISCARDED_ON_FRESH = ("checkpoints", "trials", "weights")
+
+    def resume(self, fresh: bool = False) -> bool:
         """Newest valid checkpoint, then the stored trials of the open iteration. Returns False when
-        there was neither (a fresh run)."""
-        resumed = super().resume()
+        there was neither (a fresh run). Trials stored for iterations past the checkpoint's next one
+        mean the checkpoints that led there are gone: UnresumableRunError, unless `fresh`."""
+        resumed = super().resume(fresh)
+        ahead = sorted({i for i in self.store.trial_ids().values() if i > self.iteration + 1})
+        if ahead and not fresh:
+            raise UnresumableRunError(
+                f"{self.run_dir}: trials are stored for iteration(s) {ahead} but the newest usable checkpoint "
+                f"is of iteration {self.iteration}; refusing to train past them as if they never happened. "
+                "Restore the checkpoints, or start over here with resume=fresh (the old history is moved aside)")
+        if fresh and ahead:
+            self._set_history_aside()
         for trial_id, iteration in self.store.trial_ids().items():
             if iteration <= self.iteration:
                 self.closed[trial_id] = f"closed with iteration {iteration}"

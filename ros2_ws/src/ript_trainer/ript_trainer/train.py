@@ -79,6 +79,10 @@ class TrainConfig:
                              f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}")
 
 
+class UnresumableRunError(RuntimeError):
+    """A run folder with a history that no checkpoint can restore."""
+
+
 def recommended_train_config() -> TrainConfig:
     """The recipe for post-training a calibrated policy on LIBERO or a robot: the defaults of
     `ript train` and of the trainer node (one source for both; docs/results.md says why each)."""
@@ -269,9 +273,13 @@ class RiptTrainer:
             old.unlink(missing_ok=True)
         return path
 
-    def resume(self) -> bool:
+    def resume(self, fresh: bool = False) -> bool:
         """Load the newest checkpoint that verifies. Corrupt ones are reported and set aside.
-        Returns False when there is nothing to resume from."""
+        Returns False when there is nothing to resume from.
+
+        A run folder whose checkpoints all failed to verify (now or on an earlier start) has a history
+        that cannot be restored: starting over at iteration 1 beside it would mix runs, so that raises
+        UnresumableRunError unless `fresh` (`resume=fresh`), which sets that history aside first."""
         for path in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB), reverse=True):
             state = load_or_set_aside(path, "checkpoint")
             if state is None:
@@ -289,7 +297,30 @@ class RiptTrainer:
             self.logger.rewrite(self.history)
             log.info("resumed from %s (iteration %d)", path.name, self.iteration)
             return True
+        lost = sorted(self.checkpoint_dir.glob("iter_*.corrupt"))
+        if lost and not fresh:
+            raise UnresumableRunError(
+                f"{self.run_dir}: every checkpoint is unreadable ({', '.join(p.name for p in lost)} set aside); "
+                "refusing to start again at iteration 1 beside that run's history. Resume from a copy of the "
+                "checkpoints, or start over here with resume=fresh (the old history is moved aside, not deleted)")
+        if fresh:
+            self._set_history_aside()
         return False
+
+    def _set_history_aside(self) -> None:
+        """resume=fresh: move what belonged to the unrecoverable run into <run>/discarded-<time>/."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.run_dir / f"discarded-{stamp}"
+        for name in self.DISCARDED_ON_FRESH:
+            if (self.run_dir / name).exists():
+                target.mkdir(exist_ok=True)
+                (self.run_dir / name).rename(target / name)
+                log.warning("resume=fresh: moved %s to %s", name, target)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.logger.rewrite([])
+
+    DISCARDED_ON_FRESH = ("checkpoints",)
+    """What resume=fresh moves aside (the ROS trainer adds its stored trials)."""
 
     def close(self) -> None:
         self.logger.close()

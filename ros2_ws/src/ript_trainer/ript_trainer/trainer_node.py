@@ -28,7 +28,7 @@ from ript_interfaces.msg import Reward, TrainerStatus, TrialRecord, TrialStart, 
 from ript_interfaces.srv import AbortTrial, StartTrial
 from ript_trainer.config_io import from_dict
 from ript_trainer.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
-from ript_trainer.train import TrainConfig, recommended_train_config
+from ript_trainer.train import TrainConfig, UnresumableRunError, recommended_train_config
 from ript_policy.ros_main import spin_node
 from ript_policy.vla import SAMPLING_KNOBS
 
@@ -151,7 +151,14 @@ class TrainerNode(Node):
         self.trainer = InteractiveTrainer(policy, load_contexts(contexts_file), config, run_dir, save_weights,
                                           checkpoint, extra_config={"ros": {"checkpoint": checkpoint,
                                                                             "contexts_file": contexts_file}})
-        if self.trainer.resume():
+        resume = str(p("resume", "auto").value)
+        if resume not in ("auto", "fresh"):
+            raise SystemExit(f"trainer_node: resume must be 'auto' or 'fresh', got {resume!r}")
+        try:
+            resumed = self.trainer.resume(fresh=resume == "fresh")
+        except UnresumableRunError as exc:
+            raise SystemExit(f"trainer_node: {exc}") from None
+        if resumed:
             self.get_logger().info(f"resumed {run_dir} at iteration {self.trainer.iteration} with "
                                    f"{self.trainer.sampler.accepted_trials} trials of the next one stored")
         self.message = "starting"

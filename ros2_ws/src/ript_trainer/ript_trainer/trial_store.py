@@ -6,23 +6,28 @@ trial (`safe_io`: atomic rename + SHA-256) and only then acknowledges it and fee
 sampler. After a crash the trainer replays the stored trials of its open iteration, in the order
 they were stored, so no rewarded trial is ever lost or counted twice.
 
-    <run>/trials/iter_000003/000007-<trial_id>.trial     one StoredTrial per file
+    <run>/trials/iter_000003/000007-<trial_id>.trial             one StoredTrial per file
+    <run>/trials/.replica/iter_000003/000007-<trial_id>.trial    its replica (rebuilds a damaged file)
 
 No rclpy here: unit-tested without ROS.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ript_policy.safe_io import load_or_set_aside, save_verified
+from ript_policy.safe_io import CorruptFileError, atomic_write, load_verified, save_verified
 from ript_trainer.trials import Trajectory
 
 
 TRIAL_SUFFIX = ".trial"
+REPLICA_DIR = ".replica"
+UNREPLAYED_DIR = "unreplayed"
+log = logging.getLogger("ript.trial_store")
 
 
 @dataclass
@@ -95,25 +100,68 @@ class TrialStore:
         return self.root / f"iter_{iteration:06d}"
 
     def save(self, trial: StoredTrial) -> Path:
-        """Persist one trial (durable when this returns). Its sequence number is assigned here."""
+        """Persist one trial (durable when this returns), and a replica of it under .replica/ (a
+        second file, so one damaged or lost file loses no trial). Its sequence number is assigned here."""
         folder = self.iteration_dir(trial.iteration)
         trial.sequence = len(self._files(trial.iteration))
         payload = {**asdict(trial), "trajectory": trajectory_to_dict(trial.trajectory)}
         path = folder / f"{trial.sequence:06d}-{trial.trial_id}{TRIAL_SUFFIX}"
+        save_verified(payload, self.replica(path))
         save_verified(payload, path)
         return path
 
+    def replica(self, path: Path) -> Path:
+        return self.root / REPLICA_DIR / path.parent.name / path.name
+
     def load(self, iteration: int) -> list[StoredTrial]:
-        """The trials stored for `iteration`, in storage order. A corrupt file cannot come from a
-        completed save (writes are atomic), so it is reported and set aside, never replayed."""
+        """The trials stored for `iteration`, in storage order.
+
+        A file that does not verify (a bad disk, a crash of the storage below us, a hand edit) is set
+        aside as *.corrupt and rebuilt from its replica. Only when both copies are gone does a trial
+        go missing; the replay then ends before it (a LOOP group must be replayed in order), the later
+        trials are moved to iter_<N>/unreplayed/ for inspection, and the trainer collects from there."""
         trials = []
-        for path in self._files(iteration):
-            payload = load_or_set_aside(path, "trial file")
-            if payload is None:
-                continue
-            payload["trajectory"] = trajectory_from_dict(payload["trajectory"])
-            trials.append(StoredTrial(**payload))
+        folder = self.iteration_dir(iteration)
+        names = sorted({p.name for p in self._files(iteration)} |
+                       {p.name for p in (self.root / REPLICA_DIR / folder.name).glob(f"*{TRIAL_SUFFIX}")})
+        for n, name in enumerate(names):
+            trial = self._load_one(folder / name)
+            if trial is None:
+                later = names[n + 1:]
+                log.error("trial %s of iteration %d is lost (file and replica unreadable); replaying the %d "
+                          "before it, setting aside the %d after it in %s", name, iteration, n, len(later),
+                          folder / UNREPLAYED_DIR)
+                for other in later:
+                    for path in (folder / other, self.replica(folder / other)):
+                        if path.exists():
+                            target = path.parent / UNREPLAYED_DIR / path.name
+                            target.parent.mkdir(exist_ok=True)
+                            path.rename(target)
+                break
+            trials.append(trial)
         return trials
+
+    def _load_one(self, path: Path) -> StoredTrial | None:
+        """The trial in `path` or, failing that, in its replica (which then rebuilds `path`)."""
+        replica = self.replica(path)
+        for source in (path, replica):
+            if not source.exists():
+                continue
+            try:
+                payload = load_verified(source)
+                if not isinstance(payload, dict):
+                    raise CorruptFileError(f"{source}: holds a {type(payload).__name__}, not a trial")
+                payload["trajectory"] = trajectory_from_dict(payload.get("trajectory"))
+                trial = StoredTrial(**payload)
+            except (CorruptFileError, TypeError, ValueError) as exc:
+                log.error("setting aside unreadable trial file: %s", exc)
+                source.rename(source.with_suffix(".corrupt"))
+                continue
+            if source == replica:
+                atomic_write(path, lambda f: f.write(replica.read_bytes()))
+                log.warning("rebuilt trial file %s from its replica", path)
+            return trial
+        return None
 
     def trial_ids(self) -> dict[str, int]:
         """trial_id -> iteration for every stored trial (from file names: no payload is read)."""
