@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -113,5 +114,13 @@ def test_forged_trial_records_run_no_code_and_stop_nothing(ros, tmp_path, traine
     send(fourth.trial_id, incoming / "shape.traj", forge(shapeless, incoming / "shape.traj"))
     expect_abort(fourth.trial_id, "one row per query")
 
-    next_start(5)  # still serving trials
+    # A policy node that refuses the trial because it could not load the announced weights: the
+    # trainer re-announces them and waits before the next trial instead of looping start/abort.
+    fifth = next_start(5)
+    record_pub.publish(TrialRecord(trial_id=fifth.trial_id, weights_version=7, stochastic=True,
+                                   message="refused: trial wants weights v0, this node has v7"))
+    expect_abort(fifth.trial_id, "re-announcing them, next trial in")
+    refused_at = time.monotonic()
+    next_start(6)  # still serving trials
+    assert time.monotonic() - refused_at >= 0.5, "the next trial started straight into the same refusal"
     assert not marker.exists(), "a forged file ran code in the trainer"

@@ -9,6 +9,7 @@ import torch
 
 from ript_policy.config import VLAConfig
 from ript_policy.constants import OBS_STATE
+from ript_policy.safe_io import load_verified, save_verified
 from ript_policy.vla import build_policy
 from ript_trainer.interactive import ContextInfo, InteractiveTrainer
 from ript_trainer.loop import LoopConfig
@@ -44,7 +45,7 @@ def make_trainer(run_dir, iterations=1):
                          loop=LoopConfig(ppo_epochs=1, minibatch_size=12))
 
     def save_weights(path):
-        torch.save(policy.state_dict(), path)
+        save_verified(policy.state_dict(), path)
 
     return InteractiveTrainer(policy, CONTEXTS, config, run_dir, save_weights, run_dir / "initial.ckpt")
 
@@ -213,3 +214,22 @@ def test_trials_stored_past_the_newest_checkpoint_refuse_a_resume(tmp_path):
         path.unlink()  # deleted, not corrupt: the stored trials of iteration 2 still tell
     with pytest.raises(UnresumableRunError, match=r"trials are stored for iteration\(s\) \[2\]"):
         make_trainer(tmp_path, iterations=3).resume()
+
+
+def test_a_damaged_weights_file_is_rebuilt_before_it_is_announced(tmp_path):
+    trainer = make_trainer(tmp_path, iterations=2)
+    for n, reward in enumerate([1.0, 0.0, 0.0, 1.0]):
+        run_trial(trainer, n, reward)
+    path = trainer.weights_path()
+    assert trainer.weights_version == 1 and trainer.verified_weights_path() == path
+    path.write_bytes(path.read_bytes()[:-3])
+    assert trainer.verified_weights_path() == path
+    assert path.with_suffix(".corrupt").exists()
+    rebuilt = load_verified(path)
+    for key, value in trainer.policy.state_dict().items():
+        assert torch.equal(rebuilt[key], value)
+    path.unlink()  # and a deleted one
+    restarted = make_trainer(tmp_path, iterations=2)
+    assert restarted.resume() and restarted.verified_weights_path() == path
+    for key, value in load_verified(path).items():
+        assert torch.equal(trainer.policy.state_dict()[key], value)

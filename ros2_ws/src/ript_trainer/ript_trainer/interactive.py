@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ript_policy.policy import Policy
+from ript_policy.safe_io import CorruptFileError, load_verified
 from ript_trainer.sampler import Group, Trial
 from ript_trainer.train import RiptTrainer, TrainConfig, UnresumableRunError
 from ript_trainer.trial_store import StoredTrial, TrialStore
@@ -126,6 +127,27 @@ class InteractiveTrainer(RiptTrainer):
     def weights_path(self, version: int | None = None) -> Path:
         version = self.weights_version if version is None else version
         return self.initial_weights if version == 0 else self.weights_dir / f"policy_v{version:06d}.ckpt"
+
+    def verified_weights_path(self) -> Path:
+        """The current weights file after a full check of its digest; one that is missing or does
+        not verify is set aside and rebuilt from the policy in memory (after N iterations, or a
+        resume from iteration N's checkpoint, those are version N's weights). Version 0 is the
+        checkpoint the run started from, which this trainer itself loaded."""
+        path = self.weights_path()
+        if self.weights_version == 0:
+            return path
+        try:
+            load_verified(path)
+            return path
+        except FileNotFoundError:
+            log.error("weights v%d missing at %s; rebuilding it", self.weights_version, path)
+        except CorruptFileError as exc:
+            log.error("weights v%d do not verify (%s); setting the file aside and rebuilding it",
+                      self.weights_version, exc)
+            path.rename(path.with_suffix(".corrupt"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.save_weights(path)
+        return path
 
     @property
     def done(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -133,6 +134,7 @@ class TrainerNode(Node):
         """The one folder trajectory files named by TrialRecord messages are read from (the policy
         node's record_dir); anything else a message names is refused unread."""
         self.max_trajectory_bytes = int(p("max_trajectory_bytes", 1 << 30).value)
+        self._weights_refusals, self._hold_until = 0, 0.0
         config, knobs = config_from_parameters(lambda name, default: p(name, default).value)
         config.eval_every, config.seed, config.sampler.seed = 0, seed, seed
         if not checkpoint or not contexts_file:
@@ -182,7 +184,7 @@ class TrainerNode(Node):
     def _publish_weights(self) -> None:
         from ript_policy.safe_io import file_digest
 
-        path = self.trainer.weights_path()
+        path = self.trainer.verified_weights_path()  # a damaged file is rebuilt, never announced
         self.published_version = self.trainer.weights_version
         self.weights_pub.publish(WeightsUpdate(version=self.trainer.weights_version, path=str(path.resolve()),
                                                sha256=file_digest(path), stamp=self.get_clock().now().to_msg()))
@@ -250,7 +252,18 @@ class TrainerNode(Node):
             return
         if not msg.path:
             self._abort(msg.trial_id, f"policy node sent no trajectory: {msg.message}")
+            if msg.weights_version != self.trainer.weights_version:
+                # the policy node could not load the announced weights: check and rebuild the file,
+                # announce it again, and wait before the next trial instead of starting it into the
+                # same refusal (a loop of hundreds of aborted trials a minute otherwise)
+                self._weights_refusals += 1
+                self._hold_until = time.monotonic() + min(30.0, 0.5 * 2 ** min(self._weights_refusals, 6))
+                self.get_logger().error(f"policy node runs weights v{msg.weights_version}, the trial wanted "
+                                        f"v{self.trainer.weights_version}: re-announcing them, next trial in "
+                                        f"{self._hold_until - time.monotonic():.1f} s")
+                self._publish_weights()
             return
+        self._weights_refusals = 0
         try:
             path = confined_file(msg.path, self.trajectory_dir, self.max_trajectory_bytes)
             if file_digest(path) != msg.sha256:
@@ -303,7 +316,7 @@ class TrainerNode(Node):
         t = self.trainer
         if t.pending is not None and self.trial_timeout_s and t.pending_age_s > self.trial_timeout_s:
             self._abort(t.pending.ticket.trial_id, f"no reward and trajectory within {self.trial_timeout_s:g} s")
-        if not self.auto_start or t.pending is not None or t.done:
+        if not self.auto_start or t.pending is not None or t.done or time.monotonic() < self._hold_until:
             return
         if self.start_pub.get_subscription_count() < self.wait_for_subscribers:
             self.message = f"waiting for {self.wait_for_subscribers} subscribers of /ript/trial_start"
