@@ -89,6 +89,9 @@ def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(pan
     assert recorder.published == [(trial().trial_id, False)]
     events = [json.loads(l)["event"] for l in state.path.read_text().splitlines()]
     assert events == ["mark", "published"]
+    # the history shows what the trainer stored, once it says so
+    assert client.get("/api/history").json()["iterations"] == []
+    state.on_status({"state": "waiting_for_reset", "message": f"stored {trial().trial_id} (reward 0)"})
     history = client.get("/api/history").json()
     assert history["iterations"] == [{"iteration": 1, "trials": 1, "success_rate": 0.0}]
     assert history["contexts"] == [{"context_id": "libero_spatial/0/init00", "outcomes": [False]}]

@@ -23,7 +23,7 @@ import uvicorn
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -36,6 +36,7 @@ from ript_trainer.panel.app import RobotCommand, RobotUnavailable, TrainerUnavai
 from ript_trainer.panel.state import ActiveTrial, Mark, PanelConfig, PanelState, flush_due
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SERVICE_TIMEOUT_S = 5.0
 SERVICE_DISCOVERY_S = 3.0
 
@@ -67,6 +68,8 @@ class PanelNode(Node):
         self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", lambda m: self.state.on_trial_aborted(m.data), RELIABLE)
         self.create_subscription(TrainerStatus, "ript/status", self._on_status, RELIABLE)
+        # latched by the trainer: a panel started (or restarted) mid-trial still learns the instruction
+        self.create_subscription(String, "instruction", lambda m: self.state.on_instruction(m.data), LATCHED)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)
         self.create_timer(0.1, lambda: flush_due(self.state, self.publish))
 
@@ -82,8 +85,10 @@ class PanelNode(Node):
 
     def _on_status(self, msg: TrainerStatus) -> None:
         self.state.on_status({"state": msg.state, "iteration": msg.iteration, "trial_id": msg.trial_id,
-                              "trials_collected": msg.trials_collected, "batch_target": msg.batch_target,
-                              "success_rate": float(msg.success_rate), "message": msg.message})
+                              "context_id": msg.context_id, "trial_index": msg.trial_index,
+                              "group_size": msg.group_size, "trials_collected": msg.trials_collected,
+                              "batch_target": msg.batch_target, "success_rate": float(msg.success_rate),
+                              "message": msg.message})
 
     def _on_reward(self, msg: Reward) -> None:
         mark = self.state.on_reward(msg.trial_id, msg.success, msg.source, float(msg.confidence))

@@ -14,7 +14,9 @@ rejects a conflicting one, so a mark cannot be taken back after it left the pane
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -25,6 +27,15 @@ from typing import Any, Callable
 import numpy as np
 
 OUTCOMES = ("success", "failure")
+STORED = re.compile(r"^stored (\S+) \(reward ([-+0-9.eE]+)\)")
+"""The trainer's status message once a trial is on disk (interactive.py's verdict)."""
+log = logging.getLogger("ript.panel")
+
+
+def _iteration_of(trial_id: str) -> int:
+    """it0003-g001-... -> 3 (the trainer's trial ids), 0 when the id says nothing."""
+    match = re.match(r"it(\d+)-", trial_id)
+    return int(match.group(1)) if match else 0
 
 
 class PanelError(Exception):
@@ -93,7 +104,8 @@ class Mark:
     auto: bool = False
     publish_at: float = 0.0
     status: str = "held"
-    """held (undo possible) -> published -> stored (the trainer acknowledged); or undone."""
+    """held (undo possible) -> published -> stored (the trainer stored this outcome) or overridden
+    (it stored another judge's); or undone; or lost (held when the panel stopped)."""
 
 
 @dataclass
@@ -119,44 +131,79 @@ class PanelState:
         classifier, shown for the operator to accept or override."""
         self.trainer: dict[str, Any] = {"state": "unknown", "message": "no status from the trainer yet"}
         self.marks: list[Mark] = []
+        self.trials: dict[str, ActiveTrial] = {}
+        """Every trial this panel has seen start (TrialStart, or adopted from the trainer's status)."""
+        self.instruction = ""
+        """The latest instruction the trainer latched (for a trial adopted from its status)."""
+        self.outcomes: dict[str, tuple[bool, int, str]] = {}
+        """trial_id -> (success, iteration, context_id) for each trial the trainer reported stored."""
         self.frames: dict[str, Frame] = {}
         self.path = Path(config.marks_file)
         self._load()
 
     # ---- journal -------------------------------------------------------------------------------
     def _append(self, event: str, **fields: Any) -> None:
-        """One JSON line, fsynced before the caller goes on (crash-safe: a torn last line is skipped)."""
+        """One JSON line, fsynced before the caller goes on. A line a crash cut short is ended with
+        a newline before the next is written, so it costs only itself (and is skipped on load)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"event": event, "time": self.clock(), **fields}) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+        with open(self.path, "a+b") as f:
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
     def _load(self) -> None:
+        """Rebuild marks and trainer-confirmed outcomes from the journal; lines that are torn, not
+        JSON objects, or of an unexpected shape are skipped with a warning, never fatal."""
         if not self.path.exists():
             return
         by_id: dict[str, Mark] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        skipped = 0
+        for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the line a crash cut short
-            if record.get("event") == "mark":
-                fields = {k: record[k] for k in Mark.__dataclass_fields__ if k in record}
-                by_id[record["mark_id"]] = Mark(**fields)
-            elif record.get("mark_id") in by_id:
-                by_id[record["mark_id"]].status = {"undo": "undone", "published": "published",
-                                                   "stored": "stored"}.get(record["event"], "held")
+                event = record["event"]
+                if event == "mark":
+                    fields = {k: record[k] for k in Mark.__dataclass_fields__ if k in record}
+                    mark = Mark(**fields)
+                    if not isinstance(mark.mark_id, str) or not isinstance(mark.trial_id, str):
+                        raise TypeError("mark_id and trial_id must be strings")
+                    by_id[mark.mark_id] = mark
+                elif event == "outcome":
+                    self._record_outcome(str(record["trial_id"]), bool(record["success"]),
+                                         int(record.get("iteration", 0)), str(record.get("context_id", "")),
+                                         journal=False)
+                elif record.get("mark_id") in by_id:
+                    by_id[record["mark_id"]].status = {"undo": "undone", "published": "published",
+                                                       "stored": "stored", "overridden": "overridden"
+                                                       }.get(event, "held")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                skipped += 1  # torn by a crash, or not written by this panel
+        if skipped:
+            log.warning("%s: skipped %d unreadable journal line(s)", self.path, skipped)
         for mark in by_id.values():
             if mark.status == "held":
                 mark.status = "lost"  # never published before the restart; its trial is gone
+            elif mark.status == "stored":  # journals without outcome lines: the trainer stored this mark
+                self._record_outcome(mark.trial_id, bool(mark.success), int(mark.iteration), str(mark.context_id),
+                                     journal=False)
         self.marks = list(by_id.values())
 
     # ---- what the adapter hears ------------------------------------------------------------------
     def on_trial_start(self, trial: ActiveTrial) -> None:
         with self._lock:
             self.trial, self.trial_closed = trial, ""
+            self.trials[trial.trial_id] = trial
+
+    def on_instruction(self, instruction: str) -> None:
+        with self._lock:
+            self.instruction = instruction
 
     def on_trial_aborted(self, trial_id: str) -> None:
         with self._lock:
@@ -164,13 +211,35 @@ class PanelState:
                 self.trial_closed = "aborted"
 
     def on_status(self, status: dict[str, Any]) -> None:
+        """The trainer's status: what it stored (the only outcomes the history shows), and the
+        trial it is collecting — adopted when its TrialStart never reached this panel (started
+        late, restarted mid-trial), so no trial is ever unmarkable here."""
         with self._lock:
             self.trainer = status
-            message = str(status.get("message", ""))
-            for mark in self.marks:
-                if mark.status == "published" and message.startswith(f"stored {mark.trial_id}"):
-                    mark.status = "stored"
-                    self._append("stored", mark_id=mark.mark_id)
+            stored = STORED.match(str(status.get("message", "")))
+            if stored:
+                trial_id, success = stored.group(1), float(stored.group(2)) > 0.5
+                known = self.trials.get(trial_id)
+                iteration = known.iteration if known else _iteration_of(trial_id)
+                self._record_outcome(trial_id, success, iteration, known.context_id if known else "")
+                for mark in self.marks:
+                    if mark.trial_id == trial_id and mark.status == "published":
+                        mark.status = "stored" if mark.success == success else "overridden"
+                        self._append(mark.status, mark_id=mark.mark_id)
+            trial_id = str(status.get("trial_id", ""))
+            if status.get("state") == "collecting" and trial_id and trial_id not in self.trials:
+                self.on_trial_start(ActiveTrial(trial_id, str(status.get("context_id", "")),
+                                                int(status.get("iteration", 0)), int(status.get("trial_index", 0)),
+                                                int(status.get("group_size", 0)), self.instruction))
+                log.warning("trial %s recovered from the trainer's status (its TrialStart was missed)", trial_id)
+
+    def _record_outcome(self, trial_id: str, success: bool, iteration: int, context_id: str,
+                        journal: bool = True) -> None:
+        if trial_id in self.outcomes:
+            return
+        self.outcomes[trial_id] = (success, iteration, context_id)
+        if journal:
+            self._append("outcome", trial_id=trial_id, success=success, iteration=iteration, context_id=context_id)
 
     def on_reward(self, trial_id: str, success: bool, source: str, confidence: float = 1.0) -> Mark | None:
         """A reward heard on /reward. Returns a mark to publish now when a suggestion is accepted
@@ -188,11 +257,10 @@ class PanelState:
                     # a learned judge can be wrong: its mark waits out the undo window like the operator's
                     return self.mark(trial_id, bool(success), auto=True, hold=source == "classifier")
                 return None
-            # another judge decided and the trainer counts it: history, and no mark for this trial
-            if any(m.trial_id == trial_id and m.status != "undone" for m in self.marks):
-                return None
-            self._new_mark(trial_id, bool(success), source, auto=False, status="published")
-            if active:
+            # another judge decided for the active trial and the trainer counts it: no mark for it
+            # here. Its history entry comes from the trainer's "stored" status, like every other:
+            # a reward for an unknown, stale or forged trial never reaches the panel's history.
+            if active and not self.trial_closed:
                 self.trial_closed = f"judged by {source}"
             return None
 
@@ -287,14 +355,15 @@ class PanelState:
             return self.frames.get(camera)
 
     def history(self) -> dict[str, Any]:
-        """Success rate per iteration and outcomes per context, over marks that went out."""
+        """Success rate per iteration and outcomes per context, over the trials the trainer stored
+        (whoever judged them): the panel's plot agrees with the trainer's metrics."""
         with self._lock:
-            counted = [m for m in self.marks if m.status in ("published", "stored")]
+            counted = list(self.outcomes.values())
         per_iteration: dict[int, list[bool]] = {}
         per_context: dict[str, list[bool]] = {}
-        for m in counted:
-            per_iteration.setdefault(m.iteration, []).append(m.success)
-            per_context.setdefault(m.context_id or "?", []).append(m.success)
+        for success, iteration, context_id in counted:
+            per_iteration.setdefault(iteration, []).append(success)
+            per_context.setdefault(context_id or "?", []).append(success)
         return {
             "iterations": [{"iteration": it, "trials": len(v), "success_rate": sum(v) / len(v)}
                            for it, v in sorted(per_iteration.items())],
