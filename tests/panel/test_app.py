@@ -18,6 +18,7 @@ from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
 
 TOKEN = "unit-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BASE = "http://127.0.0.1"  # the Host a browser on the robot's machine sends
 
 
 class Recorder:
@@ -58,7 +59,7 @@ def trial(n: int = 1) -> ActiveTrial:
 def panel(tmp_path):
     state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.0, marks_file=str(tmp_path / "marks.jsonl")))
     recorder = Recorder(state)
-    with TestClient(create_app(state, recorder), raise_server_exceptions=False) as client:
+    with TestClient(create_app(state, recorder), base_url=BASE, raise_server_exceptions=False) as client:
         yield state, recorder, client
 
 
@@ -90,9 +91,9 @@ def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(pan
     events = [json.loads(l)["event"] for l in state.path.read_text().splitlines()]
     assert events == ["mark", "published"]
     # the history shows what the trainer stored, once it says so
-    assert client.get("/api/history").json()["iterations"] == []
+    assert client.get("/api/history", headers=AUTH).json()["iterations"] == []
     state.on_status({"state": "waiting_for_reset", "message": f"stored {trial().trial_id} (reward 0)"})
-    history = client.get("/api/history").json()
+    history = client.get("/api/history", headers=AUTH).json()
     assert history["iterations"] == [{"iteration": 1, "trials": 1, "success_rate": 0.0}]
     assert history["contexts"] == [{"context_id": "libero_spatial/0/init00", "outcomes": [False]}]
 
@@ -114,11 +115,11 @@ def test_undo_within_the_window_and_not_after(tmp_path):
     state = PanelState(PanelConfig(token=TOKEN, undo_window_s=3.0, marks_file=str(tmp_path / "m.jsonl")),
                        clock=lambda: now[0])
     recorder = Recorder(state)
-    with TestClient(create_app(state, recorder)) as client:
+    with TestClient(create_app(state, recorder), base_url=BASE) as client:
         state.on_trial_start(trial())
         tid = trial().trial_id
         assert client.post("/api/mark", json={"trial_id": tid, "outcome": "success"}, headers=AUTH).json()["status"] == "held"
-        assert client.get("/api/state").json()["undo_left_s"] == pytest.approx(3.0)
+        assert client.get("/api/state", headers=AUTH).json()["undo_left_s"] == pytest.approx(3.0)
         now[0] += 1.0
         assert client.post("/api/undo", headers=AUTH).json()["status"] == "undone"
         assert client.post("/api/undo", headers=AUTH).status_code == 409
@@ -135,11 +136,11 @@ def test_suggestion_accept_and_auto_accept(tmp_path):
     state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0, reward_mode="operator",
                                    marks_file=str(tmp_path / "m.jsonl")))
     recorder = Recorder(state)
-    with TestClient(create_app(state, recorder)) as client:
+    with TestClient(create_app(state, recorder), base_url=BASE) as client:
         state.on_trial_start(trial())
         assert client.post("/api/accept_suggestion", json={"trial_id": trial().trial_id}, headers=AUTH).status_code == 409
         assert state.on_reward(trial().trial_id, True, "simulator") is None  # a suggestion, not a mark
-        assert client.get("/api/state").json()["suggestion"] is True
+        assert client.get("/api/state", headers=AUTH).json()["suggestion"] is True
         r = client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"}, headers=AUTH)
         assert r.json()["success"] is False  # the operator overrides the simulator
     auto = PanelState(PanelConfig(token=TOKEN, auto_accept=True, reward_mode="operator",
@@ -153,11 +154,11 @@ def test_classifier_verdict_is_a_mark_only_when_confident_and_the_operator_wins(
     now = [1000.0]
     state = PanelState(PanelConfig(token=TOKEN, reward_mode="operator", classifier_threshold=0.9, undo_window_s=3,
                                    marks_file=str(tmp_path / "m.jsonl")), clock=lambda: now[0])
-    with TestClient(create_app(state, Recorder(state))) as client:
+    with TestClient(create_app(state, Recorder(state)), base_url=BASE) as client:
         # unsure: shown, the operator is asked
         state.on_trial_start(trial(1))
         assert state.on_reward(trial(1).trial_id, True, "classifier", 0.7) is None
-        shown = client.get("/api/state").json()
+        shown = client.get("/api/state", headers=AUTH).json()
         assert (shown["suggestion"], shown["suggestion_source"], shown["suggestion_confidence"]) == (True, "classifier", 0.7)
         assert client.post("/api/mark", json={"trial_id": trial(1).trial_id, "outcome": "failure"},
                            headers=AUTH).json()["success"] is False
@@ -212,16 +213,16 @@ def test_static_files_cannot_escape_and_cors_is_closed(panel):
         assert r.status_code == 404 and "PanelState" not in r.text and "root:" not in r.text, path
     r = client.options("/api/mark", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in r.headers
-    r = client.get("/api/state", headers={"Origin": "http://evil.example"})
+    r = client.get("/api/state", headers={**AUTH, "Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in r.headers
     assert client.get("/openapi.json").json()["info"]["title"] == "ript operator panel"
 
 
 def test_camera_frame_is_served_as_jpeg(panel):
     state, recorder, client = panel
-    assert client.get("/api/camera/agentview.jpg").status_code == 404
+    assert client.get("/api/camera/agentview.jpg", headers=AUTH).status_code == 404
     state.set_frame("agentview", np.full((32, 48, 3), 200, np.uint8))
-    r = client.get("/api/camera/agentview.jpg")
+    r = client.get("/api/camera/agentview.jpg", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8"
     assert r.headers["x-frame-seq"] == "1"
 
@@ -229,7 +230,9 @@ def test_camera_frame_is_served_as_jpeg(panel):
 def test_fuzz_api_never_answers_5xx(tmp_path):
     """Every operation of the served OpenAPI schema, with schemathesis-generated requests, with and
     without the token (schemathesis' pytest plugin is not used: it predates pytest 9)."""
-    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl")))
+    # schemathesis' ASGI client sends Host: testserver
+    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl"),
+                                   allowed_hosts=("testserver",)))
     state.on_trial_start(trial())
     state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Recorder(state)))
@@ -253,3 +256,24 @@ def test_fuzz_api_never_answers_5xx(tmp_path):
 
     fuzz()
     assert {code for _, code in seen} >= {200, 401, 422}, seen
+
+
+def test_reads_need_the_token_and_foreign_hosts_and_origins_are_refused(panel):
+    """A DNS-rebinding page (its own domain name resolving to 127.0.0.1) or another site's page
+    must not read the scene or press a button; /docs does not exist (it would need a CDN)."""
+    state, recorder, client = panel
+    state.on_trial_start(trial())
+    state.set_frame("agentview", np.full((8, 8, 3), 10, np.uint8))
+    for path in ("/api/state", "/api/history", "/api/camera/agentview.jpg"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers=AUTH).status_code == 200, path
+        r = client.get(path, headers={**AUTH, "Host": "rebind.evil.example:8000"})
+        assert r.status_code == 403 and r.json()["error"] == "forbidden_host", path
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "10.1.2.3"):
+        assert client.get("/api/state", headers={**AUTH, "Host": host}).status_code == 200, host
+    body = {"trial_id": trial().trial_id, "outcome": "success"}
+    r = client.post("/api/mark", json=body, headers={**AUTH, "Origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden_origin" and recorder.published == []
+    r = client.post("/api/mark", json=body, headers={**AUTH, "Origin": BASE, "Host": "127.0.0.1"})
+    assert r.status_code == 200 and recorder.published == [(trial().trial_id, True)]
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404

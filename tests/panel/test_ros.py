@@ -21,7 +21,7 @@ def wait_state(ros, panel, done, timeout_s=15.0) -> dict:
     box = {}
 
     def check():
-        box["s"] = httpx.get(f"{panel.url}/api/state", timeout=2).json()
+        box["s"] = httpx.get(f"{panel.url}/api/state", headers=panel.auth, timeout=2).json()
         return done(box["s"])
 
     assert ros.spin_until(check, timeout_s), box.get("s")
@@ -55,7 +55,7 @@ def test_mark_over_http_arrives_on_reward_and_is_acknowledged(ros, start_panel):
     state = wait_state(ros, panel, lambda s: camera_pub.publish(image) or s["cameras"].get("agentview", 0) >= 1)
     import cv2
 
-    jpeg = httpx.get(f"{panel.url}/api/camera/agentview.jpg", timeout=2).content
+    jpeg = httpx.get(f"{panel.url}/api/camera/agentview.jpg", headers=panel.auth, timeout=2).content
     bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert bgr.shape == (24, 32, 3) and bgr[..., 2].mean() > 200 and bgr[..., 0].mean() < 50  # red stays red
 
@@ -70,7 +70,7 @@ def test_mark_over_http_arrives_on_reward_and_is_acknowledged(ros, start_panel):
     status_pub.publish(TrainerStatus(state=TrainerStatus.STATE_WAITING_FOR_RESET, iteration=2,
                                      message=f"stored {TRIAL['trial_id']} (reward 1)"))
     state = wait_state(ros, panel, lambda s: s["last_mark"]["status"] == "stored")
-    history = httpx.get(f"{panel.url}/api/history", timeout=2).json()
+    history = httpx.get(f"{panel.url}/api/history", headers=panel.auth, timeout=2).json()
     assert history["iterations"] == [{"iteration": 2, "trials": 1, "success_rate": 1.0}]
     assert len(rewards) == 1
 

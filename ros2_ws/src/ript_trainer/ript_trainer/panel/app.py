@@ -1,17 +1,24 @@
 """The operator panel's web app: one page, a small JSON API, JPEG camera frames.
 
-Read-only GETs are open (the panel binds to localhost by default); every state-changing request
-needs the access token (`Authorization: Bearer <token>`). Errors are JSON, never tracebacks:
-401 missing/bad token, 404 unknown, 409 no active trial / already marked / refused by the trainer
-or the robot bridge, 422 malformed, 503 the trainer or the robot bridge did not answer.
+Every API request needs the access token (`Authorization: Bearer <token>`), reads included: the
+camera frames and the trial state are not for any page a browser on the robot's machine happens to
+open. Requests whose Host is not this machine (a DNS-rebinding page) or whose Origin is another site
+are refused before anything runs. The page, its static files, `/health` and `/openapi.json` are
+open; there is no interactive `/docs` (it would load its scripts from a CDN). Errors are JSON, never
+tracebacks: 401 missing/bad token, 403 foreign Host or Origin, 404 unknown, 409 no active trial /
+already marked / refused by the trainer or the robot bridge, 422 malformed, 503 the trainer or the
+robot bridge did not answer.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+import socket
 from pathlib import Path
 from typing import Literal, Optional, Protocol
+from urllib.parse import urlsplit
 
 import cv2
 from fastapi import Depends, FastAPI, Path as PathParam, Request, Security
@@ -139,14 +146,40 @@ def _error(status: int, error: str, detail: object = None) -> JSONResponse:
                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
+def host_allowed(host: str, allowed: set[str]) -> bool:
+    """Host header check against DNS rebinding: an IP literal, or a name of this machine / configured."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]").lower()
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True  # a rebinding page reaches us under its own domain name, never an IP literal
+    except ValueError:
+        return name in allowed
+
+
+def origin_allowed(origin: str | None, host: str, cors_origins: tuple[str, ...]) -> bool:
+    """A state change from a browser page: its Origin must be this panel itself (or configured).
+    No Origin header: not a browser page (curl, a script, the tests)."""
+    if origin is None:
+        return True
+    if origin in cors_origins:
+        return True
+    parsed = urlsplit(origin)
+    return parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower()
+
+
 def _mark_out(mark: Mark) -> MarkOut:
     return MarkOut(mark_id=mark.mark_id, trial_id=mark.trial_id, success=mark.success, source=mark.source,
                    status=mark.status, auto=mark.auto, publish_at=mark.publish_at)
 
 
 def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
-    app = FastAPI(title="ript operator panel", version="1", description=__doc__)
+    app = FastAPI(title="ript operator panel", version="1", description=__doc__, docs_url=None, redoc_url=None)
     bearer = HTTPBearer(auto_error=False)
+    allowed_hosts = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower(),
+                     state.config.host.lower(), *(h.lower() for h in state.config.allowed_hosts)}
 
     def require_token(credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> None:
         given = credentials.credentials if credentials else ""
@@ -185,7 +218,15 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
-        response = await call_next(request)
+        host = request.headers.get("host", "")
+        if not host_allowed(host, allowed_hosts):
+            response = _error(403, "forbidden_host", f"Host {host[:100]!r} is not this panel's; add it to "
+                                                     "allowed_hosts if the operator's screen uses that name")
+        elif request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(
+                request.headers.get("origin"), host, state.config.cors_origins):
+            response = _error(403, "forbidden_origin", "requests from another site's page are refused")
+        else:
+            response = await call_next(request)
         # nothing external is ever loaded: forbid it, and forbid framing (clickjacking the buttons)
         response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data:; "
                                                        "frame-ancestors 'none'")
@@ -205,16 +246,17 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "trainer_state": state.trainer.get("state", "unknown")}
 
-    @app.get("/api/state", response_model=StateOut)
+    @app.get("/api/state", response_model=StateOut, dependencies=authorized, responses=ERRORS)
     def get_state() -> dict:
         return state.snapshot()
 
-    @app.get("/api/history", response_model=HistoryOut)
+    @app.get("/api/history", response_model=HistoryOut, dependencies=authorized, responses=ERRORS)
     def get_history() -> dict:
         return state.history()
 
-    @app.get("/api/camera/{camera}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
-             response_class=Response)
+    @app.get("/api/camera/{camera}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut},
+                                                    401: {"model": ErrorOut}},
+             response_class=Response, dependencies=authorized)
     def get_camera(camera: str = PathParam(pattern=r"^[A-Za-z0-9_]{1,40}$")) -> Response:
         frame = state.frame(camera)
         if frame is None:

@@ -47,6 +47,7 @@ class PanelNode(Node):
         p = lambda name, default: self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         run_dir = str(p("run_dir", "runs/ros/run").value)
         origins = str(p("cors_origins", "").value)
+        hosts = str(p("allowed_hosts", "").value)
         self.config = PanelConfig(
             host=str(p("host", "127.0.0.1").value), port=int(p("port", 8000).value),
             token=str(p("token", "auto").value),
@@ -54,7 +55,8 @@ class PanelNode(Node):
             classifier_threshold=float(p("classifier_threshold", 0.9).value),
             undo_window_s=float(p("undo_window_s", 3.0).value),
             marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl",
-            cors_origins=tuple(o for o in origins.split(",") if o))
+            cors_origins=tuple(o for o in origins.split(",") if o),
+            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()))
         self.state = PanelState(self.config)
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.start_client = self.create_client(StartTrial, "ript/start_trial")

@@ -69,6 +69,9 @@ class PanelConfig:
     marks_file: str = "runs/ros/panel/marks.jsonl"
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; empty: none (same origin only)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (besides IP literals, localhost and this machine's names) the panel answers to;
+    any other Host header is refused (DNS rebinding)."""
 
     def __post_init__(self) -> None:
         if self.reward_mode not in ("any", "operator"):

@@ -14,8 +14,20 @@ const seen = {};
 
 function feedback(text, error) { const el = $("feedback"); el.textContent = text; el.className = error ? "error" : ""; }
 
+const auth = { "Authorization": "Bearer " + token };
+// Every read needs the token too (the scene and the robot's state are not public): frames are
+// fetched with it and shown through blob URLs, since an <img src> cannot carry a header.
+const get = (path) => fetch(path, { headers: auth });
+async function showFrame(img, name, seq) {
+  const r = await get(`/api/camera/${name}.jpg?seq=${seq}`);
+  if (!r.ok) return;
+  const previous = img.src, url = URL.createObjectURL(await r.blob());
+  img.onload = () => { if (previous.startsWith("blob:")) URL.revokeObjectURL(previous); };
+  img.src = url; img.dataset.seq = seq;
+}
+
 async function post(path, body) {
-  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", ...auth },
                                 body: JSON.stringify(body || {}) });
   const data = await r.json().catch(() => ({}));
   if (!r.ok) { feedback(`${r.status} ${data.error || ""}: ${JSON.stringify(data.detail)}`, true); return null; }
@@ -66,7 +78,7 @@ function render(s) {
   else $("btn-undo").innerHTML = "Undo <kbd>U</kbd>";
   for (const img of document.querySelectorAll("img[data-camera]")) {
     const name = img.dataset.camera, seq = s.cameras[name];
-    if (seq && seq !== seen[name]) { seen[name] = seq; img.src = `/api/camera/${name}.jpg?seq=${seq}`; img.dataset.seq = seq; }
+    if (seq && seq !== seen[name]) { seen[name] = seq; showFrame(img, name, seq); }
   }
 }
 
@@ -93,11 +105,11 @@ function plot(h) {
 }
 
 async function poll() {
-  try { const r = await fetch("/api/state"); if (r.ok) render(await r.json()); } catch (e) { feedback("panel unreachable", true); }
+  try { const r = await get("/api/state"); if (r.ok) render(await r.json()); } catch (e) { feedback("panel unreachable", true); }
   setTimeout(poll, 250);
 }
 async function pollHistory() {
-  try { const r = await fetch("/api/history"); if (r.ok) plot(await r.json()); } catch (e) { /* next round */ }
+  try { const r = await get("/api/history"); if (r.ok) plot(await r.json()); } catch (e) { /* next round */ }
   setTimeout(pollHistory, 2000);
 }
 if (!token) feedback("no access token: open the URL the panel printed at start (…/#token=…)", true);
