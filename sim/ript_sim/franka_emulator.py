@@ -30,6 +30,7 @@ from ript_policy.robot.franka_bridge import (CURRENT_POSE_TOPIC, GRIPPER_WIDTH_T
                                              TARGET_POSE_TOPIC, pose_message, pose_of)
 from ript_policy.robot.poses import Pose
 from ript_policy.ros_main import spin_node
+from ript_policy.trial_start import TrialStartListener
 from ript_sim.contexts import load_contexts
 from ript_sim.emulated_franka import EmulatedFranka
 from ript_sim.env import LiberoEnv, LiberoEnvConfig
@@ -71,7 +72,7 @@ class FrankaEmulator(Node):
         self.create_subscription(PoseStamped, str(p("target_pose_topic", TARGET_POSE_TOPIC)), self._on_target, RELIABLE)
         self.create_subscription(Float64, str(p("gripper_topic", GRIPPER_WIDTH_TOPIC)),
                                  lambda m: setattr(self, "close_gripper", m.data < self.open_width / 2), RELIABLE)
-        self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
+        TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)
         first = next(iter(self.contexts.values()))  # the robot stands in the first context's scene until a trial starts
         self.robot = self._robot(first.suite, first.task_id)

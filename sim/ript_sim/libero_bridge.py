@@ -30,6 +30,7 @@ from ript_sim.contexts import load_contexts
 from ript_sim.env import LiberoEnv, LiberoEnvConfig
 from ript_sim.ros_contexts import context_id
 from ript_policy.ros_main import spin_node
+from ript_policy.trial_start import TrialStartListener
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -59,7 +60,7 @@ class LiberoBridge(Node):
         self.image_pubs = {camera: self.create_publisher(Image, f"camera/{camera}/image_raw", qos_profile_sensor_data)
                            for camera in ("agentview", "wrist")} if self.render else {}
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
-        self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
+        TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(ActionCommand, "action", self._on_action, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)

@@ -19,6 +19,7 @@ from std_srvs.srv import Trigger
 from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from ript_policy.robot.franka_bridge import pose_message, pose_of
 from ript_policy.robot.poses import Pose
+from ript_policy.trial_start import TRIAL_START_QOS
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 TARGET_TOPIC, POSE_TOPIC, JOINTS_TOPIC = "/target_pose", "/current_pose", "/joint_states"
@@ -75,7 +76,7 @@ class Graph:
         self.dry_run_targets: list[PoseStamped] = []
         node.create_subscription(RobotState, "robot/state", self.states.append, qos_profile_sensor_data)
         node.create_subscription(PoseStamped, "/franka_bridge/dry_run_target", self.dry_run_targets.append, RELIABLE)
-        self.start_pub = node.create_publisher(TrialStart, "ript/trial_start", RELIABLE)
+        self.start_pub = node.create_publisher(TrialStart, "ript/trial_start", TRIAL_START_QOS)
         self.action_pub = node.create_publisher(ActionCommand, "action", RELIABLE)
         self.reward_pub = node.create_publisher(Reward, "reward", RELIABLE)
         self.services = {name: node.create_client(Trigger, f"robot/{name}") for name in ("estop", "release", "home")}

@@ -9,6 +9,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from ript_interfaces.msg import ActionCommand, RobotState, TrialStart
+from ript_policy.trial_start import TRIAL_START_QOS
 
 pytestmark = pytest.mark.slow
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -33,7 +34,7 @@ def test_bridge_moves_the_libero_robot_in_the_commanded_direction(ros, start_nod
     node = ros.node
     states: list[RobotState] = []
     node.create_subscription(RobotState, "robot/state", states.append, qos_profile_sensor_data)
-    start_pub = node.create_publisher(TrialStart, "ript/trial_start", RELIABLE)
+    start_pub = node.create_publisher(TrialStart, "ript/trial_start", TRIAL_START_QOS)
     action_pub = node.create_publisher(ActionCommand, "action", RELIABLE)
     logs = lambda: f"emulator:\n{emulator.output()[-3000:]}\nbridge:\n{bridge.output()[-3000:]}"
     assert ros.spin_until(lambda: states and start_pub.get_subscription_count() >= 2, 60.0), logs()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _stand_in_modules(recorded: dict) -> dict[str, types.ModuleType]:
     return {
         "launch": module("launch", LaunchDescription=lambda actions: list(actions)),
         "launch.actions": module("launch.actions", DeclareLaunchArgument=lambda name, **kw: record("arguments")(
-            name=name, **kw)),
+            name=name, **kw), Shutdown=lambda **kw: ("Shutdown", kw)),
         "launch.conditions": module("launch.conditions", IfCondition=Condition,
                                     UnlessCondition=lambda predicate: Condition(predicate, negate=True)),
         "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
@@ -90,7 +91,8 @@ def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> t
         (parameters,) = node["parameters"]
         nodes.append({"package": node["package"], "executable": node["executable"], "name": node["name"],
                       "parameters": {k: _resolve(v, arguments) for k, v in parameters.items()},
-                      "remappings": [tuple(r) for r in node["remappings"]]})
+                      "remappings": [tuple(r) for r in node["remappings"]],
+                      "respawn": node.get("respawn", False), "on_exit": node.get("on_exit")})
     return nodes, recorded["arguments"]
 
 
@@ -121,6 +123,9 @@ def test_launch_file_and_ript_up_start_the_same_graph(mode, settings, monkeypatc
         stringified = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in node["parameters"].items()}
         assert stringified == plan["parameters"], node["name"]
         assert node["remappings"] == plan["remappings"], node["name"]
+        # the same exit policy: respawned, or its exit shuts the whole launch down
+        assert node["respawn"] == spec.respawn, node["name"]
+        assert (node["on_exit"] is None) == spec.respawn and (spec.respawn or node["on_exit"][0] == "Shutdown")
     assert {a["name"]: a["default_value"] for a in declared} == {k: v[0] for k, v in ARGUMENTS[mode].items()}
     policy = next(p for p in planned if p["name"] == "policy_node")
     assert policy["parameters"]["record_dir"] == "/runs/x/incoming"
@@ -182,3 +187,45 @@ def test_ript_up_sim_draws_contexts_per_task_set():
     assert up_cli.sim_contexts_file("sim", given, "1", 4) == "mine.npz"
     franka = up_cli.launch_arguments("franka", [])
     assert up_cli.sim_contexts_file("franka", franka, "1", 4) == franka["contexts_file"]
+
+
+def test_robot_bridge_is_never_respawned_and_every_other_node_is():
+    for mode in MODES:
+        for spec in graph_nodes(mode):
+            assert spec.respawn == (spec.name != "franka_bridge"), spec.name
+
+
+def test_supervisor_restarts_what_can_restart_and_stops_on_what_cannot(tmp_path):
+    """ript up's exit policy on real processes: a respawnable node that exits comes back after the
+    delay, up to max_retries; a node that must not come back stops the graph at once."""
+    from ript_trainer.graph import NodeSpec
+
+    counter = tmp_path / "starts"
+    crash = [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('x'); raise SystemExit(3)"]
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    lines: list[str] = []
+    graph = up_cli.Supervisor([NodeSpec("crashy", None, "x", "x"), NodeSpec("steady", None, "y", "y")],
+                              [crash, sleep], log=lines.append, delay_s=0.05, max_retries=2)
+    try:
+        deadline = time.monotonic() + 20
+        code = None
+        while code is None and time.monotonic() < deadline:
+            code = graph.poll()
+            time.sleep(0.02)
+        assert code == 3, lines
+        assert counter.read_text() == "xxx"  # the first start and 2 restarts
+        assert graph.processes[1].poll() is None, "the steady node was disturbed"
+        assert lines[0] == "crashy exited with 3; restarting it in 0.05 s (restart 1 of 2)"
+        assert lines[-1] == "crashy exited with 3 after 2 restarts: stopping the graph"
+    finally:
+        up_cli.stop(graph.processes, grace_s=1)
+
+    bridge = up_cli.Supervisor([NodeSpec("franka_bridge", None, "x", "x", respawn=False)], [crash],
+                               log=lines.append, delay_s=0.05)
+    try:
+        deadline = time.monotonic() + 20
+        while (code := bridge.poll()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert code == 3 and lines[-1] == "franka_bridge exited with 3; it is not restarted by itself: stopping the graph"
+    finally:
+        up_cli.stop(bridge.processes, grace_s=1)

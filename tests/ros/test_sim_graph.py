@@ -60,20 +60,27 @@ class SimGraph:
         self.names = [spec.name for spec in graph_nodes("sim")]
         self.log_path = run_dir.parent / f"{run_dir.name}.log"
         self.log = self.log_path.open("w")
-        self.procs = dict(zip(self.names, up_cli.start("sim", self.arguments, stdout=self.log,
-                                                       stderr=subprocess.STDOUT)))
+        self.restarts: list[str] = []
+        # ript up's own supervisor: a node that exits is restarted as `ript up` restarts it
+        self.supervisor = up_cli.Supervisor(graph_nodes("sim"), up_cli.plan("sim", self.arguments),
+                                            log=self.restarts.append, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def restart(self, name: str) -> None:
-        command = up_cli.plan("sim", self.arguments)[self.names.index(name)]
-        self.procs[name] = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+    @property
+    def procs(self) -> dict[str, subprocess.Popen]:
+        return dict(zip(self.names, self.supervisor.processes))
+
+    def kill(self, name: str) -> None:
+        os.kill(self.procs[name].pid, signal.SIGKILL)
+        self.procs[name].wait()
 
     def alive(self) -> bool:
-        return all(proc.poll() is None for proc in self.procs.values())
+        """The graph runs: every exited node is being restarted (ript up's policy), none gave up."""
+        return self.supervisor.poll() is None
 
     def stop(self) -> str:
-        up_cli.stop(list(self.procs.values()))
+        up_cli.stop(self.supervisor.processes)
         self.log.close()
-        return self.log_path.read_text()
+        return self.log_path.read_text() + "".join(f"ript up: {line}\n" for line in self.restarts)
 
 
 @pytest.fixture
@@ -169,11 +176,9 @@ def test_trainer_killed_mid_iteration_loses_no_stored_trial(ros, sim_assets, tmp
         assert graph.alive(), graph.stop()[-3000:]
         assert time.monotonic() < deadline, f"no 2 stored trials; log:\n{graph.stop()[-4000:]}"
         time.sleep(0.05)
-    os.kill(graph.procs["trainer_node"].pid, signal.SIGKILL)
-    graph.procs["trainer_node"].wait()
+    graph.kill("trainer_node")  # ript up restarts it on the same run folder
     before_kill = stored()
     assert len(before_kill) < 4, "the iteration finished before the kill; the test proves nothing"
-    graph.restart("trainer_node")
 
     checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
     deadline = time.monotonic() + 120
@@ -188,3 +193,48 @@ def test_trainer_killed_mid_iteration_loses_no_stored_trial(ros, sim_assets, tmp
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1] and rows[0]["sampler/trials"] == 4
     assert f"replayed {len(before_kill)} stored trials of iteration 1" in log
+
+
+def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros, sim_assets, tmp_path, graphs):
+    """The policy node, then the LIBERO bridge, SIGKILLed in the middle of a trial: ript up restarts
+    each; the restarted node hears of the running trial (TrialStart is latched) and has it aborted
+    at once, far sooner than trial_timeout_s; the iteration completes with every trial stored."""
+    from ript_interfaces.msg import ActionCommand
+    from std_msgs.msg import String
+
+    run_dir = tmp_path / "run"
+    timeout_s = 300.0
+    graph = SimGraph(sim_assets, run_dir, sim_reward="true", dynamic="false", iterations="1", max_steps="300",
+                     trial_timeout_s=str(timeout_s))
+    graphs.append(graph)
+    steps: dict[str, int] = {}
+    aborted: list[str] = []
+    ros.node.create_subscription(ActionCommand, "/action", lambda m: steps.__setitem__(m.trial_id, m.step), RELIABLE)
+    ros.node.create_subscription(String, "/ript/trial_aborted", lambda m: aborted.append(m.data), RELIABLE)
+
+    def kill_mid_trial(name: str) -> None:
+        def acting() -> str | None:
+            assert graph.alive(), graph.stop()[-3000:]
+            return next((t for t, step in steps.items() if step >= 5 and t not in aborted), None)
+
+        assert ros.spin_until(lambda: acting() is not None, 120.0), f"no trial acting; log:\n{graph.stop()[-4000:]}"
+        trial_id = acting()
+        graph.kill(name)
+        killed_at = time.monotonic()
+        assert ros.spin_until(lambda: graph.alive() and trial_id in aborted, 90.0), \
+            f"{trial_id} not aborted after {name} was killed; log:\n{graph.stop()[-4000:]}"
+        recovered_s = time.monotonic() - killed_at
+        assert recovered_s < timeout_s / 5, f"{trial_id} waited {recovered_s:.0f} s: the trainer's timeout, not the restart"
+        assert f"started" in graph.log_path.read_text()
+        return trial_id
+
+    first = kill_mid_trial("policy_node")
+    second = kill_mid_trial("libero_bridge")
+    checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
+    assert ros.spin_until(lambda: graph.alive() and checkpoint.exists(), 240.0), \
+        f"iteration not completed after the restarts; log:\n{graph.stop()[-4000:]}"
+    log = graph.stop()
+    assert f"restarted policy_node" in log and f"restarted libero_bridge" in log, log[-3000:]
+    assert f"policy_node started" in log and f"after trial {first} began" in log, log[-3000:]
+    assert f"libero_bridge started" in log and f"after trial {second} began" in log, log[-3000:]
+    assert len(list((run_dir / "trials" / "iter_000001").glob("*.trial"))) == 4

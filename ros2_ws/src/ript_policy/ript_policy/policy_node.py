@@ -26,6 +26,7 @@ from std_msgs.msg import String
 from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, TrialRecord, TrialStart, WeightsUpdate
 from ript_policy import libero_data as keys
 from ript_policy.trial_runner import TrialRunner, UnsafeAction, save_trajectory
+from ript_policy.trial_start import TrialStartListener
 from ript_policy.ros_images import image_to_rgb
 from ript_policy.ros_main import spin_node
 
@@ -78,7 +79,7 @@ class PolicyNode(Node):
         for camera in self.cameras:
             self.create_subscription(Image, f"camera/{camera}/image_raw",
                                      lambda msg, c=camera: self._on_image(c, msg), SENSOR)
-        self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
+        TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(WeightsUpdate, "ript/weights", self._on_weights, LATCHED)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)

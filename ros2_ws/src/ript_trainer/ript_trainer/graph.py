@@ -56,6 +56,16 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     run_if: tuple[str, bool] | None = None
     """(launch argument, value): the node runs only when the argument is true (or false)."""
+    respawn: bool = True
+    """Restarted when it exits (every ript node recovers its state: the trainer resumes its run folder,
+    the panel its journal, the others hear of the running trial and have it aborted). False: its exit
+    stops the whole graph instead (a robot bridge: a restart would command a robot nobody watched)."""
+
+
+RESPAWN_DELAY_S = 2.0
+"""Pause before a node is restarted (launch's respawn_delay)."""
+RESPAWN_MAX_RETRIES = 5
+"""Restarts of one node before its next exit stops the graph (launch's respawn_max_retries)."""
 
 
 # Launch arguments both graphs take, then each graph's own (name -> (default, description)).
@@ -188,7 +198,10 @@ def _camera(name: str) -> NodeSpec:
 
 
 def _franka_bridge() -> NodeSpec:
-    return NodeSpec("franka_bridge", "ript_policy", "franka_bridge", "ript_policy.robot.franka_bridge", {
+    # not respawned: the robot holds (franka_ros2's controller keeps its last target) and the graph
+    # stops, so nobody is surprised by a bridge that comes back and moves the arm on its own
+    return NodeSpec("franka_bridge", "ript_policy", "franka_bridge", "ript_policy.robot.franka_bridge", respawn=False,
+                    parameters={
         "robot_ip": Text(Arg("robot_ip")),
         "dry_run": IfElse("use_sim", False, Arg("dry_run")),  # the emulator is no hardware to protect
         # the emulator serves the fallback gripper topic; franka_ros2's gripper takes actions

@@ -115,6 +115,8 @@ class InteractiveTrainer(RiptTrainer):
         """trial_id -> why no more messages are taken for it ('stored', 'aborted: ...', 'closed')."""
         self.rewards: dict[str, float] = {}
         self.stopped_reason: str | None = None
+        self.replayed_trials = 0
+        """Stored trials of the open iteration that the last resume() replayed."""
         self._iteration_start = time.perf_counter()
         self._iteration_rewards: list[float] = []
 
@@ -300,22 +302,41 @@ class InteractiveTrainer(RiptTrainer):
     DISCARDED_ON_FRESH = ("checkpoints", "trials", "weights")
 
     def resume(self, fresh: bool = False) -> bool:
-        """Newest valid checkpoint, then the stored trials of the open iteration. Returns False when
-        there was neither (a fresh run). Trials stored for iterations past the checkpoint's next one
-        mean the checkpoints that led there are gone: UnresumableRunError, unless `fresh`."""
+        """Newest valid checkpoint, then the stored trials after it, iteration by iteration: those of
+        an iteration whose checkpoint was lost (set aside as corrupt) complete it again, bit for bit,
+        and the open iteration's are fed back to the sampler. Returns False when there was nothing
+        to resume. Without any usable checkpoint only iteration 1 can be replayed: trials stored for
+        later iterations then mean their history is gone (UnresumableRunError), unless `fresh`."""
         resumed = super().resume(fresh)
-        ahead = sorted({i for i in self.store.trial_ids().values() if i > self.iteration + 1})
-        if ahead and not fresh:
+        ahead = lambda: sorted({i for i in self.store.trial_ids().values() if i > self.iteration + 1})
+
+        def refuse() -> None:
             raise UnresumableRunError(
-                f"{self.run_dir}: trials are stored for iteration(s) {ahead} but the newest usable checkpoint "
-                f"is of iteration {self.iteration}; refusing to train past them as if they never happened. "
-                "Restore the checkpoints, or start over here with resume=fresh (the old history is moved aside)")
-        if fresh and ahead:
+                f"{self.run_dir}: trials are stored for iteration(s) {ahead()} but the newest usable checkpoint "
+                f"and the stored trials after it reach only iteration {self.iteration}; refusing to train past them "
+                "as if they never happened. Restore the checkpoints, or start over here with resume=fresh (the old "
+                "history is moved aside)")
+
+        if ahead() and fresh:
             self._set_history_aside()
+        elif ahead() and not resumed:
+            refuse()  # no checkpoint at all: the run's history cannot be rebuilt from iteration 0's weights
         for trial_id, iteration in self.store.trial_ids().items():
             if iteration <= self.iteration:
                 self.closed[trial_id] = f"closed with iteration {iteration}"
-        replayed = self.store.load(self.iteration + 1)
+        while True:
+            before = self.iteration
+            self.replayed_trials = self._replay(self.iteration + 1)
+            if self.iteration == before:
+                break  # the open iteration
+        if ahead():
+            refuse()  # a gap: an iteration's trials are missing between the checkpoint and later ones
+        return resumed or self.replayed_trials > 0
+
+    def _replay(self, iteration: int) -> int:
+        """Feed iteration's stored trials to the sampler in their stored order; a complete batch runs
+        its LOOP update again (same trials, same order, same seeds: the same weights)."""
+        replayed = self.store.load(iteration)
         for stored in replayed:
             if self.group is None:
                 self.group = self.sampler.open_group()
@@ -324,8 +345,8 @@ class InteractiveTrainer(RiptTrainer):
                                    f"{self.group and self.group.group_id}, the trial was stored for {stored.group_id}")
             self._add_to_sampler(stored)
         if replayed:
-            log.info("replayed %d stored trials of iteration %d", len(replayed), self.iteration + 1)
-        return resumed or bool(replayed)
+            log.info("replayed %d stored trials of iteration %d", len(replayed), iteration)
+        return len(replayed)
 
     def status(self) -> dict[str, Any]:
         ticket = self.pending.ticket if self.pending is not None else None

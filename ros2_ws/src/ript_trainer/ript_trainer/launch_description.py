@@ -4,12 +4,12 @@ full ROS 2 install, never in the pip environment."""
 
 from __future__ import annotations
 
-from ript_trainer.graph import ARGUMENTS, Arg, IfElse, Text, graph_nodes
+from ript_trainer.graph import ARGUMENTS, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, Arg, IfElse, Text, graph_nodes
 
 
 def generate_for(mode: str):
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
+    from launch.actions import DeclareLaunchArgument, Shutdown
     from launch.conditions import IfCondition, UnlessCondition
     from launch.substitutions import IfElseSubstitution, LaunchConfiguration
     from launch_ros.actions import Node
@@ -36,8 +36,14 @@ def generate_for(mode: str):
 
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, (default, description) in ARGUMENTS[mode].items()]
+    def exit_policy(spec):
+        """ript up's policy: restart a node that can recover, stop the graph when one that cannot exits."""
+        if spec.respawn:
+            return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": RESPAWN_MAX_RETRIES}
+        return {"on_exit": Shutdown(reason=f"{spec.name} exited; it is not restarted")}
+
     nodes = [Node(package=spec.package, executable=spec.executable, name=spec.name, output="screen",
                   parameters=[{key: value_of(value) for key, value in spec.parameters.items()}],
-                  remappings=list(spec.remappings), condition=condition_of(spec))
+                  remappings=list(spec.remappings), condition=condition_of(spec), **exit_policy(spec))
              for spec in graph_nodes(mode)]
     return LaunchDescription(arguments + nodes)

@@ -31,6 +31,7 @@ from ript_trainer.config_io import from_dict
 from ript_trainer.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
 from ript_trainer.train import TrainConfig, UnresumableRunError, recommended_train_config
 from ript_policy.ros_main import spin_node
+from ript_policy.trial_start import TRIAL_START_QOS
 from ript_policy.vla import SAMPLING_KNOBS
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -161,11 +162,14 @@ class TrainerNode(Node):
         except UnresumableRunError as exc:
             raise SystemExit(f"trainer_node: {exc}") from None
         if resumed:
-            self.get_logger().info(f"resumed {run_dir} at iteration {self.trainer.iteration} with "
-                                   f"{self.trainer.sampler.accepted_trials} trials of the next one stored")
+            # every stored trial replayed (a group still open counts too), and the iteration it belongs to
+            self.get_logger().info(f"resumed {run_dir}: {self.trainer.iteration} iteration(s) done, "
+                                   f"{self.trainer.replayed_trials} stored trials of iteration "
+                                   f"{self.trainer.iteration + 1} replayed")
         self.message = "starting"
 
-        self.start_pub = self.create_publisher(TrialStart, "ript/trial_start", RELIABLE)
+        # latched: a node that (re)starts mid-trial hears of the trial and has it aborted at once
+        self.start_pub = self.create_publisher(TrialStart, "ript/trial_start", TRIAL_START_QOS)
         self.weights_pub = self.create_publisher(WeightsUpdate, "ript/weights", LATCHED)
         self.status_pub = self.create_publisher(TrainerStatus, "ript/status", RELIABLE)
         self.aborted_pub = self.create_publisher(String, "ript/trial_aborted", RELIABLE)
@@ -243,8 +247,8 @@ class TrainerNode(Node):
         first (a stray record reads nothing), then the path (inside trajectory_dir, a regular file,
         bounded size), the announced digest, a tensors-only load and the trajectory's schema. Any
         failure aborts the trial with the reason; nothing a message names can crash the node."""
-        from ript_policy.safe_io import CorruptFileError, confined_file, file_digest, load_verified
-        from ript_trainer.trial_store import trajectory_from_dict
+        from ript_policy.safe_io import CorruptFileError
+        from ript_trainer.trial_store import load_announced_trajectory
 
         refused = self.trainer.trajectory_wanted(msg.trial_id)
         if refused is not None:
@@ -265,14 +269,8 @@ class TrainerNode(Node):
             return
         self._weights_refusals = 0
         try:
-            path = confined_file(msg.path, self.trajectory_dir, self.max_trajectory_bytes)
-            if file_digest(path) != msg.sha256:
-                raise CorruptFileError(f"{path}: digest differs from the announced one")
-            payload = load_verified(path)
-            if not isinstance(payload, dict) or payload.get("trial_id") != msg.trial_id:
-                held = payload.get("trial_id") if isinstance(payload, dict) else type(payload).__name__
-                raise CorruptFileError(f"{path} holds trial {held!r}")
-            trajectory = trajectory_from_dict(payload)
+            path, trajectory = load_announced_trajectory(msg.path, msg.sha256, msg.trial_id, self.trajectory_dir,
+                                                         self.max_trajectory_bytes)
         except (OSError, CorruptFileError, ValueError) as exc:
             self._abort(msg.trial_id, f"unreadable trajectory: {exc}")
             return

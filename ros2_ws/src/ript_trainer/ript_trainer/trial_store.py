@@ -91,6 +91,24 @@ def trajectory_from_dict(data) -> Trajectory:
                       num_steps=num_steps)
 
 
+def load_announced_trajectory(path: str | Path, sha256: str, trial_id: str, folder: str | Path,
+                              max_bytes: int) -> tuple[Path, Trajectory]:
+    """The trajectory a message (TrialRecord) says is at `path`, for trial `trial_id`: the path must
+    be a regular file inside `folder` of at most `max_bytes`, its digest the announced one, its
+    payload plain tensors and containers (no code runs) holding that trial, in the trajectory schema.
+    Raises OSError, CorruptFileError or ValueError with the reason; returns the checked path too."""
+    from ript_policy.safe_io import confined_file, file_digest
+
+    checked = confined_file(path, folder, max_bytes)
+    if file_digest(checked) != sha256:
+        raise CorruptFileError(f"{checked}: digest differs from the announced one")
+    payload = load_verified(checked)
+    if not isinstance(payload, dict) or payload.get("trial_id") != trial_id:
+        held = payload.get("trial_id") if isinstance(payload, dict) else type(payload).__name__
+        raise CorruptFileError(f"{checked} holds trial {held!r}")
+    return checked, trajectory_from_dict(payload)
+
+
 class TrialStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -125,12 +143,14 @@ class TrialStore:
         names = sorted({p.name for p in self._files(iteration)} |
                        {p.name for p in (self.root / REPLICA_DIR / folder.name).glob(f"*{TRIAL_SUFFIX}")})
         for n, name in enumerate(names):
-            trial = self._load_one(folder / name)
+            # a sequence number skipped: both copies of trial n were deleted, not merely damaged
+            present = name.split("-", 1)[0] == f"{n:06d}"
+            trial = self._load_one(folder / name) if present else None
             if trial is None:
-                later = names[n + 1:]
-                log.error("trial %s of iteration %d is lost (file and replica unreadable); replaying the %d "
-                          "before it, setting aside the %d after it in %s", name, iteration, n, len(later),
-                          folder / UNREPLAYED_DIR)
+                later = names[n + 1:] if present else names[n:]
+                log.error("trial %s of iteration %d is lost (file and replica %s); replaying the %d "
+                          "before it, setting aside the %d after it in %s", name if present else f"number {n}",
+                          iteration, "unreadable" if present else "gone", n, len(later), folder / UNREPLAYED_DIR)
                 for other in later:
                     for path in (folder / other, self.replica(folder / other)):
                         if path.exists():

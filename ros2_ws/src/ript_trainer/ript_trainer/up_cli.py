@@ -1,8 +1,10 @@
 """`ript up sim|franka`: start the ROS graph of `ript_trainer.graph` as subprocesses.
 
 The same nodes, parameters and remappings as `ros2 launch ript_policy <mode>.launch.py` (which the
-pip environment lacks). Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL after a grace
-period); if one node exits, the others are stopped too.
+pip environment lacks), with the same exit policy: a node that exits is restarted after
+RESPAWN_DELAY_S, up to RESPAWN_MAX_RETRIES times (each node recovers its state on restart); a node
+that must not come back by itself (the Franka bridge), or one past its retries, stops the graph.
+Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL after a grace period).
 
     ript up sim                  # a starter policy for task 0 (built once into runs/starter/), panel on :8000
     ript up sim --set checkpoint=runs/sft/policy.ckpt --set max_steps=120
@@ -13,13 +15,15 @@ period); if one node exits, the others are stopped too.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ript_trainer.graph import ARGUMENTS, MODES, NodeSpec, Text, active_nodes, is_true, resolve
+from ript_trainer.graph import (ARGUMENTS, MODES, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, NodeSpec, Text, active_nodes,
+                                is_true, resolve)
 
 STOP_GRACE_S = 10.0
 
@@ -67,6 +71,71 @@ def plan(mode: str, arguments: dict[str, str]) -> list[list[str]]:
 
 def start(mode: str, arguments: dict[str, str], **popen) -> list[subprocess.Popen]:
     return [subprocess.Popen(command, **popen) for command in plan(mode, arguments)]
+
+
+class Supervisor:
+    """The graph's processes under the exit policy of `ript_trainer.graph` (launch's respawn,
+    respawn_delay, respawn_max_retries, and a Shutdown on the exit of a node that is not respawned)."""
+
+    def __init__(self, specs: list[NodeSpec], commands: list[list[str]], log=print,
+                 delay_s: float = RESPAWN_DELAY_S, max_retries: int = RESPAWN_MAX_RETRIES, **popen) -> None:
+        self.specs, self.commands, self.log, self.popen = specs, commands, log, popen
+        self.delay_s, self.max_retries = delay_s, max_retries
+        self.processes = [subprocess.Popen(command, **popen) for command in commands]
+        self.restarts = [0] * len(specs)
+        self.restart_at: dict[int, float] = {}
+        """index -> when the exited node starts again."""
+
+    def pids(self) -> dict[str, int]:
+        return {spec.name: proc.pid for spec, proc in zip(self.specs, self.processes)}
+
+    def poll(self) -> int | None:
+        """Restart what is due; None while the graph runs, else the exit code that stops it."""
+        now = time.monotonic()
+        for i, (spec, proc) in enumerate(zip(self.specs, self.processes)):
+            if i in self.restart_at:
+                if now >= self.restart_at[i]:
+                    del self.restart_at[i]
+                    self.processes[i] = subprocess.Popen(self.commands[i], **self.popen)
+                    self.log(f"restarted {spec.name} (pid {self.processes[i].pid})")
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            if not spec.respawn:
+                self.log(f"{spec.name} exited with {code}; it is not restarted by itself: stopping the graph")
+                return code or 1
+            if self.restarts[i] >= self.max_retries:
+                self.log(f"{spec.name} exited with {code} after {self.restarts[i]} restarts: stopping the graph")
+                return code or 1
+            self.restarts[i] += 1
+            self.restart_at[i] = now + self.delay_s
+            self.log(f"{spec.name} exited with {code}; restarting it in {self.delay_s:g} s "
+                     f"(restart {self.restarts[i]} of {self.max_retries})")
+        return None
+
+
+def graph_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The nodes' environment: DDS discovery stays on this machine unless the user widened it
+    (any DDS peer can publish to the graph; see docs/ros.md, 'Who can talk to the graph')."""
+    return {**environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or "LOCALHOST"}
+
+
+def check_dds_security(environ: dict[str, str]) -> None:
+    """With ROS_SECURITY_ENABLE=true, create one node as the graph's nodes would before starting
+    any: the pip ROS wheels' Fast DDS has no security plugins, and every node would fail (or, with
+    a permissive strategy, run unprotected) only after the graph was up."""
+    if environ.get("ROS_SECURITY_ENABLE", "").lower() != "true":
+        return
+    probe = "import rclpy; rclpy.init(); rclpy.create_node('ript_security_probe'); rclpy.shutdown()"
+    result = subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-2:]
+        raise SystemExit("ript up: ROS_SECURITY_ENABLE=true, but this ROS 2 cannot create a secured node: "
+                         + " ".join(line.strip() for line in last)
+                         + "\nThe pip ROS wheels' Fast DDS is built without its security plugins (SROS2 needs "
+                           "-DSECURITY=ON): use a ROS 2 install that has them, or unset ROS_SECURITY_ENABLE and "
+                           "keep discovery on this machine (docs/ros.md, 'Who can talk to the graph').")
 
 
 def stop(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -140,18 +209,21 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    processes = start(args.mode, arguments)
-    names = [spec.name for spec in active_nodes(args.mode, arguments)]
-    print(f"ript up {args.mode}: started {', '.join(names)}", flush=True)
+    environment = graph_environment(dict(os.environ))
+    check_dds_security(environment)
+    graph = Supervisor(active_nodes(args.mode, arguments), plan(args.mode, arguments),
+                       log=lambda text: print(f"ript up {args.mode}: {text}", flush=True), env=environment)
+    print(f"ript up {args.mode}: DDS discovery {environment['ROS_AUTOMATIC_DISCOVERY_RANGE']}, "
+          f"domain {environment.get('ROS_DOMAIN_ID') or 0}", flush=True)
+    started = ", ".join(f"{name} (pid {pid})" for name, pid in graph.pids().items())
+    print(f"ript up {args.mode}: started {started}", flush=True)
     code = 0
     try:
         while not stopping:
-            exited = [(name, proc.returncode) for name, proc in zip(names, processes) if proc.poll() is not None]
-            if exited:
-                print(f"ript up {args.mode}: {exited[0][0]} exited with {exited[0][1]}; stopping the graph", flush=True)
-                code = exited[0][1] or 1
+            code = graph.poll()
+            if code is not None:
                 break
             time.sleep(0.2)
     finally:
-        stop(processes)
-    return code
+        stop(graph.processes)
+    return code or 0

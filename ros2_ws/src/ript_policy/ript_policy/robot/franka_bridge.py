@@ -36,6 +36,7 @@ from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from ript_policy.robot.poses import Pose, quat_to_axis_angle
 from ript_policy.robot.safety import SafetyConfig, SafetyLayer
 from ript_policy.ros_main import spin_node
+from ript_policy.trial_start import TrialStartListener
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 GRIPPER_INTERFACES = ("auto", "franka_action", "topic")
@@ -161,7 +162,7 @@ class FrankaBridge(Node):
                                      lambda _, c=camera: self.safety.image_received(c, time.monotonic()),
                                      qos_profile_sensor_data, raw=True)
         self.create_subscription(ActionCommand, "action", self._on_action, RELIABLE)
-        self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
+        TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(String, "ript/trial_aborted", lambda m: self.safety.end_trial(m.data), RELIABLE)
         self.create_subscription(Reward, "reward", lambda m: self.safety.end_trial(m.trial_id), RELIABLE)
         self.create_service(Trigger, "robot/estop", self._on_estop)
