@@ -11,6 +11,8 @@ import itertools
 import os
 import random
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -94,3 +96,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium driven by Selenium (no browser download); the test module skips
+    itself when chromium/chromedriver are missing."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="ript-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                f"--user-data-dir={profile}", "--window-size=1180,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)

@@ -9,7 +9,6 @@ spatial/object/goal/10/90); success is LIBERO's own goal check. `evaluate` takes
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,17 +19,7 @@ import numpy as np
 from ript_sim.contexts import Context, evaluation_contexts
 from ript_sim.env import LiberoEnvConfig, num_tasks, task_instruction
 from ript_sim.vector_env import EpisodeResult, VectorEnv, run_episodes
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sensible at 0 % and 100 %, unlike p ± z·se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+from ript_trainer.metrics import wilson_interval
 
 
 def policy_agent(policy, execute_steps: int | None = None, stochastic: bool = False,

@@ -186,5 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if evals:
         print(f"eval success {evals[0]['eval/success_rate']:.2f} -> {evals[-1]['eval/success_rate']:.2f} "
               f"({evals[-1].get('eval/episodes', 0):.0f} episodes), env steps {trainer.env_steps}")
-    print(f"run: {run_dir}\nfinal policy: {final}")
+    from ript_trainer.report import write_report
+
+    print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
     return 0

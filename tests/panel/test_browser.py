@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -50,25 +49,6 @@ def journal(path, iterations=4) -> None:
                                     "source": "operator", "iteration": it, "context_id": f"libero_spatial/0/init0{k % 4}",
                                     "marked_at": 0.0}) + "\n")
                 f.write(json.dumps({"event": "stored", "mark_id": mid}) + "\n")
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="ript-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                f"--user-data-dir={profile}", "--window-size=1180,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_panel, browser, tmp_path):

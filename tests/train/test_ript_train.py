@@ -58,6 +58,9 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert rows[1]["policy/scale/dim_0"] == pytest.approx(3.0 * 0.1, rel=0.05)
     assert 0.0 < rows[1]["policy/gripper_entropy"] <= math.log(2) + 1e-6
     assert (run_dir / "checkpoints" / "iter_000001.ckpt").exists()
+    # the run's report is written at the end and its path printed (the page itself: tests/trainer/test_report.py)
+    assert f"report: {run_dir / 'report.html'}" in first.stdout
+    assert "evaluation</td><td>" in (run_dir / "report.html").read_text()
     policy, _ = load_checkpoint(run_dir / "policy_final.ckpt")
     assert policy.config.input_mode == "state"
     assert policy.config.execute_steps == 2  # the run's setting, kept with the weights it trained

@@ -45,5 +45,8 @@ def run(args: argparse.Namespace) -> int:
                         title="RIPT on 1-D reach (sparse success)", x_key="iteration")
     first, last = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
     print(f"success rate {first:.2f} -> {last:.2f} after {config.train.iterations} iterations")
-    print(f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\ntensorboard --logdir {run_dir / 'tb'}")
+    from ript_trainer.report import write_report
+
+    print(f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\nreport:  {write_report(run_dir)}\n"
+          f"tensorboard --logdir {run_dir / 'tb'}")
     return 0
