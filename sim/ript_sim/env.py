@@ -196,18 +196,15 @@ class LiberoEnv:
     def reset(self, init_state: np.ndarray | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
         """Starts an episode from `init_state` (a flattened MuJoCo state, e.g. a benchmark init
         state) or, when None, from a fresh random placement drawn with `seed`; then settles."""
-        if seed is not None:
-            np.random.seed(seed)  # LIBERO's placement samplers draw from numpy's global RNG
+        if init_state is None:  # a fresh placement, drawn as sample_init_state draws it
+            init_state = self.sample_init_state(seed if seed is not None else int(np.random.randint(2**31 - 1)))
         self._env.reset()
-        if init_state is not None:
-            init_state = np.asarray(init_state, dtype=np.float64)
-            expected = self.sim.get_state().flatten().shape[0]
-            if init_state.shape != (expected,):
-                raise ValueError(f"init_state must have shape ({expected},), got {init_state.shape}")
-            raw = self._env.set_init_state(init_state)
+        init_state = np.asarray(init_state, dtype=np.float64)
+        expected = self.sim.get_state().flatten().shape[0]
+        if init_state.shape != (expected,):
+            raise ValueError(f"init_state must have shape ({expected},), got {init_state.shape}")
+        raw = self._env.set_init_state(init_state)
         self._forget_previous_episode()
-        if init_state is None:
-            raw = self._env.env._get_observations(force_update=True)
         for _ in range(self.config.settle_steps):
             raw, _, _, _ = self._env.step(NOOP_ACTION)
         self.steps = 0
@@ -224,9 +221,18 @@ class LiberoEnv:
 
     def sample_init_state(self, seed: int) -> np.ndarray:
         """A fresh random placement drawn with `seed`, as a flattened MuJoCo state (unsettled, like
-        the benchmark's init states). Deterministic in `seed`."""
+        the benchmark's init states). Deterministic in `seed`.
+
+        Drawn with a *hard* reset (the model rebuilt, as LIBERO made its benchmark states): a soft
+        reset places objects that stand on a fixture (a bowl on the wooden cabinet's top, on the
+        stove) from stale fixture poses, ~0.9 m up and beside it, and they fall — task 9's target
+        bowl never started on the cabinet, where every benchmark state has it."""
         np.random.seed(seed)
-        self._env.reset()
+        self.robosuite_env.hard_reset = True
+        try:
+            self._env.reset()
+        finally:
+            self.robosuite_env.hard_reset = False
         return self.get_state()
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, dict]:

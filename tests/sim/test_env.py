@@ -47,6 +47,30 @@ def test_seeded_fresh_resets_are_deterministic(state_env):
     assert np.abs(a[1:] - c[1:]).max() > 1e-3
 
 
+def test_fresh_placements_put_objects_where_the_benchmark_does():
+    """libero_spatial task 9: 'pick up the black bowl on the wooden cabinet'. Every benchmark state
+    has that bowl on the cabinet's top; a fresh placement must too (a soft reset used to place it
+    ~0.9 m up and beside the cabinet, so it fell onto the table: training never saw the task's layout)."""
+    from ript_sim.env import benchmark_init_states
+
+    env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=9, render=False))
+    try:
+        def bowl_after_reset(state: np.ndarray) -> np.ndarray:
+            env.reset(init_state=state)  # settled: where it rests when the episode starts
+            body = env.robosuite_env.obj_body_id["akita_black_bowl_1"]
+            return np.asarray(env.sim.data.body_xpos[body]).copy()
+
+        benchmark = np.array([bowl_after_reset(s) for s in benchmark_init_states("libero_spatial", 9)[:5]])
+        fresh = np.array([bowl_after_reset(env.sample_init_state(seed)) for seed in (3, 4, 5)])
+        low, high = benchmark.min(axis=0) - 0.03, benchmark.max(axis=0) + 0.03  # on the cabinet top
+        assert ((fresh >= low) & (fresh <= high)).all(), (fresh.round(3), benchmark.round(3))
+        assert np.abs(fresh[0] - fresh[1]).max() > 1e-3  # still a random placement, not a copy
+        obs = env.reset(seed=3)  # reset(seed=...) draws the same way
+        np.testing.assert_allclose(obs["object_state"][:3], fresh[0], atol=1e-6)
+    finally:
+        env.close()
+
+
 def test_noop_episode_fails(state_env, eval_states):
     state_env.reset(init_state=eval_states[1])
     done, steps = False, 0
