@@ -86,6 +86,9 @@ def main() -> int:
                         help="stage-2 SFT learning rate (default 3e-5; `ript sft`'s 3e-4 undoes stage 1 within a few "
                              "steps on one demo per task, docs/results.md)")
     parser.add_argument("--iterations", type=int, default=10, help="RIPT iterations (default 10)")
+    parser.add_argument("--stop-after-sft", action="store_true",
+                        help="build the 1-demo start (stage 1, DAgger, stage 2, scale calibration) and stop: no "
+                             "evaluation, no RIPT (bench/ript_weak_start.py takes it from there)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per task (default 50)")
     parser.add_argument("--stochastic-eval", action="store_true",
                         help="also evaluate before and after RIPT with sampled actions (the distribution RIPT "
@@ -150,6 +153,9 @@ def main() -> int:
                                             str(out / "demos_target"), str(out / "demos_pretrain"),
                                             "--no-progress", log=log)
     sft = newest(out / "sft_stage2", "*/policy.pt")
+    if args.stop_after_sft:
+        print(f"1-demo start: {sft}")
+        return 0
     before = evaluate(sft, "eval_sft", args, timings, log)
     if args.stochastic_eval:
         before_sampled = evaluate(sft, "eval_sft_stochastic", args, timings, log, stochastic=True)
