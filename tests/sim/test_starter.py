@@ -1,7 +1,9 @@
 """The starter policy of `ript up sim`: its steps run in order, each finished step is kept, and an
 interrupted build resumes at the step it was in (the steps themselves are the `ript` subcommands
-tested elsewhere; here they are replaced by stand-ins that write what the real ones write)."""
+tested elsewhere; here they are replaced by stand-ins that write what the real ones write). A
+shipped starter is used only when its record and file verify."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from ript_sim import starter
 
 
 @pytest.fixture
-def calls(monkeypatch):
+def calls(monkeypatch, tmp_path):
     made = []
 
     def fake_ript(*args):
@@ -22,10 +24,16 @@ def calls(monkeypatch):
             (out / "20260101-000000" / "policy.pt").write_text(f"policy from {args}")
         elif args[0] == "record-demos":
             out.mkdir(parents=True)
+        elif args[0] == "eval":  # what save_report writes: per-task successes of N episodes
+            wins = 3 if "--stochastic" in args else 2
+            (out / "libero_spatial").mkdir(parents=True)
+            (out / "libero_spatial" / "eval.json").write_text(json.dumps(
+                {"tasks": [{"task_id": 0, "episodes": 4, "successes": wins}]}))
         else:
             out.write_text("calibrated")
 
     monkeypatch.setattr(starter, "_ript", fake_ript)
+    monkeypatch.setattr(starter, "SHIPPED_DIR", tmp_path / "nothing-ships")  # the build path under test
     return made
 
 
@@ -55,3 +63,51 @@ def test_interrupted_build_resumes_at_its_step(tmp_path, calls):
     assert "--learner" in calls[0], "resumed at the DAgger recording, not at the first demos"
     assert not (folder / "dagger" / "torn.hdf5").exists(), "the interrupted try's output was discarded"
     assert policy.exists()
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    from ript_policy.checkpoint import save_checkpoint
+    from ript_policy.config import VLAConfig
+    from ript_policy.vla import build_policy
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, build_policy(VLAConfig(input_mode="state", state_dim=5, use_language=False,
+                                                        hidden_dim=16, num_layers=1, num_heads=2, chunk_size=4)))
+
+
+def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkeypatch, capsys):
+    monkeypatch.setattr(starter, "SHIPPED_DIR", tmp_path / "package")
+    built = tiny_checkpoint(tmp_path / "built" / "policy.pt")
+    shipped = starter.ship(built, "0", 4, "ript starter --ship")
+    record = json.loads((shipped.parent / "starter.json").read_text())
+    assert record["success"] == {"benchmark_deterministic": {"successes": 2, "episodes": 4},
+                                 "benchmark_sampled": {"successes": 3, "episodes": 4}}
+    assert record["recipe"] == starter.recipe() and record["command"] == "ript starter --ship"
+    calls.clear()
+    assert starter.ensure_starter_policy(tmp_path / "runs", "0") == shipped and calls == []
+    assert "ships with ript; measured success: benchmark_deterministic 2/4" in capsys.readouterr().out
+    # `ript starter --ship` measures a starter built here, never the shipped one itself
+    built_here = starter.ensure_starter_policy(tmp_path / "runs", "0", progress=False, use_shipped=False)
+    assert built_here == tmp_path / "runs" / "policy.pt" and [c[0] for c in calls][0] == "record-demos"
+    capsys.readouterr()
+
+    def refused(edit, why: str) -> None:
+        original = (shipped.parent / "starter.json").read_text(), shipped.read_bytes()
+        edit()
+        calls.clear()
+        path = starter.ensure_starter_policy(tmp_path / f"runs_{len(why)}", "0", progress=False)
+        assert path != shipped and [c[0] for c in calls][:2] == ["record-demos", "sft"], "a starter was built"
+        assert why in capsys.readouterr().out
+        (shipped.parent / "starter.json").write_text(original[0])
+        shipped.write_bytes(original[1])
+
+    def rewrite(**changes) -> None:
+        (shipped.parent / "starter.json").write_text(json.dumps({**record, **changes}))
+
+    refused(lambda: rewrite(format=0), "format 0, this ript reads 1; `ript starter --tasks 0 --rebuild`")
+    refused(lambda: rewrite(recipe={**record["recipe"], "sft_steps": 1}), "built with another recipe")
+    refused(lambda: shipped.write_bytes(shipped.read_bytes()[:-3]), "the shipped starter does not verify")
+    other = tiny_checkpoint(tmp_path / "other" / "policy.pt")  # a whole checkpoint, but not the recorded one
+    refused(lambda: shipped.write_bytes(other.read_bytes()), "sha256 differs")
+    assert starter.shipped_starter("0")[0] == shipped  # restored: verifies again
+    assert starter.shipped_starter("1,2")[2] == "no starter policy ships for task(s) 1,2"

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "export-onnx": ("ript_policy.onnx_export", "export a policy checkpoint's inference path to ONNX"),
     "sim-outcomes": ("ript_sim.outcomes", "labelled trial-outcome frames from LIBERO (success check) for the success classifier"),
     "train-classifier": ("ript_trainer.classifier_cli", "train the success classifier on labelled outcome frames; held-out accuracy report"),
+    "starter": ("ript_sim.starter_cli", "the starter policy of `ript up sim`: show it, --rebuild it, --ship it with its record"),
     "report": ("ript_trainer.report", "one HTML page (and markdown) per run: success with CIs, mixed groups, KL, exploration, time"),
     "up": ("ript_trainer.up_cli", "start the ROS 2 graph (policy, trainer, LIBERO bridge) of launch/<sim|franka>.launch.py"),
 }
