@@ -82,3 +82,53 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     assert asdict(unset[0]) == asdict(recommended_train_config()) and unset[1] == {}
     with pytest.raises(ValueError, match="loss_normalization"):
         config_from_parameters(lambda name, default: "episode" if name == "loss_normalization" else default)
+
+
+# A valid value other than the recipe's for every field of the training tree the node takes.
+OTHER_VALUES = {
+    "iterations": 7, "max_env_steps": 5000, "learning_rate": 3e-6, "weight_decay": 0.01, "keep_checkpoints": 3,
+    "frozen_parameters": ["head.scale_head"], "sampler.group_size": 4, "sampler.batch_size": 16,
+    "sampler.dynamic": False, "sampler.skip_solved": False, "sampler.retry_after_skips": 5,
+    "sampler.context_selection": "uniform", "sampler.uniform_fraction": 0.5, "sampler.history_trials": 32,
+    "sampler.early_stop_fraction": 0.8, "sampler.max_group_attempts": 9, "loop.ppo_epochs": 2,
+    "loop.minibatch_size": 64, "loop.clip_low": 0.1, "loop.clip_high": 0.28, "loop.max_grad_norm": 0.5,
+    "loop.loss_normalization": "token", "loop.target_kl": 0.05,
+}
+
+
+def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
+    """Each field of TrainConfig (but those the node sets itself) is `train.<field>` on the node; a
+    new field without one fails here. Layers: recipe < config file < short names < train.<field>."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from ript_trainer.train import recommended_train_config
+    from ript_trainer.trainer_node import train_fields, config_from_parameters
+
+    def value_at(config, path):
+        node = asdict(config)
+        for key in path.split("."):
+            node = node[key]
+        return node
+
+    assert sorted(train_fields()) == sorted(OTHER_VALUES), "a training field the node cannot set (or a stale entry)"
+    recipe = recommended_train_config()
+    for path, value in OTHER_VALUES.items():
+        assert value_at(recipe, path) != value, path
+        # as ROS delivers them: lists and None-able fields as text, numbers as numbers
+        given = {f"train.{path}": ",".join(value) if isinstance(value, list) else value}
+        config, _ = config_from_parameters(lambda name, default: given.get(name, default))
+        assert value_at(config, path) == value, path
+    none = config_from_parameters(lambda name, default: "none" if name == "train.loop.target_kl" else default)[0]
+    assert none.loop.target_kl is None
+
+    file = tmp_path / "train.yaml"  # the same file `ript train --config` reads: its train section
+    file.write_text(yaml.safe_dump({"train": {"sampler": {"group_size": 4, "batch_size": 16}, "loop": {"clip_low": 0.1}}}))
+    layers = {"config": str(file), "batch_size": 24, "train.loop.clip_low": 0.15}
+    config, _ = config_from_parameters(lambda name, default: layers.get(name, default))
+    assert (config.sampler.group_size, config.sampler.batch_size, config.loop.clip_low) == (4, 24, 0.15)
+    assert config.learning_rate == recipe.learning_rate  # what no layer sets stays the recipe's
+    file.write_text(yaml.safe_dump({"sampler": {"group_sise": 4}}))
+    with pytest.raises(ValueError, match="group_sise"):
+        config_from_parameters(lambda name, default: str(file) if name == "config" else default)

@@ -35,7 +35,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             factory = fields[key].default_factory
             if factory is not dataclasses.MISSING:
-                value = _merged(dataclasses.asdict(factory()), value)
+                value = merged(dataclasses.asdict(factory()), value)
             value = from_dict(hint, value, f"{where}.{key}" if where else key)
         kwargs[key] = value
     return cls(**kwargs)
@@ -69,7 +69,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     return from_dict(cls, data)
 
 
-def _merged(base: dict, update: dict) -> dict:
+def merged(base: dict, update: dict) -> dict:
+    """`base` with `update` merged into it, section by section (base is changed and returned)."""
     _merge(base, update)
     return base
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import typing
 from pathlib import Path
+
+import yaml
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -27,7 +30,7 @@ from std_msgs.msg import String
 
 from ript_interfaces.msg import Reward, TrainerStatus, TrialRecord, TrialStart, WeightsUpdate
 from ript_interfaces.srv import AbortTrial, StartTrial
-from ript_trainer.config_io import from_dict
+from ript_trainer.config_io import from_dict, merged, set_dotted
 from ript_trainer.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
 from ript_trainer.train import TrainConfig, UnresumableRunError, recommended_train_config
 from ript_policy.ros_main import spin_node
@@ -38,8 +41,9 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-# ROS parameter -> TrainConfig field. Defaults are `ript train`'s (recommended_train_config), so the
-# graph runs the recipe the sim results were measured with; every knob those runs needed is here.
+# Short ROS parameter names (the graph's launch arguments) -> TrainConfig field. Every field is also
+# a parameter of its own, `train.<field>` (train_fields), and `config` names a YAML tree; unset, each
+# keeps `ript train`'s recipe (recommended_train_config): one tree for `ript train` and the node.
 TRAIN_PARAMETERS = {
     "iterations": "iterations", "learning_rate": "learning_rate", "frozen_parameters": "frozen_parameters",
     "group_size": "sampler.group_size", "batch_size": "sampler.batch_size", "dynamic": "sampler.dynamic",
@@ -60,38 +64,69 @@ def _as_list(value, item_type) -> list:
     return [item_type(v.strip()) for v in str(value).split(",") if v.strip()]
 
 
-def _like(value, default):
-    """A parameter's value as the type of its default ('-p x:=30' for a float is fine)."""
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
-    return type(default)(value) if isinstance(default, (int, float, str)) else value
+NODE_MANAGED = ("eval_every", "parallel_groups", "seed", "sampler.seed")
+"""TrainConfig fields the node sets itself: no evaluation runs, one trial at a time, its own seed."""
+
+
+def train_fields(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every leaf of the training config tree the node takes, dotted ('sampler.skip_solved'): each is
+    a parameter 'train.<field>' of the node."""
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            names += train_fields(hints[f.name], f"{prefix}{f.name}.")
+        elif prefix + f.name not in NODE_MANAGED:
+            names.append(prefix + f.name)
+    return names
+
+
+def _as_yaml(value) -> str:
+    """A parameter value as the YAML text `set_dotted` parses ('none' for a field that may be None)."""
+    if isinstance(value, (list, tuple)):
+        return yaml.safe_dump(list(value), default_flow_style=True).strip()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if str(value).strip().lower() == "none" else str(value)
 
 
 def config_from_parameters(get) -> tuple[TrainConfig, dict]:
     """TrainConfig and sampling knobs from node parameters: `get(name, default)` returns the value.
 
-    'auto' (or '') keeps the recipe's value (a launch argument left unset); target_kl <= 0 means
-    none; a sampling knob left at 'auto' keeps the checkpoint's value."""
-    recipe = recommended_train_config()
-    data = dataclasses.asdict(recipe)
+    One tree, in layers (later wins): the recipe (`ript train`'s defaults); the YAML file named by
+    `config` (a TrainConfig tree, or a `ript train` config whose `train` section is used); the short
+    names the graph passes (TRAIN_PARAMETERS); then `train.<field>` for every field of the tree
+    (train_fields). A parameter at 'auto' (or '') is not set; target_kl <= 0 means none; a
+    sampling knob left at 'auto' keeps the checkpoint's value."""
+    data = dataclasses.asdict(recommended_train_config())
+    config_file = get("config", "")
+    if config_file not in UNSET:
+        tree = yaml.safe_load(Path(config_file).read_text()) or {}
+        if isinstance(tree, dict) and isinstance(tree.get("train"), dict):
+            tree = tree["train"]
+        data = dataclasses.asdict(from_dict(TrainConfig, merged(data, tree)))  # unknown keys refused here
+    assignments = []
     for name, path in TRAIN_PARAMETERS.items():
-        *sections, key = path.split(".")
-        node = data
-        for section in sections:
-            node = node[section]
-        default = node[key]
-        if name in LIST_PARAMETERS:
-            value = get(name, ",".join(map(str, default)))
-        else:
-            value = get(name, default if default is not None else 0.0)
+        value = get(name, "auto")
         if value in UNSET:
-            continue  # a launch argument left unset: the recipe's value
+            continue  # a launch argument left unset: the recipe's (or the config file's) value
         if name in LIST_PARAMETERS:
-            node[key] = _as_list(value, LIST_PARAMETERS[name])
+            value = _as_list(value, LIST_PARAMETERS[name])
         elif name == "target_kl":
-            node[key] = float(value) if float(value) > 0 else None
-        else:
-            node[key] = _like(value, default)
+            value = float(value) if float(value) > 0 else None
+        assignments.append(f"{path}={_as_yaml(value)}")
+    for path in train_fields():
+        value = get(f"train.{path}", "auto")
+        if value in UNSET:
+            continue
+        current = data
+        for key in path.split("."):
+            current = current[key]
+        if isinstance(current, list) and isinstance(value, str) and not value.lstrip().startswith("["):
+            value = _as_list(value, str)  # a list field as ROS carries it: comma-separated text
+        assignments.append(f"{path}={_as_yaml(value)}")
+    for assignment in assignments:
+        set_dotted(data, assignment)
     config = from_dict(TrainConfig, data)  # the dataclasses validate (and quote) bad values
     knobs = {}
     for name in SAMPLING_KNOBS:
