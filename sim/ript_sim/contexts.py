@@ -8,6 +8,7 @@ a draw that comes too close is replaced by the next seed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,8 +17,12 @@ import numpy as np
 
 from ript_sim.env import LiberoEnv, LiberoEnvConfig, benchmark_init_states, num_tasks, task_instruction
 
+log = logging.getLogger("ript.contexts")
 MIN_DISTANCE = 1e-3
 """A training state closer than this (max-abs over the state) to any evaluation state counts as the same."""
+PLACEMENT = "hard_reset"
+"""How the training states of a contexts file were drawn; files without it predate the fix of
+LiberoEnv.sample_init_state (objects on fixtures misplaced) and are stale."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,11 +118,21 @@ def save_contexts(path: str | Path, contexts: Sequence[Context]) -> Path:
     np.savez_compressed(
         path, suite=np.array([c.suite for c in contexts]), task_id=np.array([c.task_id for c in contexts]),
         split=np.array([c.split for c in contexts]), index=np.array([c.index for c in contexts]),
-        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]), **arrays)
+        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]), placement=np.array(PLACEMENT), **arrays)
     return path
 
 
+def is_stale(path: str | Path) -> bool:
+    """True for a contexts file whose training states were drawn before placements were fixed."""
+    with np.load(path) as data:
+        return "placement" not in data.files and any(str(split) == "train" for split in data["split"])
+
+
 def load_contexts(path: str | Path) -> list[Context]:
+    if is_stale(path):
+        log.warning("%s: training contexts drawn before fresh placements were fixed (objects standing on a "
+                    "fixture, e.g. libero_spatial task 9's bowl, were misplaced); redraw them with `ript contexts`",
+                    path)
     with np.load(path) as data:
         return [Context(str(data["suite"][i]), int(data["task_id"][i]), data[f"init_state_{i}"],
                         str(data["split"][i]), int(data["index"][i]),

@@ -212,7 +212,7 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
     ros.node.create_subscription(ActionCommand, "/action", lambda m: steps.__setitem__(m.trial_id, m.step), RELIABLE)
     ros.node.create_subscription(String, "/ript/trial_aborted", lambda m: aborted.append(m.data), RELIABLE)
 
-    def kill_mid_trial(name: str) -> None:
+    def kill_mid_trial(name: str) -> str:
         def acting() -> str | None:
             assert graph.alive(), graph.stop()[-3000:]
             return next((t for t, step in steps.items() if step >= 5 and t not in aborted), None)
@@ -225,7 +225,6 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
             f"{trial_id} not aborted after {name} was killed; log:\n{graph.stop()[-4000:]}"
         recovered_s = time.monotonic() - killed_at
         assert recovered_s < timeout_s / 5, f"{trial_id} waited {recovered_s:.0f} s: the trainer's timeout, not the restart"
-        assert f"started" in graph.log_path.read_text()
         return trial_id
 
     first = kill_mid_trial("policy_node")
@@ -234,7 +233,7 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
     assert ros.spin_until(lambda: graph.alive() and checkpoint.exists(), 240.0), \
         f"iteration not completed after the restarts; log:\n{graph.stop()[-4000:]}"
     log = graph.stop()
-    assert f"restarted policy_node" in log and f"restarted libero_bridge" in log, log[-3000:]
-    assert f"policy_node started" in log and f"after trial {first} began" in log, log[-3000:]
-    assert f"libero_bridge started" in log and f"after trial {second} began" in log, log[-3000:]
+    assert "restarted policy_node" in log and "restarted libero_bridge" in log, log[-3000:]
+    assert "policy_node started" in log and f"after trial {first} began" in log, log[-3000:]
+    assert "libero_bridge started" in log and f"after trial {second} began" in log, log[-3000:]
     assert len(list((run_dir / "trials" / "iter_000001").glob("*.trial"))) == 4

@@ -28,6 +28,34 @@ def test_training_contexts_are_disjoint_and_reproducible(tmp_path, eval_states):
     np.testing.assert_array_equal(loaded[2].init_state, train[2].init_state)
 
 
+def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_redrawn(tmp_path, caplog, monkeypatch,
+                                                                                          eval_states):
+    from ript_sim import contexts as contexts_module
+    from ript_sim.contexts import is_stale
+    from ript_trainer import up_cli
+
+    train = [Context("libero_spatial", 0, eval_states[0] + 0.1, "train", 0, 11)]
+    fresh = save_contexts(tmp_path / "fresh.npz", train)
+    with np.load(fresh) as data:  # a file as ript wrote it before: no placement marker
+        old = {k: data[k] for k in data.files if k != "placement"}
+    np.savez_compressed(tmp_path / "old.npz", **old)
+    assert not is_stale(fresh) and is_stale(tmp_path / "old.npz")
+    assert load_contexts(tmp_path / "old.npz")[0].seed == 11 and "redraw them with `ript contexts`" in caplog.text
+    evaluation = save_contexts(tmp_path / "eval.npz", evaluation_contexts("libero_spatial", [0], episodes=1))
+    with np.load(evaluation) as data:
+        np.savez_compressed(tmp_path / "eval_old.npz", **{k: data[k] for k in data.files if k != "placement"})
+    assert not is_stale(tmp_path / "eval_old.npz"), "benchmark states were never drawn"
+
+    drawn = []
+    monkeypatch.setattr(contexts_module, "training_contexts", lambda *a, **k: drawn.append(a) or train)
+    for redraw, expected in ((False, []), (True, [("libero_spatial", [0], 1)])):
+        path = tmp_path / f"mine_{redraw}.npz"
+        path.write_bytes((tmp_path / "old.npz").read_bytes())
+        up_cli.ensure_contexts({"contexts_file": str(path)}, "0", 1, redraw_stale=redraw)
+        assert drawn == expected and is_stale(path) != redraw
+        drawn.clear()
+
+
 def test_an_evaluation_state_is_caught(eval_states):
     leaked = Context("libero_spatial", 0, eval_states[17] + 1e-6, "train", 0)
     with pytest.raises(ValueError, match="evaluation state"):

@@ -163,12 +163,17 @@ def sim_contexts_file(mode: str, arguments: dict[str, str], tasks: str, per_task
     return f"runs/contexts/libero_spatial_tasks{named}_{per_task}each_seed0.npz"
 
 
-def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int) -> None:
+def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int, redraw_stale: bool = False) -> None:
+    """Draw the contexts file if missing; `redraw_stale`: also when it predates the placement fix (a
+    file ript up named and drew itself; one the user gave is theirs, and the graph warns about it)."""
+    from ript_sim.cli_common import parse_task_ids
+    from ript_sim.contexts import check_disjoint, is_stale, save_contexts, training_contexts
+
     path = Path(arguments["contexts_file"])
     if path.exists():
-        return
-    from ript_sim.cli_common import parse_task_ids
-    from ript_sim.contexts import check_disjoint, save_contexts, training_contexts
+        if not (redraw_stale and is_stale(path)):
+            return
+        print(f"{path}: drawn before fresh placements were fixed; drawing it again", flush=True)
 
     contexts = training_contexts("libero_spatial", parse_task_ids(tasks), per_task, seed=0)
     check_disjoint(contexts)
@@ -190,12 +195,13 @@ def run(args: argparse.Namespace) -> int:
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
+    named_here = arguments["contexts_file"] == ARGUMENTS[args.mode]["contexts_file"][0]
     arguments["contexts_file"] = sim_contexts_file(args.mode, arguments, args.tasks, args.per_task)
     if simulated and args.mode == "franka" and not arguments["contexts_file"].endswith(".npz"):
         raise SystemExit("ript up franka: use_sim needs LIBERO contexts: --set contexts_file=PATH.npz "
                          "(written if missing)")
     if simulated and arguments["contexts_file"].endswith(".npz"):
-        ensure_contexts(arguments, args.tasks, args.per_task)
+        ensure_contexts(arguments, args.tasks, args.per_task, redraw_stale=named_here and args.mode == "sim")
     if not simulated:
         print(f"ript up franka: franka_ros2 is not started by ript: start it for the robot at "
               f"{arguments['robot_ip'] or '(robot_ip)'} first. franka_bridge is "
