@@ -28,9 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript_sim.starter import ensure_starter_policy, ship
+    from ript_sim.starter import describe, ensure_starter_policy, ship, shipped_starter
 
     folder = args.out / f"libero_spatial_{args.tasks.replace(',', '_')}"
+    if not (args.rebuild or args.ship):  # only say which starter `ript up sim` would use
+        shipped, record, why = shipped_starter(args.tasks)
+        if shipped is not None:
+            print(f"starter policy for task(s) {args.tasks}: {shipped} (ships with ript; {describe(record)})")
+        elif (folder / "policy.pt").exists():
+            print(f"starter policy for task(s) {args.tasks}: {folder / 'policy.pt'} (built here; {why})")
+        else:
+            print(f"no starter policy for task(s) {args.tasks} yet ({why}); `ript starter --tasks {args.tasks} "
+                  "--rebuild` builds one, as `ript up sim` does on its first run")
+        return 0
     # --ship: a starter built here by this ript's recipe, never the shipped one itself
     path = ensure_starter_policy(folder, args.tasks, rebuild=args.rebuild, use_shipped=not args.ship)
     if args.ship:

@@ -111,3 +111,23 @@ def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkey
     refused(lambda: shipped.write_bytes(other.read_bytes()), "sha256 differs")
     assert starter.shipped_starter("0")[0] == shipped  # restored: verifies again
     assert starter.shipped_starter("1,2")[2] == "no starter policy ships for task(s) 1,2"
+
+
+def test_ript_starter_without_flags_only_says_which_starter_would_run(tmp_path, calls, monkeypatch, capsys):
+    import argparse
+
+    from ript_sim import starter_cli
+
+    def show(tasks: str) -> str:
+        parser = argparse.ArgumentParser()
+        starter_cli.add_arguments(parser)
+        assert starter_cli.run(parser.parse_args(["--tasks", tasks, "--out", str(tmp_path / "runs")])) == 0
+        return capsys.readouterr().out
+
+    assert "no starter policy for task(s) 0 yet" in show("0") and calls == [], "showing must build nothing"
+    built = tiny_checkpoint(tmp_path / "runs" / "libero_spatial_0" / "policy.pt")
+    assert f"{built} (built here" in show("0")
+    monkeypatch.setattr(starter, "SHIPPED_DIR", tmp_path / "package")
+    shipped = starter.ship(built, "0", 4, "ript starter --ship")
+    capsys.readouterr()
+    assert f"{shipped} (ships with ript; measured success: benchmark_deterministic 2/4" in show("0")
