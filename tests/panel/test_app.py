@@ -277,3 +277,28 @@ def test_reads_need_the_token_and_foreign_hosts_and_origins_are_refused(panel):
     r = client.post("/api/mark", json=body, headers={**AUTH, "Origin": BASE, "Host": "127.0.0.1"})
     assert r.status_code == 200 and recorder.published == [(trial().trial_id, True)]
     assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+
+
+def test_report_link_is_for_one_visit_and_the_page_loads_nothing(tmp_path):
+    from ript_trainer.metrics import MetricsLogger
+
+    run_dir = tmp_path / "run"
+    state = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "m.jsonl"), run_dir=str(run_dir)))
+    with TestClient(create_app(state, Recorder(state)), base_url=BASE) as client:
+        assert client.post("/api/report").status_code == 401
+        url = client.post("/api/report", headers=AUTH).json()["url"]
+        r = client.get(url)  # a run folder with nothing to report yet
+        assert r.status_code == 409 and "is not a run folder" in r.json()["detail"]
+        MetricsLogger(run_dir, tensorboard=False).log(1, {"iteration": 1, "rollout/success_rate": 0.5,
+                                                          "sampler/trials": 16.0, "env_steps": 100})
+        url = client.post("/api/report", headers=AUTH).json()["url"]
+        assert url.startswith("/report/") and TOKEN not in url
+        r = client.get(url)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert r.headers["content-security-policy"] == "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        assert "<h2>Summary</h2>" in r.text and "<script" not in r.text
+        assert client.get(url).status_code == 404, "a link serves one visit"
+        assert client.get("/report/guessed").json()["error"] == "not_found"
+    no_run = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "n.jsonl")))
+    with TestClient(create_app(no_run, Recorder(no_run)), base_url=BASE) as client:
+        assert client.post("/api/report", headers=AUTH).status_code == 404

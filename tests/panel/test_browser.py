@@ -116,3 +116,24 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
     by_id("tag name", "body").send_keys("f")
     until(lambda: "409" in by_id("id", "feedback").text, what="the 409 for a second mark")
     assert len(rewards) == 1
+
+    # "Run report": the trainer's run folder as `ript report` shows it, made now, in a new tab,
+    # through a one-visit link (the token stays out of every URL)
+    from ript_trainer.metrics import MetricsLogger
+
+    logger = MetricsLogger(tmp_path / "run0", tensorboard=False)
+    for it, rate in enumerate([0.25, 0.4, 0.6], start=1):
+        logger.log(it, {"iteration": it, "rollout/success_rate": rate, "sampler/trials": 32.0,
+                        "sampler/mixed_groups_per_100_trials": 10.0 + it, "stats/approx_kl": 0.01 * it,
+                        "time/rollout_s": 30.0, "time/update_s": 5.0, "env_steps": 5000 * it})
+    panel_tab = browser.current_window_handle
+    by_id("id", "btn-report").click()
+    until(lambda: len(browser.window_handles) == 2, what="the report's tab")
+    browser.switch_to.window(next(h for h in browser.window_handles if h != panel_tab))
+    until(lambda: browser.title.startswith("ript run"), what="the report page")
+    assert "token" not in browser.current_url and "/report/" in browser.current_url
+    images = browser.execute_script("return [...document.images].map(i => i.complete && i.naturalWidth > 0);")
+    assert len(images) >= 3 and all(images), images
+    assert "mixed groups per 100 trials" in browser.find_element("tag name", "table").text
+    browser.refresh()  # the link was for one visit
+    until(lambda: "no such report link" in browser.page_source, what="the used link's refusal")

@@ -4,7 +4,9 @@ Every API request needs the access token (`Authorization: Bearer <token>`), read
 camera frames and the trial state are not for any page a browser on the robot's machine happens to
 open. Requests whose Host is not this machine (a DNS-rebinding page) or whose Origin is another site
 are refused before anything runs. The page, its static files, `/health` and `/openapi.json` are
-open; there is no interactive `/docs` (it would load its scripts from a CDN). Errors are JSON, never
+open; there is no interactive `/docs` (it would load its scripts from a CDN). The run's report
+(`ript report` of the trainer's run folder, made when asked) is reached through a one-visit link
+that `POST /api/report` hands out, so the token never travels in a URL. Errors are JSON, never
 tracebacks: 401 missing/bad token, 403 foreign Host or Origin, 404 unknown, 409 no active trial /
 already marked / refused by the trainer or the robot bridge, 422 malformed, 503 the trainer or the
 robot bridge did not answer.
@@ -16,6 +18,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Literal, Optional, Protocol
 from urllib.parse import urlsplit
@@ -92,6 +95,16 @@ class ActionOut(BaseModel):
     accepted: bool
     message: str
     trial_id: str = ""
+
+
+class ReportOut(BaseModel):
+    url: str
+    """Where the run's report is, for one visit within REPORT_TICKET_S."""
+
+
+REPORT_TICKET_S = 60.0
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+"""The report page is self-contained: its own inline style and data: images, nothing else, no script."""
 
 
 class ErrorOut(BaseModel):
@@ -191,7 +204,7 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
 
     @app.exception_handler(PanelError)
     async def on_panel_error(request: Request, exc: PanelError):
-        return _error(exc.status, {401: "unauthorized", 409: "conflict"}.get(exc.status, "error"), exc.message)
+        return _error(exc.status, {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status, "error"), exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def on_malformed(request: Request, exc: RequestValidationError):
@@ -228,8 +241,8 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
         else:
             response = await call_next(request)
         # nothing external is ever loaded: forbid it, and forbid framing (clickjacking the buttons)
-        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' blob: data:; "
-                                                       "frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; "
+                                                               "frame-ancestors 'none'")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
@@ -241,6 +254,35 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    report_tickets: dict[str, float] = {}
+    """One-visit tickets for the report page (ticket -> expiry): a browser cannot send the token's
+    header on a navigation, and the token must not travel in a URL."""
+
+    @app.post("/api/report", response_model=ReportOut, dependencies=authorized, responses=ERRORS)
+    def report_ticket() -> dict:
+        if not state.config.run_dir:
+            raise PanelError(404, "this panel was started without the trainer's run_dir")
+        now = time.monotonic()
+        for ticket in [t for t, expiry in report_tickets.items() if expiry < now]:
+            del report_tickets[ticket]
+        ticket = secrets.token_urlsafe(24)
+        report_tickets[ticket] = now + REPORT_TICKET_S
+        return {"url": f"/report/{ticket}"}
+
+    @app.get("/report/{ticket}", include_in_schema=False)
+    def report(ticket: str = PathParam(max_length=64)) -> Response:
+        """`ript report` of the trainer's run folder, made now (the live version of the run's page)."""
+        from ript_trainer.report import write_report
+
+        expiry = report_tickets.pop(ticket, None)
+        if expiry is None or expiry < time.monotonic():
+            raise PanelError(404, "no such report link, or it was used or expired: ask the panel for a new one")
+        try:
+            page = write_report(state.config.run_dir, Path(state.config.run_dir) / "panel" / "report")
+        except SystemExit as exc:  # the run folder has nothing to report yet
+            raise PanelError(409, str(exc)) from None
+        return Response(page.read_text(), media_type="text/html", headers={"Content-Security-Policy": REPORT_CSP})
 
     @app.get("/health")
     def health() -> dict:

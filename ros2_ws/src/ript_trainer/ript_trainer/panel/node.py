@@ -54,7 +54,7 @@ class PanelNode(Node):
             auto_accept=bool(p("auto_accept", False).value), reward_mode=str(p("reward_mode", "any").value),
             classifier_threshold=float(p("classifier_threshold", 0.9).value),
             undo_window_s=float(p("undo_window_s", 3.0).value),
-            marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl",
+            marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl", run_dir=run_dir,
             cors_origins=tuple(o for o in origins.split(",") if o),
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()))
         self.state = PanelState(self.config)

@@ -67,6 +67,8 @@ class PanelConfig:
     undo_window_s: float = 3.0
     """A mark is held this long before it goes out on /reward; 0 publishes at once."""
     marks_file: str = "runs/ros/panel/marks.jsonl"
+    run_dir: str = ""
+    """The trainer's run folder, whose `ript report` the panel links to ('': no report)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser; empty: none (same origin only)."""
     allowed_hosts: tuple[str, ...] = ()
