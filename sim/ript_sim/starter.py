@@ -52,8 +52,13 @@ def recipe() -> dict:
             "dagger_sft_steps": DAGGER_SFT_STEPS, "model": list(MODEL)}
 
 
+def starter_name(tasks: str) -> str:
+    """The folder name of a starter for `tasks`, shipped or built (`ript up sim`, `ript starter`)."""
+    return f"libero_spatial_{tasks.replace(',', '_').replace(' ', '')}"
+
+
 def shipped_folder(tasks: str) -> Path:
-    return SHIPPED_DIR / f"libero_spatial_{tasks.replace(',', '_').replace(' ', '')}"
+    return SHIPPED_DIR / starter_name(tasks)
 
 
 def shipped_starter(tasks: str) -> tuple[Path | None, dict, str]:
@@ -107,17 +112,15 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
     final = folder / "policy.pt"
     if rebuild:
         shutil.rmtree(folder, ignore_errors=True)
-    elif not use_shipped:
-        if final.exists():
-            return final
-    else:
+    elif use_shipped:
         shipped, record, why = shipped_starter(tasks)
         if shipped is not None:
             print(f"starter policy: {shipped} (ships with ript; {describe(record)})", flush=True)
             return shipped
-        if final.exists():
-            return final
-        print(f"{why}.", flush=True)
+        if not final.exists():
+            print(f"{why}.", flush=True)
+    if final.exists():
+        return final
     quiet = [] if progress else ["--no-progress"]
     print(f"no policy checkpoint given: building a starter policy for libero_spatial task(s) {tasks} in {folder} "
           f"(once, tens of minutes on a 2-core CPU; scripted demos -> SFT -> DAgger -> scale calibration)", flush=True)

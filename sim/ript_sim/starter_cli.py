@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript_sim.starter import describe, ensure_starter_policy, ship, shipped_starter
+    from ript_sim.starter import describe, ensure_starter_policy, ship, shipped_starter, starter_name
 
-    folder = args.out / f"libero_spatial_{args.tasks.replace(',', '_')}"
+    folder = args.out / starter_name(args.tasks)
     if not (args.rebuild or args.ship):  # only say which starter `ript up sim` would use
         shipped, record, why = shipped_starter(args.tasks)
         if shipped is not None:

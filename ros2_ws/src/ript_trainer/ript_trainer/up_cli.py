@@ -188,10 +188,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     arguments = launch_arguments(args.mode, args.set)
     if not arguments["checkpoint"] and args.mode == "sim":
-        from ript_sim.starter import ensure_starter_policy
+        from ript_sim.starter import ensure_starter_policy, starter_name
 
-        tasks = args.tasks.replace(",", "_")
-        arguments["checkpoint"] = str(ensure_starter_policy(Path("runs/starter") / f"libero_spatial_{tasks}", args.tasks))
+        arguments["checkpoint"] = str(ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks))
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
