@@ -30,16 +30,16 @@ from urllib.parse import urlsplit
 
 import torch
 
-from ript_policy.config import VLAConfig
-from ript_policy.constants import OBS_STATE
-from ript_policy.safe_io import CorruptFileError, file_digest, save_verified
-from ript_policy.vla import build_policy
-from ript_trainer.interactive import ContextInfo, InteractiveTrainer
-from ript_trainer.loop import LoopConfig
-from ript_trainer.sampler import SamplerConfig
-from ript_trainer.train import TrainConfig, UnresumableRunError
-from ript_trainer.trial_store import TrialStore, load_announced_trajectory
-from ript_trainer.trials import Trajectory
+from ript.policies.config import VLAConfig
+from ript.core.constants import OBS_STATE
+from ript.core.safe_io import CorruptFileError, file_digest, save_verified
+from ript.policies.vla import build_policy
+from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.loop import LoopConfig
+from ript.core.sampler import SamplerConfig
+from ript.core.train import TrainConfig, UnresumableRunError
+from ript.core.trial_store import TrialStore, load_announced_trajectory
+from ript.core.trials import Trajectory
 
 STATE_DIM = 5
 CONTEXTS = [ContextInfo(f"ctx{i}", f"task {i}") for i in range(3)]
@@ -144,7 +144,7 @@ def hostile_files(folder: Path, outside: Path, marker: Path, trial_id: str, good
     bomb = {"trial_id": trial_id, "obs": WritesMarker(marker)}
     buffer = io.BytesIO()
     torch.save(bomb, buffer)
-    from ript_policy.safe_io import MAGIC
+    from ript.core.safe_io import MAGIC
     import hashlib
 
     blob = buffer.getvalue()
@@ -214,7 +214,7 @@ def case_forged_files(work: Path) -> None:
 
 
 def _plain(trajectory: Trajectory) -> dict:
-    from ript_trainer.trial_store import trajectory_to_dict
+    from ript.core.trial_store import trajectory_to_dict
 
     return trajectory_to_dict(trajectory)
 
@@ -371,7 +371,7 @@ def case_kill_loop(work: Path, kills: int, seed: int) -> None:
 
 # ---- 4. reward floods --------------------------------------------------------------------------
 def case_reward_flood(work: Path, count: int, seed: int) -> None:
-    from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
 
     rng = random.Random(seed)
     trainer = make_trainer(work / "flood", iterations=1)
@@ -400,7 +400,7 @@ def case_reward_flood(work: Path, count: int, seed: int) -> None:
 
 # ---- 5. the panel journal torn at every byte ----------------------------------------------------
 def case_torn_journal(work: Path) -> None:
-    from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
 
     journal = work / "journal" / "marks.jsonl"
     state = PanelState(PanelConfig(token="t", undo_window_s=0, marks_file=str(journal)))
@@ -444,8 +444,8 @@ def case_panel_fuzz(work: Path, seconds: float) -> None:
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
-    from ript_trainer.panel.app import create_app
-    from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.panel.app import create_app
+    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
 
     class Actions:  # the trainer and the robot bridge, answering at once
         def publish(self, mark):

@@ -20,7 +20,7 @@ import numpy as np
 
 
 def env_steps_per_s(size: int, steps: int) -> float:
-    from ript_sim.env import LiberoEnv, LiberoEnvConfig
+    from ript.sim.env import LiberoEnv, LiberoEnvConfig
 
     env = LiberoEnv(LiberoEnvConfig(task_id=0, render=True, image_size=size))
     try:
@@ -36,7 +36,7 @@ def env_steps_per_s(size: int, steps: int) -> float:
 def cnn_step_s(size: int, steps: int, batch: int) -> float:
     import torch
 
-    from ript_policy.encoders import SmallCNN
+    from ript.policies.encoders import SmallCNN
 
     cnn = SmallCNN()
     optimizer = torch.optim.Adam(cnn.parameters())

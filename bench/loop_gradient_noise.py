@@ -25,8 +25,8 @@ import torch
 
 
 def group_gradient(policy, params, group) -> torch.Tensor:
-    from ript_trainer.loop import ppo_clip_loss
-    from ript_trainer.trials import build_loop_batch
+    from ript.core.loop import ppo_clip_loss
+    from ript.core.trials import build_loop_batch
 
     batch, _ = build_loop_batch([group])
     loss, _ = ppo_clip_loss(policy.log_prob(batch.obs, batch.scored), batch.logp_old, batch.advantages, batch.mask)
@@ -35,9 +35,9 @@ def group_gradient(policy, params, group) -> torch.Tensor:
 
 
 def main() -> int:
-    from ript_sim.train_cli import LiberoTrainConfig, build
-    from ript_trainer.sampler import Group
-    from ript_trainer.train import trainable_parameters
+    from ript.cli.train import LiberoTrainConfig, build
+    from ript.core.sampler import Group
+    from ript.core.train import trainable_parameters
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="regression-head policy checkpoint")

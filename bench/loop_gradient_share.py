@@ -20,7 +20,7 @@ import torch
 
 
 def squared_grad(policy, obs, scored, advantages, fixed: tuple[int, ...]) -> float:
-    from ript_trainer.loop import ppo_clip_loss
+    from ript.core.loop import ppo_clip_loss
 
     policy.fixed_action_dims = fixed
     policy.zero_grad()
@@ -34,9 +34,9 @@ def squared_grad(policy, obs, scored, advantages, fixed: tuple[int, ...]) -> flo
 
 
 def main() -> int:
-    from ript_policy.checkpoint import load_checkpoint
-    from ript_policy.sft import DemoDataset
-    from ript_policy.sft_cli import load_demos
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.policies.sft import DemoDataset
+    from ript.cli.sft import load_demos
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True,

@@ -39,10 +39,10 @@ def one_step_kl(base, obs, lr: float, floor: float, fixed_dims: tuple[int, ...],
 
 
 def main() -> int:
-    from ript_policy.checkpoint import load_checkpoint
-    from ript_policy.constants import OBS_STATE
-    from ript_policy.sft import DemoDataset
-    from ript_policy.sft_cli import load_demos
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.core.constants import OBS_STATE
+    from ript.policies.sft import DemoDataset
+    from ript.cli.sft import load_demos
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="calibrated regression-head checkpoint")

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ript_policy.checkpoint import save_checkpoint
-from ript_policy.config import VLAConfig
-from ript_policy.onnx_export import example_observation, export_onnx
-from ript_policy.onnx_policy import OnnxPolicy
-from ript_policy.vla import build_policy
+from ript.policies.checkpoint import save_checkpoint
+from ript.policies.config import VLAConfig
+from ript.policies.onnx_export import export_onnx
+from ript.policies.onnx_policy import example_observation
+from ript.policies.onnx_policy import OnnxPolicy
+from ript.policies.vla import build_policy
 
 
 def per_query_ms(policy, obs, queries: int) -> float:

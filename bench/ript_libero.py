@@ -31,7 +31,7 @@ UNSOLVED_BY_EXPERT = {4}  # libero_spatial task whose bowl sits in a drawer (see
 
 def ript(*args: str, log: Path) -> float:
     """Runs `ript ARGS`, teeing output into log; returns wall seconds."""
-    command = [sys.executable, "-m", "ript_trainer.cli", *args]
+    command = [sys.executable, "-m", "ript.cli.main", *args]
     print("$ ript " + " ".join(args), flush=True)
     start = time.perf_counter()
     with log.open("a") as f:
@@ -212,7 +212,7 @@ def evaluate(checkpoint: Path, name: str, args, timings: dict, log: Path, stocha
 
 def plot_ablation(dynamic: list[dict], static: list[dict], path: Path) -> None:
     """Success of every trial run, and the in-training evaluation, against env steps, for both runs."""
-    from ript_trainer.metrics import plot_curves
+    from ript.core.metrics import plot_curves
 
     rows = []
     for label, metrics in (("dynamic sampling on", dynamic), ("off", static)):

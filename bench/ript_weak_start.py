@@ -47,7 +47,7 @@ def ript(args: list[str], log: Path) -> float:
     with log.open("a") as f:
         f.write("$ ript " + " ".join(args) + "\n")
         f.flush()
-        result = subprocess.run([sys.executable, "-m", "ript_trainer.cli", *args], stdout=f, stderr=subprocess.STDOUT)
+        result = subprocess.run([sys.executable, "-m", "ript.cli.main", *args], stdout=f, stderr=subprocess.STDOUT)
     if result.returncode:
         raise SystemExit(f"`ript {args[0]}` failed (exit {result.returncode}); see {log}")
     return time.perf_counter() - start
@@ -148,7 +148,7 @@ def markdown(summary: dict) -> str:
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    from ript_trainer.metrics import plot_curves
+    from ript.core.metrics import plot_curves
 
     rows = [{"env_steps": point["env_steps"], f"{run['arm']} seed {run['seed']}": point["success"]}
             for run in runs for point in run["curve"]]

@@ -26,12 +26,12 @@ K, B = 2, 4
 def make_assets(folder: Path) -> tuple[Path, Path]:
     import torch
 
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.libero_data import state_dim
-    from ript_policy.vla import build_policy
-    from ript_sim.contexts import save_contexts, training_contexts
-    from ript_sim.env import LiberoEnvConfig
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.libero_data import state_dim
+    from ript.policies.vla import build_policy
+    from ript.sim.contexts import save_contexts, training_contexts
+    from ript.sim.env import LiberoEnvConfig
 
     torch.manual_seed(0)
     config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
@@ -42,10 +42,10 @@ def make_assets(folder: Path) -> tuple[Path, Path]:
 
 
 def in_process(checkpoint: Path, max_steps: int, run_dir: Path) -> float:
-    from ript_sim.train_cli import LiberoTrainConfig, build
-    from ript_trainer.loop import LoopConfig
-    from ript_trainer.sampler import SamplerConfig
-    from ript_trainer.train import RiptTrainer, TrainConfig
+    from ript.cli.train import LiberoTrainConfig, build
+    from ript.core.loop import LoopConfig
+    from ript.core.sampler import SamplerConfig
+    from ript.core.train import RiptTrainer, TrainConfig
 
     config = LiberoTrainConfig(checkpoint=str(checkpoint), task_ids=[0], contexts_per_task=2, eval_episodes_per_task=0,
                                num_envs=1, max_steps=max_steps,
@@ -62,7 +62,7 @@ def in_process(checkpoint: Path, max_steps: int, run_dir: Path) -> float:
 
 
 def through_ros(checkpoint: Path, contexts: Path, max_steps: int, run_dir: Path) -> float:
-    from ript_trainer import up_cli
+    from ript.cli import up as up_cli
 
     arguments = up_cli.launch_arguments("sim", [
         f"checkpoint={checkpoint}", f"contexts_file={contexts}", f"run_dir={run_dir}", f"max_steps={max_steps}",

@@ -32,9 +32,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def measure(render: bool, num_envs: int, steps: int, image_size: int, warmup: int = 10) -> dict:
-    from ript_sim.contexts import evaluation_contexts
-    from ript_sim.env import LiberoEnvConfig
-    from ript_sim.vector_env import VectorEnv
+    from ript.sim.contexts import evaluation_contexts
+    from ript.sim.env import LiberoEnvConfig
+    from ript.sim.vector_env import VectorEnv
 
     config = LiberoEnvConfig(suite="libero_spatial", render=render, image_size=image_size, max_steps=10_000)
     contexts = evaluation_contexts("libero_spatial", [0], episodes=num_envs)

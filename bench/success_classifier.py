@@ -24,7 +24,7 @@ from pathlib import Path
 def ript(*args: str) -> float:
     print("$ ript " + " ".join(args), flush=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ript_trainer.cli", *args], check=True)
+    subprocess.run([sys.executable, "-m", "ript.cli.main", *args], check=True)
     return time.perf_counter() - start
 
 

@@ -5,7 +5,7 @@
         --set fixed_action_dims=[3,4,5] --set execute_steps=4
 
 `ript train` draws its contexts as fresh placements kept apart from the 50 benchmark states
-(ript_sim.contexts.training_contexts); `ript eval` measures the benchmark states. When a task stays
+(ript.sim.contexts.training_contexts); `ript eval` measures the benchmark states. When a task stays
 at 0 on the benchmark after training, this tells the two possible causes apart: RIPT did not lift
 the contexts it trained on, or it lifted them and the lift does not carry over. For each checkpoint
 and task: deterministic success on every training context, sampled success (--repeats draws per
@@ -22,8 +22,8 @@ from pathlib import Path
 
 
 def run(agent, contexts, env: dict, num_envs: int) -> list[bool]:
-    from ript_sim.env import LiberoEnvConfig
-    from ript_sim.vector_env import VectorEnv, run_episodes
+    from ript.sim.env import LiberoEnvConfig
+    from ript.sim.vector_env import VectorEnv, run_episodes
 
     vec = VectorEnv(num_envs, LiberoEnvConfig(**env))
     try:
@@ -33,10 +33,10 @@ def run(agent, contexts, env: dict, num_envs: int) -> list[bool]:
 
 
 def main() -> int:
-    from ript_sim.contexts import evaluation_contexts, training_contexts
-    from ript_sim.eval import checkpoint_agent, wilson_interval
-    from ript_policy.vla import apply_sampling_knobs
-    from ript_trainer.config_io import set_dotted
+    from ript.sim.contexts import evaluation_contexts, training_contexts
+    from ript.sim.eval import checkpoint_agent, wilson_interval
+    from ript.policies.vla import apply_sampling_knobs
+    from ript.core.config_io import set_dotted
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", nargs="+", type=Path, required=True, help="policies to measure")

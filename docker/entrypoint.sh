@@ -15,7 +15,7 @@
 # docker/Dockerfile (RIPT_LAUNCH=ript): the environment is scripts/setup.sh's (everything is already
 # installed in the image: it only checks its stamps and exports the ROS variables) and the graph
 # starts with `ript up sim`. docker/Dockerfile.ros2 (RIPT_LAUNCH=ros2): the environment is the ROS 2
-# install plus the colcon workspace, and the graph starts with `ros2 launch ript_policy sim.launch.py`.
+# install plus the colcon workspace, and the graph starts with `ros2 launch ript_ros sim.launch.py`.
 #
 # Environment (all optional): RIPT_CHECKPOINT, RIPT_TASKS (libero_spatial task ids, default 0),
 # RIPT_BOOTSTRAP_DEMOS (3), RIPT_BOOTSTRAP_SFT_STEPS (300), RIPT_PANEL_HOST (127.0.0.1),
@@ -37,8 +37,8 @@ if [ "$LAUNCH" = ros2 ]; then
   # shellcheck source=/dev/null
   source "$RIPT_ROOT/ros2_ws/install/setup.bash"
   set -u
-  # `ript` is ript_trainer's console script, which colcon installs into the package's lib folder.
-  export PATH="$RIPT_ROOT/ros2_ws/install/ript_trainer/lib/ript_trainer:$PATH"
+  # `ript` is also an executable of ript_ros, which colcon installs into the package's lib folder.
+  export PATH="$RIPT_ROOT/ros2_ws/install/ript_ros/lib/ript_ros:$PATH"
 else
   # shellcheck source=scripts/setup.sh
   source "$RIPT_ROOT/scripts/setup.sh"
@@ -86,7 +86,7 @@ if [ "${1:-}" = up ] && [ "${2:-}" = sim ]; then
   if [ "$LAUNCH" = ros2 ]; then
     # `ros2 launch` does not draw missing contexts as `ript up` does: the same draw, here.
     [ -f "$contexts" ] || ript contexts --suite libero_spatial --tasks "$tasks" --per-task 4 --seed 0 --out "$contexts"
-    exec ros2 launch ript_policy sim.launch.py "${arguments[@]/=/:=}" "$@"
+    exec ros2 launch ript_ros sim.launch.py "${arguments[@]/=/:=}" "$@"
   fi
   sets=()
   for argument in "${arguments[@]}"; do sets+=(--set "$argument"); done

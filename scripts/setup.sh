@@ -2,7 +2,7 @@
 # Idempotent setup shared by ./run.sh and ./test.sh:
 #   1. Debian packages from scripts/apt-packages.txt (apt-get, only the missing ones);
 #   2. a virtual environment in .venv (override with RIPT_VENV) with the pinned Python packages;
-#   3. the ript packages (ript_policy, ript_trainer, ript_sim) installed editable;
+#   3. the `ript` package (src/ript, the root pyproject.toml) installed editable;
 #   4. the custom ROS interfaces (scripts/build_interfaces.sh, its own stamp).
 # A stamp of the inputs' hash makes a second run with nothing changed take about a second.
 # Source it (to get the venv on PATH and the ROS environment variables) or run it.
@@ -31,7 +31,7 @@ install_apt_packages() {
 
 inputs_hash() {
   (cd "$RIPT_ROOT" && cat requirements.txt constraints.txt scripts/apt-packages.txt scripts/setup.sh \
-    ros2_ws/src/*/setup.py ros2_ws/src/*/package.xml sim/pyproject.toml 2>/dev/null; "$PYTHON" --version) \
+    pyproject.toml 2>/dev/null; "$PYTHON" --version) \
     | sha256sum | cut -d' ' -f1
 }
 
@@ -47,10 +47,10 @@ setup_python() {
   "${pip[@]}" install -r "$RIPT_ROOT/requirements.txt" -c "$RIPT_ROOT/constraints.txt"
   # --use-pep517: an older pip (Debian's 23.0) would fall back to `setup.py develop`, which follows
   # setup.cfg's script_dir and puts the console scripts off PATH
+  # The three packages that src/ript replaced (0.1.x), where an older venv still has them.
+  "${pip[@]}" uninstall -y ript_policy ript_trainer ript-sim >/dev/null 2>&1 || true
   "${pip[@]}" install --no-deps --no-build-isolation --use-pep517 \
-    -e "$RIPT_ROOT/ros2_ws/src/ript_policy" \
-    -e "$RIPT_ROOT/ros2_ws/src/ript_trainer" \
-    -e "$RIPT_ROOT/sim"
+    -e "$RIPT_ROOT"
   echo "$want" > "$stamp"
   log "environment ready"
 }

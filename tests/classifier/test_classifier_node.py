@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image
 from classifier_scenes import dataset, scene
 from node_process import NodeProcess
 from ript_interfaces.msg import Reward, RobotState, TrialStart
-from ript_trainer.success_classifier import ClassifierConfig, Examples, save_classifier, train_classifier
+from ript.policies.success_classifier import ClassifierConfig, Examples, save_classifier, train_classifier
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -38,7 +38,7 @@ def to_msg(pixels: np.ndarray) -> Image:
 
 
 def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, model_path):
-    node_process = NodeProcess("ript_trainer.classifier_node", tmp_path / "classifier.log", run_dir=str(tmp_path),
+    node_process = NodeProcess("ript.ros.classifier_node", tmp_path / "classifier.log", run_dir=str(tmp_path),
                                model=str(model_path), threshold=0.9, confirm_frames=2, episode_steps=5)
     try:
         node = ros.node

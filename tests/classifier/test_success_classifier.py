@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from classifier_scenes import dataset, scene
-from ript_policy.safe_io import CorruptFileError, save_verified
-from ript_trainer.success_classifier import (ClassifierConfig, Examples, OutcomeJudge, load_classifier, load_examples,
+from ript.core.safe_io import CorruptFileError, save_verified
+from ript.policies.success_classifier import (ClassifierConfig, Examples, OutcomeJudge, load_classifier, load_examples,
                                              metrics, save_classifier, save_examples, split_by_group,
                                              train_classifier)
 

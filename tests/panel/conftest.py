@@ -23,7 +23,7 @@ class PanelProcess(NodeProcess):
     def __init__(self, run_dir: Path, **params):
         self.port = free_port()
         params = {"port": self.port, "token": TOKEN, "run_dir": str(run_dir), "undo_window_s": 0.5, **params}
-        super().__init__("ript_trainer.panel.node", run_dir / "panel.log", **params)
+        super().__init__("ript.ros.panel_node", run_dir / "panel.log", **params)
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = TOKEN
         self.auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ript_trainer.panel.app import RobotUnavailable, create_app
-from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+from ript.panel.app import RobotUnavailable, create_app
+from ript.panel.state import ActiveTrial, PanelConfig, PanelState
 
 TOKEN = "unit-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -280,7 +280,7 @@ def test_reads_need_the_token_and_foreign_hosts_and_origins_are_refused(panel):
 
 
 def test_report_link_is_for_one_visit_and_the_page_loads_nothing(tmp_path):
-    from ript_trainer.metrics import MetricsLogger
+    from ript.core.metrics import MetricsLogger
 
     run_dir = tmp_path / "run"
     state = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "m.jsonl"), run_dir=str(run_dir)))

@@ -119,7 +119,7 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
 
     # "Run report": the trainer's run folder as `ript report` shows it, made now, in a new tab,
     # through a one-visit link (the token stays out of every URL)
-    from ript_trainer.metrics import MetricsLogger
+    from ript.core.metrics import MetricsLogger
 
     logger = MetricsLogger(tmp_path / "run0", tensorboard=False)
     for it, rate in enumerate([0.25, 0.4, 0.6], start=1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ript_trainer.panel.state import ActiveTrial, PanelConfig, PanelState
+from ript.panel.state import ActiveTrial, PanelConfig, PanelState
 
 TRIAL = ActiveTrial("it0002-g001-c003-k1-abcdef", "libero_spatial/0/init03", 2, 1, 4, "pick up the bowl")
 

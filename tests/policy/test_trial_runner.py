@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from ript_policy.config import VLAConfig
-from ript_policy.constants import OBS_STATE
-from ript_policy.safe_io import load_verified
-from ript_policy.trial_runner import TrialRunner, UnsafeAction, save_trajectory
-from ript_policy.vla import build_policy
+from ript.policies.config import VLAConfig
+from ript.core.constants import OBS_STATE
+from ript.core.safe_io import load_verified
+from ript.core.trial_runner import TrialRunner, UnsafeAction, save_trajectory
+from ript.policies.vla import build_policy
 
 
 @pytest.fixture

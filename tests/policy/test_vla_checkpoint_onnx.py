@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ript_policy.checkpoint import CheckpointError, load_checkpoint, load_policy, read_checkpoint, save_checkpoint
-from ript_policy.onnx_export import export_onnx
-from ript_policy.onnx_policy import OnnxPolicy, parity_report
-from ript_policy.vla import build_policy
+from ript.policies.backends import load_policy
+from ript.policies.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from ript.policies.onnx_export import export_onnx
+from ript.policies.onnx_policy import OnnxPolicy, parity_report
+from ript.policies.vla import build_policy
 from vla_helpers import random_obs, tiny_config
 
 CASES = [("regression", "state"), ("regression", "image"), ("tokenized", "state"), ("tokenized", "image")]

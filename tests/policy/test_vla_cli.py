@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ript_policy.checkpoint import load_checkpoint, read_checkpoint
-from ript_policy.libero_data import read_demos, state_dim, state_features, write_demos
-from ript_trainer.cli import main
+from ript.policies.checkpoint import load_checkpoint, read_checkpoint
+from ript.policies.libero_data import read_demos, state_dim, state_features, write_demos
+from ript.cli.main import main
 from vla_helpers import INSTRUCTION, make_demo, write_demo_file
 
 
@@ -51,7 +51,7 @@ def test_sft_calibrate_export_pipeline(tmp_path, capsys):
 
 
 def test_language_encoder_caches(monkeypatch):
-    from ript_policy.encoders import LanguageEncoder
+    from ript.policies.encoders import LanguageEncoder
 
     encoder = LanguageEncoder()
     first = encoder.embed(["pick up the bowl", "open the drawer"])

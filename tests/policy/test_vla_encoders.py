@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ript_policy.encoders import CameraEncoder, ResNet18, find_pretrained_resnet18
+from ript.policies.encoders import CameraEncoder, ResNet18, find_pretrained_resnet18
 
 
 def test_resnet18_loads_torchvision_style_weights(tmp_path):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.distributions import Independent, Laplace, Normal
 
-from ript_policy.checkpoint import load_checkpoint, save_checkpoint
-from ript_policy.distributions import gaussian_log_prob, laplace_log_prob, standard_noise
-from ript_policy.heads.regression import regression_log_prob, regression_sample
-from ript_policy.vla import build_policy
+from ript.policies.checkpoint import load_checkpoint, save_checkpoint
+from ript.core.distributions import gaussian_log_prob, laplace_log_prob, standard_noise
+from ript.policies.heads.regression import regression_log_prob, regression_sample
+from ript.policies.vla import build_policy
 from vla_helpers import random_obs, tiny_config
 
 
@@ -97,7 +97,7 @@ def test_bernoulli_gripper_samples_and_scores_open_close(loss):
 
 def test_checkpoint_without_gripper_option_loads_as_continuous(tmp_path):
     # A checkpoint written before the option existed: its gripper was trained and scored continuous.
-    from ript_policy.config import VLAConfig
+    from ript.policies.config import VLAConfig
 
     data = tiny_config("regression").to_dict()
     del data["regression"]["gripper"]
@@ -173,7 +173,7 @@ def test_fixed_action_dims_are_executed_at_the_mean_and_not_scored(tmp_path):
 def test_ript_train_knobs_go_through_the_config_checks(tmp_path):
     """`ript train --set fixed_action_dims=[7]` on a 7-dim policy is a clear error before any env
     starts (it used to set the attribute and fail at the first sample with an IndexError)."""
-    from ript_sim.train_cli import LiberoTrainConfig, build
+    from ript.cli.train import LiberoTrainConfig, build
 
     path = save_checkpoint(tmp_path / "p.pt", build_policy(tiny_config("regression")))
     with pytest.raises(ValueError, match="fixed_action_dims"):

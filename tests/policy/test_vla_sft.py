@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_LANGUAGE, OBS_STATE
-from ript_policy.libero_data import policy_observation, read_demos, state_dim
-from ript_policy.sft import DemoDataset, SFTConfig, action_chunks, calibrate_scale, train_sft
-from ript_policy.vla import build_policy
+from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_LANGUAGE, OBS_STATE
+from ript.policies.libero_data import policy_observation, read_demos, state_dim
+from ript.policies.sft import DemoDataset, SFTConfig, action_chunks, calibrate_scale, train_sft
+from ript.policies.vla import build_policy
 from vla_helpers import INSTRUCTION, tiny_config, write_demo_file
 
 EMBEDDINGS = {INSTRUCTION: np.random.default_rng(0).normal(size=384).astype(np.float32)}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ript_policy.heads.tokenized import sample_tokens, token_log_prob, token_log_softmax
-from ript_policy.tokenizer import FSQ
-from ript_policy.vla import build_policy
+from ript.policies.heads.tokenized import sample_tokens, token_log_prob, token_log_softmax
+from ript.policies.tokenizer import FSQ
+from ript.policies.vla import build_policy
 from vla_helpers import random_obs, tiny_config
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ript_policy.config import VLAConfig
-from ript_policy.libero_data import Demo, state_dim, write_demos
+from ript.policies.config import VLAConfig
+from ript.policies.libero_data import Demo, state_dim, write_demos
 
 INSTRUCTION = "put the black bowl on the plate"
 
@@ -47,7 +47,7 @@ def tiny_config(head: str = "regression", input_mode: str = "state", **overrides
 
 
 def random_obs(config: VLAConfig, batch: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    from ript_policy.onnx_export import example_observation
+    from ript.policies.onnx_policy import example_observation
 
     torch.manual_seed(seed)
     return example_observation(config, batch)

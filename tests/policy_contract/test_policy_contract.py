@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.distributions import Laplace, Normal
 
-from ript_policy.constants import OBS_STATE
-from ript_policy.distributions import gaussian_log_prob, laplace_log_prob, sample_gaussian, sample_laplace
-from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
-from ript_policy.policy import ChunkQueue, PolicySample
+from ript.core.constants import OBS_STATE
+from ript.core.distributions import gaussian_log_prob, laplace_log_prob, sample_gaussian, sample_laplace
+from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
+from ript.core.policy import ChunkQueue, PolicySample
 
 
 def make_policy(distribution="gaussian", chunk_size=4, init_scale=0.8):
@@ -102,7 +102,7 @@ def test_config_validation():
 
 
 def test_executed_mask_per_step_and_per_token():
-    from ript_policy.policy import executed_mask
+    from ript.core.policy import executed_mask
 
     executed = torch.tensor([4, 2, 1])
     per_step = executed_mask(executed, 4, scores_per_step=True)

@@ -1,4 +1,4 @@
-"""A stand-in for a RealSense camera implementing ript_policy.robot.realsense.CameraDevice: a USB
+"""A stand-in for a RealSense camera implementing ript.robot.realsense.CameraDevice: a USB
 "bus" the test plugs and unplugs, and frames with a known pattern and capture time."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ript_policy.robot.realsense import CameraError, CameraNotFound, CameraSettings
+from ript.robot.realsense import CameraError, CameraNotFound, CameraSettings
 
 
 class FakeBus:

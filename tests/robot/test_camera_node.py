@@ -11,7 +11,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fake_camera import FakeBus, FakeCamera, pattern
-from ript_policy.robot.realsense import CameraNotFound, CameraSettings, CameraStream, RealSenseCamera
+from ript.robot.realsense import CameraNotFound, CameraSettings, CameraStream, RealSenseCamera
 
 SERIAL = "036522072967"
 SETTINGS = CameraSettings(serial=SERIAL, width=64, height=48, fps=30)
@@ -58,7 +58,7 @@ def test_missing_camera_is_retried_with_backoff_and_the_error_lists_connected_se
 
 
 def make_node(ros, bus: FakeBus, **params):
-    from ript_policy.robot.camera_node import CameraNode
+    from ript.ros.camera_node import CameraNode
 
     values = {"serial": SERIAL, "width": 64, "height": 48, "fps": 30, "camera_name": "wrist", "retry_s": 0.1,
               "max_retry_s": 0.2, **params}

@@ -17,9 +17,9 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
-from ript_policy.robot.franka_bridge import pose_message, pose_of
-from ript_policy.robot.poses import Pose
-from ript_policy.trial_start import TRIAL_START_QOS
+from ript.ros.franka_bridge import pose_message, pose_of
+from ript.robot.poses import Pose
+from ript.ros.trial_start import TRIAL_START_QOS
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 TARGET_TOPIC, POSE_TOPIC, JOINTS_TOPIC = "/target_pose", "/current_pose", "/joint_states"
@@ -70,7 +70,7 @@ class Graph:
         params = dict(target_pose_topic=TARGET_TOPIC, current_pose_topic=POSE_TOPIC, joint_states_topic=JOINTS_TOPIC,
                       gripper_interface="topic", watch_cameras="", dry_run=False)
         params.update(bridge_params)
-        self.bridge = start_node("ript_policy.robot.franka_bridge", **params)
+        self.bridge = start_node("ript.ros.franka_bridge", **params)
         node = ros.node
         self.states: list[RobotState] = []
         self.dry_run_targets: list[PoseStamped] = []

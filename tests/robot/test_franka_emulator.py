@@ -1,5 +1,5 @@
 """The Franka bridge driven against real LIBERO through franka_ros2's interface: the emulator
-(ript_sim.franka_emulator) plays the robot, the bridge and its safety layer sit in between, this
+(ript.ros.franka_emulator) plays the robot, the bridge and its safety layer sit in between, this
 test plays the trainer and the policy. Actions move the simulated end effector in the commanded
 direction, the gripper closes, and the state comes back as RobotState with the trial and step."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from ript_interfaces.msg import ActionCommand, RobotState, TrialStart
-from ript_policy.trial_start import TRIAL_START_QOS
+from ript.ros.trial_start import TRIAL_START_QOS
 
 pytestmark = pytest.mark.slow
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -17,7 +17,7 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 @pytest.fixture(scope="module")
 def contexts_file(tmp_path_factory):
-    from ript_sim.contexts import evaluation_contexts, save_contexts
+    from ript.sim.contexts import evaluation_contexts, save_contexts
 
     path = tmp_path_factory.mktemp("emulator") / "contexts.npz"
     # a benchmark init state: read from the package, no env to build (a training context samples one)
@@ -26,11 +26,11 @@ def contexts_file(tmp_path_factory):
 
 
 def test_bridge_moves_the_libero_robot_in_the_commanded_direction(ros, start_node, contexts_file):
-    from ript_sim.contexts import load_contexts
-    from ript_sim.ros_contexts import context_id
+    from ript.sim.contexts import load_contexts
+    from ript.ros.ros_contexts import context_id
 
-    emulator = start_node("ript_sim.franka_emulator", contexts_file=str(contexts_file), render=False, max_steps=400)
-    bridge = start_node("ript_policy.robot.franka_bridge", dry_run=False, watch_cameras="", gripper_interface="topic")
+    emulator = start_node("ript.ros.franka_emulator", contexts_file=str(contexts_file), render=False, max_steps=400)
+    bridge = start_node("ript.ros.franka_bridge", dry_run=False, watch_cameras="", gripper_interface="topic")
     node = ros.node
     states: list[RobotState] = []
     node.create_subscription(RobotState, "robot/state", states.append, qos_profile_sensor_data)

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from ript_policy.robot.poses import Pose, quat_to_axis_angle, rotation_between
-from ript_policy.robot.safety import SafetyConfig, SafetyLayer
+from ript.robot.poses import Pose, quat_to_axis_angle, rotation_between
+from ript.robot.safety import SafetyConfig, SafetyLayer
 
 DOWN = [1.0, 0.0, 0.0, 0.0]  # gripper pointing down (xyzw)
 TRIAL = "it0001-g000-c000-k0-abc"

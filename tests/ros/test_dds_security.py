@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ript_trainer import up_cli
+from ript.cli import up as up_cli
 
 
 def test_discovery_stays_on_this_machine_unless_widened():

@@ -46,9 +46,9 @@ def forge(obj, path: Path) -> str:
 
 @pytest.fixture
 def trainer(tmp_path, ros_env):
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.vla import build_policy
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.vla import build_policy
 
     torch.manual_seed(0)
     config = VLAConfig(input_mode="state", state_dim=5, use_language=False, hidden_dim=16, num_layers=1,
@@ -56,7 +56,7 @@ def trainer(tmp_path, ros_env):
     save_checkpoint(tmp_path / "tiny.ckpt", build_policy(config))
     (tmp_path / "contexts.yaml").write_text(yaml.safe_dump([{"context_id": "c0", "instruction": "task 0"},
                                                               {"context_id": "c1", "instruction": "task 1"}]))
-    node = NodeProcess("ript_trainer.trainer_node", tmp_path / "trainer.log", checkpoint=tmp_path / "tiny.ckpt",
+    node = NodeProcess("ript.ros.trainer_node", tmp_path / "trainer.log", checkpoint=tmp_path / "tiny.ckpt",
                        contexts_file=tmp_path / "contexts.yaml", run_dir=tmp_path / "run", wait_for_subscribers=1,
                        group_size=2, batch_size=4, trial_timeout_s=60.0)
     yield node

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ript_trainer import up_cli
-from ript_trainer.graph import ARGUMENTS, MODES, active_nodes, graph_nodes, is_true
+from ript.cli import up as up_cli
+from ript.ros.graph import ARGUMENTS, MODES, ROS_PACKAGE, active_nodes, graph_nodes, is_true
 
 LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
 
@@ -119,7 +119,7 @@ def test_launch_file_and_ript_up_start_the_same_graph(mode, settings, monkeypatc
 
     assert [n["name"] for n in launched] == [p["name"] for p in planned] == [s.name for s in specs]
     for node, plan, spec in zip(launched, planned, specs):
-        assert (node["package"], node["executable"]) == (spec.package, spec.executable)
+        assert (node["package"], node["executable"]) == (ROS_PACKAGE, spec.executable)
         stringified = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in node["parameters"].items()}
         assert stringified == plan["parameters"], node["name"]
         assert node["remappings"] == plan["remappings"], node["name"]
@@ -159,16 +159,19 @@ def test_franka_graph_runs_cameras_on_a_robot_and_the_emulator_in_simulation():
 
 
 def test_every_graph_node_module_has_a_main_and_console_script():
+    """Each node is a pip script of the `ript` distribution (`ript up`, PATH) and an executable of the
+    ament package ript_ros (`ros2 launch`), both pointing at the module `ript up` runs."""
     import importlib
+    import tomllib
 
-    setup_texts = {p: p.read_text() for p in Path(__file__).resolve().parents[2].glob("**/setup.py")}
-    pyproject = (Path(__file__).resolve().parents[2] / "sim" / "pyproject.toml").read_text()
+    root = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    ament_setup = (root / "ros2_ws" / "src" / ROS_PACKAGE / "setup.py").read_text()
     for mode in MODES:
         for spec in graph_nodes(mode):
             assert callable(importlib.import_module(spec.module).main)
-            entry = f"{spec.executable} = {spec.module}:main"
-            quoted = f'{spec.executable} = "{spec.module}:main"'
-            assert any(entry in text for text in setup_texts.values()) or quoted in pyproject, entry
+            assert scripts[spec.executable] == f"{spec.module}:main", spec.executable
+            assert f'"{spec.executable}": "{spec.module}:main"' in ament_setup, spec.executable
 
 
 def test_ript_up_rejects_unknown_arguments():
@@ -198,7 +201,7 @@ def test_robot_bridge_is_never_respawned_and_every_other_node_is():
 def test_supervisor_restarts_what_can_restart_and_stops_on_what_cannot(tmp_path):
     """ript up's exit policy on real processes: a respawnable node that exits comes back after the
     delay, up to max_retries; a node that must not come back stops the graph at once."""
-    from ript_trainer.graph import NodeSpec
+    from ript.ros.graph import NodeSpec
 
     counter = tmp_path / "starts"
     crash = [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('x'); raise SystemExit(3)"]

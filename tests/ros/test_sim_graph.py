@@ -21,8 +21,8 @@ import pytest
 import torch
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from ript_trainer import up_cli
-from ript_trainer.graph import graph_nodes
+from ript.cli import up as up_cli
+from ript.ros.graph import graph_nodes
 
 pytestmark = pytest.mark.slow
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -31,12 +31,12 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 
 @pytest.fixture(scope="module")
 def sim_assets(tmp_path_factory):
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.libero_data import state_dim
-    from ript_policy.vla import build_policy
-    from ript_sim.contexts import save_contexts, training_contexts
-    from ript_sim.env import LiberoEnvConfig
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.libero_data import state_dim
+    from ript.policies.vla import build_policy
+    from ript.sim.contexts import save_contexts, training_contexts
+    from ript.sim.env import LiberoEnvConfig
 
     folder = tmp_path_factory.mktemp("sim_graph")
     torch.manual_seed(0)
@@ -150,7 +150,7 @@ def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
     assert row["sampler/trials"] == 4 and row["sampler/groups_accepted"] == 2
     # Trajectories recorded by the policy node re-score under the same distribution: ratio 1.
     assert row["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-4)
-    from ript_policy.checkpoint import read_checkpoint
+    from ript.policies.checkpoint import read_checkpoint
 
     before = read_checkpoint(sim_assets / "tiny.ckpt")["state_dict"]
     after = read_checkpoint(run_dir / "weights" / "policy_v000001.ckpt")["state_dict"]

@@ -7,7 +7,7 @@ import rclpy
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from ript_policy.ros_main import spin_node
+from ript.ros.ros_main import spin_node
 
 
 class _Publisher(Node):

@@ -13,9 +13,9 @@ from node_process import NodeProcess
 
 
 def test_trainer_node_runs_with_the_config_file_and_dotted_parameters(tmp_path, ros_env):
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.vla import build_policy
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.vla import build_policy
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "tiny.ckpt", build_policy(VLAConfig(
@@ -23,7 +23,7 @@ def test_trainer_node_runs_with_the_config_file_and_dotted_parameters(tmp_path, 
     (tmp_path / "contexts.yaml").write_text(yaml.safe_dump([{"context_id": "c0", "instruction": "task 0"}]))
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(
         {"train": {"sampler": {"group_size": 4, "early_stop_fraction": 0.75}, "loop": {"clip_high": 0.28}}}))
-    node = NodeProcess("ript_trainer.trainer_node", tmp_path / "trainer.log", checkpoint=tmp_path / "tiny.ckpt",
+    node = NodeProcess("ript.ros.trainer_node", tmp_path / "trainer.log", checkpoint=tmp_path / "tiny.ckpt",
                        contexts_file=tmp_path / "contexts.yaml", run_dir=tmp_path / "run",
                        config=tmp_path / "train.yaml", batch_size=8, **{"train.sampler.skip_solved": False,
                                                                           "train.loop.clip_high": 0.3,

@@ -16,7 +16,7 @@ TASK = 0
 
 @pytest.fixture(scope="session")
 def state_env():
-    from ript_sim.env import LiberoEnv, LiberoEnvConfig
+    from ript.sim.env import LiberoEnv, LiberoEnvConfig
 
     env = LiberoEnv(LiberoEnvConfig(suite=SUITE, task_id=TASK, render=False))
     yield env
@@ -25,7 +25,7 @@ def state_env():
 
 @pytest.fixture(scope="session")
 def eval_states():
-    from ript_sim.env import benchmark_init_states
+    from ript.sim.env import benchmark_init_states
 
     return benchmark_init_states(SUITE, TASK)
 
@@ -33,8 +33,8 @@ def eval_states():
 @pytest.fixture(scope="session")
 def vector_env():
     """Two state-only workers, shared by the vector-env and evaluation tests."""
-    from ript_sim.env import LiberoEnvConfig
-    from ript_sim.vector_env import VectorEnv
+    from ript.sim.env import LiberoEnvConfig
+    from ript.sim.vector_env import VectorEnv
 
     vec = VectorEnv(2, LiberoEnvConfig(suite=SUITE, render=False), step_timeout_s=180)
     yield vec

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from ript_sim.contexts import evaluation_contexts
-from ript_sim.expert import ExpertConfig, ScriptedExpert
-from ript_sim.record import LabellingAgent
-from ript_sim.vector_env import run_episodes
+from ript.sim.contexts import evaluation_contexts
+from ript.sim.expert import ExpertConfig, ScriptedExpert
+from ript.sim.record import LabellingAgent
+from ript.sim.vector_env import run_episodes
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def test_expert_regrasps_an_object_it_dropped(memoryless):
     """The expert drops the bowl mid-carry and picks it up again (not necessarily placing it well:
     a bowl regrasped after a fall can sit tilted in the fingers)."""
-    from ript_sim.env import LiberoEnv, LiberoEnvConfig
+    from ript.sim.env import LiberoEnv, LiberoEnvConfig
 
     env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=0, render=False, max_steps=400))
     try:
@@ -97,18 +97,18 @@ def test_labelling_agent_executes_the_learner_and_records_the_expert(vector_env)
 
 
 def test_record_demos_with_a_learner_keeps_failed_episodes(tmp_path):
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.libero_data import read_demos, state_dim
-    from ript_policy.paths import files_under
-    from ript_policy.vla import build_policy
-    from ript_sim.env import LiberoEnvConfig
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.libero_data import read_demos, state_dim
+    from ript.core.paths import files_under
+    from ript.policies.vla import build_policy
+    from ript.sim.env import LiberoEnvConfig
 
     config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
                        use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
     learner = save_checkpoint(tmp_path / "learner.pt", build_policy(config))
     result = subprocess.run(
-        [sys.executable, "-m", "ript_trainer.cli", "record-demos", "--tasks", "0", "--demos", "2", "--state-only",
+        [sys.executable, "-m", "ript.cli.main", "record-demos", "--tasks", "0", "--demos", "2", "--state-only",
          "--learner", str(learner), "--beta", "0", "--out", str(tmp_path / "dagger"), "--no-progress"],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ript_policy.libero_data import state_dim
-from ript_sim.contexts import evaluation_contexts
-from ript_sim.env import NOOP_ACTION, LiberoEnv, LiberoEnvConfig
-from ript_sim.expert import ExpertConfig, ScriptedExpert
+from ript.policies.libero_data import state_dim
+from ript.sim.contexts import evaluation_contexts
+from ript.sim.env import NOOP_ACTION, LiberoEnv, LiberoEnvConfig
+from ript.sim.expert import ExpertConfig, ScriptedExpert
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_fresh_placements_put_objects_where_the_benchmark_does():
     """libero_spatial task 9: 'pick up the black bowl on the wooden cabinet'. Every benchmark state
     has that bowl on the cabinet's top; a fresh placement must too (a soft reset used to place it
     ~0.9 m up and beside the cabinet, so it fell onto the table: training never saw the task's layout)."""
-    from ript_sim.env import benchmark_init_states
+    from ript.sim.env import benchmark_init_states
 
     env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=9, render=False))
     try:
@@ -119,8 +119,8 @@ def test_memoryless_expert_acts_on_the_observation_alone(state_env, memoryless):
 def test_rendered_env_gives_upright_images(eval_states):
     from robosuite.utils.camera_utils import get_camera_transform_matrix, project_points_from_world_to_camera
 
-    from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_STATE
-    from ript_policy.libero_data import policy_observation
+    from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_STATE
+    from ript.policies.libero_data import policy_observation
 
     size = 64
     env = LiberoEnv(LiberoEnvConfig(render=True, image_size=size))

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ript_policy.libero_data import state_dim
-from ript_sim.eval import evaluate, save_report, wilson_interval
-from ript_sim.expert import ScriptedExpert
+from ript.policies.libero_data import state_dim
+from ript.sim.eval import evaluate, save_report, wilson_interval
+from ript.sim.expert import ScriptedExpert
 
 
 def test_wilson_interval():
@@ -35,7 +35,7 @@ def test_evaluate_expert_two_episodes(vector_env, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_untrained_policy_fails(vector_env):
-    from ript_policy.mlp_policy import MLPPolicy, MLPPolicyConfig
+    from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 
     torch.manual_seed(0)
     policy = MLPPolicy(MLPPolicyConfig(state_dim=state_dim(21), action_dim=7, chunk_size=4))

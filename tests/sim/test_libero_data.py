@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ript_policy.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
-from ript_policy.libero_data import Demo, policy_observation, read_demos, state_dim, upright, write_demos
+from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
+from ript.policies.libero_data import Demo, policy_observation, read_demos, state_dim, upright, write_demos
 
 
 def _demo(length: int, images: bool = True, seed: int = 0) -> Demo:

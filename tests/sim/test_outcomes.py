@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_outcome_frames_are_rendered_and_labelled_by_the_success_check(vector_env):
-    from ript_sim.outcomes import OutcomeConfig, collect_outcomes
+    from ript.cli.outcomes import OutcomeConfig, collect_outcomes
 
     config = OutcomeConfig(task_ids=[0], episodes_per_task=2, intermediate_per_episode=1, expert_noise=0.0,
                            image_size=64)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ript_sim import starter
+from ript.cli import starter_policy as starter
 
 
 @pytest.fixture
@@ -66,9 +66,9 @@ def test_interrupted_build_resumes_at_its_step(tmp_path, calls):
 
 
 def tiny_checkpoint(path: Path) -> Path:
-    from ript_policy.checkpoint import save_checkpoint
-    from ript_policy.config import VLAConfig
-    from ript_policy.vla import build_policy
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.vla import build_policy
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(path, build_policy(VLAConfig(input_mode="state", state_dim=5, use_language=False,
@@ -116,7 +116,7 @@ def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkey
 def test_ript_starter_without_flags_only_says_which_starter_would_run(tmp_path, calls, monkeypatch, capsys):
     import argparse
 
-    from ript_sim import starter_cli
+    from ript.cli import starter as starter_cli
 
     def show(tasks: str) -> str:
         parser = argparse.ArgumentParser()

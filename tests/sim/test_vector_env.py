@@ -8,10 +8,10 @@ import signal
 import numpy as np
 import pytest
 
-from ript_sim.contexts import evaluation_contexts
-from ript_sim.env import NOOP_ACTION
-from ript_sim.expert import ScriptedExpert
-from ript_sim.vector_env import run_episodes
+from ript.sim.contexts import evaluation_contexts
+from ript.sim.env import NOOP_ACTION
+from ript.sim.expert import ScriptedExpert
+from ript.sim.vector_env import run_episodes
 
 pytestmark = pytest.mark.slow
 

@@ -10,17 +10,17 @@ import sys
 import pytest
 import torch
 
-from ript_policy.checkpoint import load_checkpoint, save_checkpoint
-from ript_policy.config import VLAConfig
-from ript_policy.libero_data import state_dim as libero_state_dim
-from ript_policy.safe_io import load_verified
-from ript_policy.vla import build_policy
+from ript.policies.checkpoint import load_checkpoint, save_checkpoint
+from ript.policies.config import VLAConfig
+from ript.policies.libero_data import state_dim as libero_state_dim
+from ript.core.safe_io import load_verified
+from ript.policies.vla import build_policy
 
 pytestmark = pytest.mark.slow
 
 
 def tiny_config(head: str) -> VLAConfig:
-    from ript_sim.env import LiberoEnvConfig
+    from ript.sim.env import LiberoEnvConfig
 
     state_dim = libero_state_dim(LiberoEnvConfig().object_state_dim)
     return VLAConfig(input_mode="state", state_dim=state_dim, use_language=False, hidden_dim=32, num_layers=1,
@@ -36,7 +36,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def ript_train(*args):
-    return subprocess.run([sys.executable, "-m", "ript_trainer.cli", "train", "--no-progress", *args],
+    return subprocess.run([sys.executable, "-m", "ript.cli.main", "train", "--no-progress", *args],
                           capture_output=True, text=True, timeout=600)
 
 

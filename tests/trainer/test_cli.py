@@ -3,7 +3,7 @@ string or a broken import would only show up when a user asks for help)."""
 
 import pytest
 
-from ript_trainer.cli import SUBCOMMANDS, main
+from ript.cli.main import SUBCOMMANDS, main
 
 
 def test_top_level_help(capsys):
@@ -30,8 +30,8 @@ def test_unknown_subcommand_is_an_error(capsys):
 
 
 def test_a_partial_section_keeps_the_section_defaults():
-    from ript_sim.train_cli import LiberoTrainConfig
-    from ript_trainer.config_io import load_config
+    from ript.cli.train import LiberoTrainConfig
+    from ript.core.config_io import load_config
 
     default = LiberoTrainConfig()
     config = load_config(LiberoTrainConfig, overrides=["train.iterations=3", "train.loop.target_kl=0.05",
@@ -49,8 +49,8 @@ def test_a_partial_section_keeps_the_section_defaults():
 
 def test_overrides_leave_the_base_untouched():
     # A resumed run compares its saved config with the overridden one: the override must not edit the saved dict.
-    from ript_sim.train_cli import LiberoTrainConfig
-    from ript_trainer.config_io import load_config
+    from ript.cli.train import LiberoTrainConfig
+    from ript.core.config_io import load_config
 
     base = {"train": {"iterations": 4, "loop": {"ppo_epochs": 2}}}
     config = load_config(LiberoTrainConfig, overrides=["train.iterations=9", "train.loop.ppo_epochs=4"], base=base)
@@ -63,8 +63,8 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     # runs needed (target_kl, frozen parameters, exploration knobs), as ROS delivers them.
     from dataclasses import asdict
 
-    from ript_trainer.train import recommended_train_config
-    from ript_trainer.trainer_node import config_from_parameters
+    from ript.core.train import recommended_train_config
+    from ript.ros.trainer_node import config_from_parameters
 
     config, knobs = config_from_parameters(lambda name, default: default)
     assert asdict(config) == asdict(recommended_train_config()) and knobs == {}
@@ -103,8 +103,8 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
 
     import yaml
 
-    from ript_trainer.train import recommended_train_config
-    from ript_trainer.trainer_node import train_fields, config_from_parameters
+    from ript.core.train import recommended_train_config
+    from ript.ros.trainer_node import train_fields, config_from_parameters
 
     def value_at(config, path):
         node = asdict(config)

@@ -7,16 +7,16 @@ a trainer killed mid-iteration resumes from stored trials to the very same weigh
 import pytest
 import torch
 
-from ript_policy.config import VLAConfig
-from ript_policy.constants import OBS_STATE
-from ript_policy.safe_io import load_verified, save_verified
-from ript_policy.vla import build_policy
-from ript_trainer.interactive import ContextInfo, InteractiveTrainer
-from ript_trainer.loop import LoopConfig
-from ript_trainer.sampler import SamplerConfig
-from ript_trainer.train import TrainConfig
-from ript_trainer.trial_store import StoredTrial, TrialStore
-from ript_trainer.trials import Trajectory
+from ript.policies.config import VLAConfig
+from ript.core.constants import OBS_STATE
+from ript.core.safe_io import load_verified, save_verified
+from ript.policies.vla import build_policy
+from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.loop import LoopConfig
+from ript.core.sampler import SamplerConfig
+from ript.core.train import TrainConfig
+from ript.core.trial_store import StoredTrial, TrialStore
+from ript.core.trials import Trajectory
 
 STATE_DIM = 5
 CONTEXTS = [ContextInfo(f"ctx{i}", f"task {i}") for i in range(2)]
@@ -212,7 +212,7 @@ def test_a_corrupt_trial_file_in_the_open_iteration_still_resumes_to_the_same_we
 
 
 def test_a_run_whose_checkpoints_are_all_unreadable_is_not_silently_restarted(tmp_path):
-    from ript_trainer.train import UnresumableRunError
+    from ript.core.train import UnresumableRunError
 
     first = make_trainer(tmp_path, iterations=3)
     for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):  # iteration 1, then 2 trials of iteration 2
@@ -234,7 +234,7 @@ def test_a_run_whose_checkpoints_are_all_unreadable_is_not_silently_restarted(tm
 
 
 def test_trials_stored_past_the_newest_checkpoint_refuse_a_resume(tmp_path):
-    from ript_trainer.train import UnresumableRunError
+    from ript.core.train import UnresumableRunError
 
     first = make_trainer(tmp_path, iterations=3)
     for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):

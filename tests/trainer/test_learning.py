@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from ript_trainer.toy_task import ReachTrainConfig, make_reach_trainer, train_reach
+from ript.sim.toy_task import ReachTrainConfig, make_reach_trainer, train_reach
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -33,7 +33,7 @@ def test_without_updates_nothing_improves(tmp_path):
 
 def test_ript_toy_cli_writes_run_outputs(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "ript_trainer.cli", "toy", "--iterations", "2", "--out", str(tmp_path)],
+        [sys.executable, "-m", "ript.cli.main", "toy", "--iterations", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

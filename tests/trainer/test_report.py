@@ -11,20 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from ript_policy.constants import OBS_STATE
-from ript_trainer.interactive import ContextInfo, InteractiveTrainer
-from ript_trainer.loop import LoopConfig
-from ript_trainer.report import read_run, write_report
-from ript_trainer.sampler import SamplerConfig
-from ript_trainer.train import TrainConfig
-from ript_trainer.trial_store import StoredTrial, TrialStore
-from ript_trainer.trials import Trajectory
+from ript.core.constants import OBS_STATE
+from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.loop import LoopConfig
+from ript.core.report import read_run, write_report
+from ript.core.sampler import SamplerConfig
+from ript.core.train import TrainConfig
+from ript.core.trial_store import StoredTrial, TrialStore
+from ript.core.trials import Trajectory
 
 AGENTVIEW = "observation.images.agentview"
 
 
 def ript(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ript_trainer.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ript.cli.main", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -41,9 +41,9 @@ def toy_run(tmp_path_factory) -> Path:
 def ros_run(tmp_path_factory) -> Path:
     """What the ROS trainer node leaves: one LOOP iteration from stored trials, plus stored trials
     of the open iteration with camera frames (an image-mode policy's trajectories)."""
-    from ript_policy.config import VLAConfig
-    from ript_policy.safe_io import save_verified
-    from ript_policy.vla import build_policy
+    from ript.policies.config import VLAConfig
+    from ript.core.safe_io import save_verified
+    from ript.policies.vla import build_policy
 
     run_dir = tmp_path_factory.mktemp("ros") / "run"
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from ript_policy.safe_io import CorruptFileError, load_verified, save_verified
-from ript_trainer.toy_task import ReachTrainConfig, make_reach_trainer
+from ript.core.safe_io import CorruptFileError, load_verified, save_verified
+from ript.sim.toy_task import ReachTrainConfig, make_reach_trainer
 
 
 def small_config(iterations):
@@ -46,7 +46,7 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_sigkill_then_resume_gives_the_same_run(tmp_path):
-    cli = [sys.executable, "-m", "ript_trainer.cli", "toy", "--iterations", "6", "--batch-size", "32"]
+    cli = [sys.executable, "-m", "ript.cli.main", "toy", "--iterations", "6", "--batch-size", "32"]
     subprocess.run(cli + ["--out", str(tmp_path / "ref")], check=True, capture_output=True, timeout=120)
     reference_dir = next((tmp_path / "ref").iterdir())
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ript_trainer.sampler import DynamicSampler, SamplerConfig, Trial
+from ript.core.sampler import DynamicSampler, SamplerConfig, Trial
 
 
 def scripted_rollout(outcomes, calls=None):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ript_trainer.sampler import Group, Trial
-from ript_trainer.trials import Trajectory, build_loop_batch
+from ript.core.sampler import Group, Trial
+from ript.core.trials import Trajectory, build_loop_batch
 
 
 def traj(num_queries, value):
@@ -23,7 +23,7 @@ def test_build_loop_batch_rows_and_advantages():
 
 
 def test_trial_weights_make_every_trial_weigh_the_same():
-    from ript_trainer.loop import ppo_clip_loss
+    from ript.core.loop import ppo_clip_loss
 
     # 6, 9 and 3 valid elements; the short trial is the success.
     group = Group(0, 0, "ctx", [Trial(0, 0.0, traj(2, 1.0)), Trial(0, 0.0, traj(3, 2.0)), Trial(0, 1.0, traj(1, 3.0))])

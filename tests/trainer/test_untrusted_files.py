@@ -9,10 +9,10 @@ import os
 import pytest
 import torch
 
-from ript_policy.constants import OBS_STATE
-from ript_policy.safe_io import MAGIC, CorruptFileError, RefusedFileError, confined_file, load_verified, save_verified
-from ript_trainer.trial_store import TrajectorySchemaError, trajectory_from_dict
-from ript_trainer.trials import Trajectory
+from ript.core.constants import OBS_STATE
+from ript.core.safe_io import MAGIC, CorruptFileError, RefusedFileError, confined_file, load_verified, save_verified
+from ript.core.trial_store import TrajectorySchemaError, trajectory_from_dict
+from ript.core.trials import Trajectory
 
 from test_interactive import STATE_DIM, make_trainer, trajectory
 

@@ -1,1 +1,0 @@
-"""VLA policies for RIPT post-training: the Policy contract, action heads, export."""

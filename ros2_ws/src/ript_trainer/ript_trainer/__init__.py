@@ -1,1 +1,0 @@
-"""RIPT-VLA training: LOOP (RLOO + PPO clip), dynamic rollout sampling, trainer node."""

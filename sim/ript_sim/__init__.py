@@ -1,1 +1,0 @@
-"""LIBERO simulation for ript: envs, vectorized rollouts, contexts, scripted demos, evaluation."""

@@ -1,0 +1,1 @@
+"""The `ript` command line: one module per subcommand."""

@@ -1,0 +1,192 @@
+"""`ript train`: RIPT post-training of an SFT checkpoint on LIBERO (the in-process fast path).
+
+    ript train --checkpoint runs/sft/policy.ckpt --set suite=libero_spatial --set task_ids=[0,1,2]
+    ript train --config configs/train_state.yaml
+    ript train --resume runs/train/20261124-170000
+    ript train --resume runs/train/20261124-170000 --set train.iterations=40   # extend it
+    ript train --resume runs/train/20261124-170000 --set resume=fresh   # its checkpoints are all unreadable
+
+Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
+apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
+gets checkpoints (resume after a crash or SIGKILL), metrics.jsonl, TensorBoard events, a
+learning-curve PNG and the final policy checkpoint, ready for `ript eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ript.core.train import TrainConfig, UnresumableRunError, recommended_train_config
+
+
+@dataclass
+class LiberoTrainConfig:
+    checkpoint: str = ""
+    """SFT policy checkpoint to post-train (required)."""
+    suite: str = "libero_spatial"
+    task_ids: list[int] = field(default_factory=lambda: [0])
+    contexts_per_task: int = 16
+    """Training contexts per task: fresh seeded placements, disjoint from the evaluation states."""
+    context_seed: int = 0
+    eval_episodes_per_task: int = 10
+    """Benchmark init states per task for periodic evaluation (the standard protocol's 50: `ript eval`)."""
+    num_envs: int = 2
+    """LIBERO worker processes."""
+    max_steps: int | None = None
+    """Episode budget; None: the suite's standard (220 for libero_spatial)."""
+    execute_steps: int | None = None
+    """Actions executed per policy query, 1..chunk_size (None: the checkpoint's). The whole chunk
+    explores per chunk, as the references do (OFT 8 of 8): fewer, more decisive noised queries per trial."""
+    exploration_scale: float | None = None
+    """Regression head: multiplies sigma_theta while sampling and scoring (None: the checkpoint's)."""
+    exploration_floor: float | None = None
+    """Regression head: lower bound on the sampling scale (None: the checkpoint's, 0 unless set)."""
+    fixed_action_dims: list[int] | None = None
+    """Regression head: action dims executed at the mean, not explored nor scored (None: the checkpoint's)."""
+    noise_correlation: float | None = None
+    """Regression head: AR(1) correlation of the exploration noise along a chunk, in [0, 1) (None: the checkpoint's)."""
+    gripper_temperature: float | None = None
+    """Regression head, Bernoulli gripper: p(close) = sigmoid(logit / T) (None: the checkpoint's)."""
+    temperature: float | None = None
+    """Tokenized head: sampling temperature (None: the checkpoint's)."""
+    top_k: int | None = None
+    """Tokenized head: top-k (None: the checkpoint's)."""
+    train: TrainConfig = field(default_factory=recommended_train_config)
+
+    def __post_init__(self) -> None:
+        if not self.task_ids:
+            raise ValueError("task_ids must name at least one task")
+        if self.contexts_per_task < 1 or self.num_envs < 1 or self.eval_episodes_per_task < 0:
+            raise ValueError(f"need contexts_per_task >= 1, num_envs >= 1, eval_episodes_per_task >= 0; got "
+                             f"{self.contexts_per_task}, {self.num_envs}, {self.eval_episodes_per_task}")
+
+
+# Settings that define a run's contexts, starting weights and trainable set: a resumed run's
+# checkpoint (sampler state, optimizer state) only makes sense with the values it was saved under.
+RESUME_LOCKED = {"checkpoint", "suite", "task_ids", "contexts_per_task", "context_seed", "train.seed",
+                 "train.frozen_parameters", "train.sampler.seed", "train.sampler.group_size"}
+
+
+def _changed_fields(before: dict, after: dict, prefix: str = "") -> list[str]:
+    changed = []
+    for key, value in after.items():
+        if isinstance(value, dict):
+            changed += _changed_fields(before.get(key, {}), value, f"{prefix}{key}.")
+        elif before.get(key) != value:
+            changed.append(f"{prefix}{key}: {before.get(key)} -> {value}")
+    return changed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="SFT policy checkpoint (same as --set checkpoint=PATH)")
+    parser.add_argument("--config", type=Path, help="YAML file with LiberoTrainConfig fields (sections: train, "
+                                                    "train.sampler, train.loop)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one field, e.g. --set train.iterations=50 --set task_ids=[0,1,2]")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its newest valid checkpoint; --set may extend it "
+                             "(e.g. --set train.iterations=20) or change the update, not its contexts or weights")
+    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder root (default runs/train)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[LiberoTrainConfig, Path]:
+    from ript.core.config_io import from_dict, load_config
+
+    if args.resume is not None:
+        saved = json.loads((args.resume / "config.json").read_text())["libero"]
+        locked = sorted({a.split("=", 1)[0].strip() for a in args.set} & RESUME_LOCKED)
+        if locked or args.checkpoint or args.config:
+            raise SystemExit(f"ript train --resume: {locked or ['--checkpoint/--config']} cannot change in a "
+                             f"resumed run (they define its data and model); start a new run instead")
+        before = asdict(from_dict(LiberoTrainConfig, saved))
+        config = load_config(LiberoTrainConfig, overrides=list(args.set), base=saved)
+        changed = _changed_fields(before, asdict(config))
+        if changed:
+            print("resuming with changed settings: " + ", ".join(changed))
+        return config, args.resume
+    overrides = list(args.set) + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else [])
+    config = load_config(LiberoTrainConfig, args.config, overrides)
+    if not config.checkpoint:
+        raise SystemExit("ript train: give an SFT checkpoint with --checkpoint PATH (see `ript sft --help`)")
+    return config, args.out / time.strftime("%Y%m%d-%H%M%S")
+
+
+def build(config: LiberoTrainConfig, progress: bool = True):
+    """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
+    from ript.policies.sft import libero_policy_inputs
+    from ript.sim.contexts import check_disjoint, evaluation_contexts, training_contexts
+    from ript.sim.env import LiberoEnvConfig
+    from ript.sim.rollout_source import LiberoRolloutSource
+    from ript.sim.vector_env import VectorEnv
+
+    policy, payload = load_checkpoint(config.checkpoint)
+    apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
+    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    train_contexts = training_contexts(config.suite, config.task_ids, config.contexts_per_task,
+                                       seed=config.context_seed, progress=progress)
+    check_disjoint(train_contexts)
+    eval_contexts = evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task) \
+        if config.eval_episodes_per_task else []
+    embeddings = {c.instruction: language(c.instruction) for c in train_contexts + eval_contexts}
+
+    def featurize(obs, context):
+        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
+
+    image_mode = policy.config.input_mode == "image"
+    env_config = LiberoEnvConfig(suite=config.suite, render=image_mode, image_size=policy.config.image_size,
+                                 max_steps=config.max_steps)
+    vec = VectorEnv(config.num_envs, env_config)
+    source = LiberoRolloutSource(vec, train_contexts, eval_contexts, featurize, policy.config.execute_steps)
+    return policy, payload, source
+
+
+def run(args: argparse.Namespace) -> int:
+    from ript.policies.checkpoint import checkpoint_header, save_checkpoint
+    from ript.core.metrics import plot_curves
+    from ript.core.train import RiptTrainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # resume=fresh is an instruction for this start only (it must not land in config.json, where
+    # every later restart would read it): taken out of --set before the config is built
+    modes = [item.split("=", 1)[1] for item in args.set if item.startswith("resume=")]
+    if any(mode not in ("auto", "fresh") for mode in modes):
+        raise SystemExit(f"ript train: resume must be 'auto' or 'fresh', got {modes}")
+    fresh = "fresh" in modes
+    args.set = [item for item in args.set if not item.startswith("resume=")]
+    config, run_dir = resolve_config(args)
+    policy, payload, source = build(config, progress=not args.no_progress)
+    stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
+    metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
+    header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)
+    trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)},
+                          policy_checkpoint=header)
+    try:
+        try:
+            if args.resume is not None and not trainer.resume(fresh=fresh):
+                print(f"no valid checkpoint in {run_dir}; starting from the SFT weights")
+        except UnresumableRunError as exc:
+            raise SystemExit(f"ript train: {exc}") from None
+        history = trainer.run(progress=not args.no_progress)
+    finally:
+        trainer.close()
+        source.vec.close()
+    final = save_checkpoint(run_dir / "policy_final.ckpt", policy, stats=stats, instruction_embeddings=embeddings,
+                            metadata={**metadata, "ript_iterations": trainer.iteration})
+    plot_curves(history, ["eval/success_rate", "rollout/success_rate"], run_dir / "learning_curve.png",
+                title=f"RIPT on {config.suite} tasks {config.task_ids}", x_key="iteration")
+    evals = [row for row in history if "eval/success_rate" in row]
+    if evals:
+        print(f"eval success {evals[0]['eval/success_rate']:.2f} -> {evals[-1]['eval/success_rate']:.2f} "
+              f"({evals[-1].get('eval/episodes', 0):.0f} episodes), env steps {trainer.env_steps}")
+    from ript.core.report import write_report
+
+    print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
+    return 0

@@ -1,0 +1,363 @@
+"""RIPT with trials that arrive one by one (a robot with an operator, the ROS trainer node).
+
+The same DynamicSampler, LOOP update and checkpoints as `ript train` (this class *is* a
+RiptTrainer; only the source of trials differs):
+
+    ticket = trainer.next_trial()               # sampler picks the context; a fresh trial_id
+    trainer.on_reward(trial_id, success)        # from /reward, matched by trial_id
+    trainer.on_trajectory(trial_id, traj)       # from the policy node, matched by trial_id
+        both present -> TrialStore.save (durable) -> sampler.add_trial -> acknowledged
+        sampler finished -> build_loop_batch + LoopUpdater.update -> weights v<iteration>
+                         -> trainer checkpoint (atomic) -> next iteration
+    trainer.abort(trial_id, reason)             # dropped from its group; the group gets another trial
+
+Every message about a trial names it, and each is checked against what the trainer issued: a
+reward for an unknown, aborted or closed trial is rejected with its reason, a repeated one is
+idempotent. Restart: `resume()` loads the newest checkpoint, then replays the stored trials of the
+open iteration through the sampler in storage order, which reproduces its groups exactly.
+No rclpy here.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ript.core.policy import Policy
+from ript.core.safe_io import CorruptFileError, load_verified
+from ript.core.sampler import Group, Trial
+from ript.core.train import RiptTrainer, TrainConfig, UnresumableRunError
+from ript.core.trial_store import StoredTrial, TrialStore
+from ript.core.trials import Trajectory
+
+log = logging.getLogger("ript.interactive")
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    """What the trainer needs to know of a context: a stable id and the language goal."""
+
+    context_id: str
+    instruction: str
+
+
+@dataclass(frozen=True)
+class TrialTicket:
+    trial_id: str
+    iteration: int
+    group_id: int
+    context_index: int
+    context_id: str
+    instruction: str
+    trial_index: int
+    """k of K within its group (aborted trials are retried under the same k)."""
+    group_size: int
+    weights_version: int
+
+
+@dataclass
+class Verdict:
+    """The trainer's answer to a message about a trial."""
+
+    accepted: bool
+    reason: str
+    trial_stored: bool = False
+    """This message completed the trial and it is now on disk and in the sampler."""
+    iteration_row: dict | None = None
+    """Set when storing the trial finished an iteration (the LOOP update's log row)."""
+
+
+@dataclass
+class _Pending:
+    ticket: TrialTicket
+    started: float = field(default_factory=time.monotonic)
+    reward: float | None = None
+    reward_source: str = ""
+    trajectory: Trajectory | None = None
+
+
+class _NoRollouts:
+    """RiptTrainer wants a RolloutSource; here trials are pushed in, never pulled."""
+
+    def __init__(self, contexts: Sequence[ContextInfo]) -> None:
+        self.contexts = list(contexts)
+
+    def rollout(self, *args, **kwargs):
+        raise RuntimeError("interactive trials arrive through on_reward/on_trajectory")
+
+    def evaluate(self, policy, seed):
+        return {}
+
+
+SaveWeights = Callable[[Path], None]
+"""Writes the current policy weights as a policy checkpoint at the given path."""
+
+
+class InteractiveTrainer(RiptTrainer):
+    def __init__(self, policy: Policy, contexts: Sequence[ContextInfo], config: TrainConfig,
+                 run_dir: str | Path, save_weights: SaveWeights, initial_weights: str | Path,
+                 extra_config: dict | None = None, tensorboard: bool = False) -> None:
+        super().__init__(policy, _NoRollouts(contexts), config, run_dir, extra_config, tensorboard)
+        self.contexts = list(contexts)
+        self.store = TrialStore(self.run_dir / "trials")
+        self.save_weights = save_weights
+        self.initial_weights = Path(initial_weights)
+        self.weights_dir = self.run_dir / "weights"
+        self.group: Group | None = None
+        self.pending: _Pending | None = None
+        self.closed: dict[str, str] = {}
+        """trial_id -> why no more messages are taken for it ('stored', 'aborted: ...', 'closed')."""
+        self.rewards: dict[str, float] = {}
+        self.stopped_reason: str | None = None
+        self.replayed_trials = 0
+        """Stored trials of the open iteration that the last resume() replayed."""
+        self._iteration_start = time.perf_counter()
+        self._iteration_rewards: list[float] = []
+
+    # ---- weights -------------------------------------------------------------------------------
+    @property
+    def weights_version(self) -> int:
+        """Version N = the weights after N iterations (0: the checkpoint the run started from)."""
+        return self.iteration
+
+    def weights_path(self, version: int | None = None) -> Path:
+        version = self.weights_version if version is None else version
+        return self.initial_weights if version == 0 else self.weights_dir / f"policy_v{version:06d}.ckpt"
+
+    def verified_weights_path(self) -> Path:
+        """The current weights file after a full check of its digest; one that is missing or does
+        not verify is set aside and rebuilt from the policy in memory (after N iterations, or a
+        resume from iteration N's checkpoint, those are version N's weights). Version 0 is the
+        checkpoint the run started from, which this trainer itself loaded."""
+        path = self.weights_path()
+        if self.weights_version == 0:
+            return path
+        try:
+            load_verified(path)
+            return path
+        except FileNotFoundError:
+            log.error("weights v%d missing at %s; rebuilding it", self.weights_version, path)
+        except CorruptFileError as exc:
+            log.error("weights v%d do not verify (%s); setting the file aside and rebuilding it",
+                      self.weights_version, exc)
+            path.rename(path.with_suffix(".corrupt"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.save_weights(path)
+        return path
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.config.iterations or self.stopped_reason is not None
+
+    # ---- trials ----------------------------------------------------------------------------------
+    def next_trial(self) -> TrialTicket | None:
+        """Issue the next trial; None while one is running or when training is done."""
+        if self.pending is not None or self.done:
+            return None
+        if self.group is None:
+            self.group = self.sampler.open_group()
+            if self.group is None:  # sampler budget spent or nothing informative: close the iteration
+                self._finish_iteration_update()
+                return self.next_trial()
+        group = self.group
+        k = len(group.trials)
+        trial_id = f"it{self.iteration + 1:04d}-g{group.group_id:03d}-c{group.context_index:03d}-k{k}-" \
+                   f"{secrets.token_hex(3)}"  # random tail: a restarted trainer never reuses an id
+        ticket = TrialTicket(trial_id, self.iteration + 1, group.group_id, group.context_index,
+                             group.context.context_id, group.context.instruction, k,
+                             self.config.sampler.group_size, self.weights_version)
+        self.pending = _Pending(ticket)
+        return ticket
+
+    def on_reward(self, trial_id: str, reward: float, source: str = "") -> Verdict:
+        reward = float(reward)
+        closed = self._closed_verdict(trial_id, "reward", reward)
+        if closed is not None:
+            return closed
+        pending = self.pending
+        if pending.reward is not None:
+            if pending.reward == reward:
+                return Verdict(True, f"duplicate reward {reward:g} for {trial_id}: already recorded")
+            return Verdict(False, f"conflicting reward {reward:g} for {trial_id}: already has {pending.reward:g}")
+        pending.reward, pending.reward_source = reward, source
+        return self._maybe_complete("reward recorded")
+
+    def trajectory_wanted(self, trial_id: str) -> Verdict | None:
+        """None if a trajectory for `trial_id` would be taken now, else the verdict on it: checked
+        before the file a message names is opened, so a stray or forged record reads nothing."""
+        closed = self._closed_verdict(trial_id, "trajectory", None)
+        if closed is not None:
+            return closed
+        if self.pending.trajectory is not None:
+            return Verdict(True, f"duplicate trajectory for {trial_id}: already recorded")
+        return None
+
+    def on_trajectory(self, trial_id: str, trajectory: Trajectory) -> Verdict:
+        refused = self.trajectory_wanted(trial_id)
+        if refused is not None:
+            return refused
+        if trajectory.log_probs.shape[0] == 0:
+            return Verdict(False, f"trajectory of {trial_id} has no policy queries")
+        unscorable = self._unscorable(trajectory)
+        if unscorable:
+            return Verdict(False, f"trajectory of {trial_id} refused: {unscorable}")
+        self.pending.trajectory = trajectory
+        return self._maybe_complete("trajectory recorded")
+
+    def _unscorable(self, trajectory: Trajectory) -> str:
+        """Why the policy cannot re-score this trajectory as LOOP will ('' if it can): a foreign or
+        forged one must be refused here, not crash the update at the end of the iteration."""
+        try:
+            with torch.no_grad():
+                log_probs = self.policy.log_prob(trajectory.obs, trajectory.scored)
+        except Exception as exc:  # any shape/dtype/key mismatch, whatever layer notices it
+            return f"the policy cannot score it ({type(exc).__name__}: {str(exc)[:200]})"
+        if tuple(log_probs.shape) != tuple(trajectory.log_probs.shape):
+            return f"it scores to {tuple(log_probs.shape)}, the file says {tuple(trajectory.log_probs.shape)}"
+        return ""
+
+    def abort(self, trial_id: str, reason: str) -> Verdict:
+        if self.pending is None or self.pending.ticket.trial_id != trial_id:
+            why = self.closed.get(trial_id, "unknown trial")
+            return Verdict(False, f"cannot abort {trial_id}: {why}")
+        self.pending = None
+        self.closed[trial_id] = f"aborted: {reason}"
+        log.warning("trial %s aborted (%s); its group gets another trial", trial_id, reason)
+        return Verdict(True, f"aborted {trial_id}")
+
+    @property
+    def pending_age_s(self) -> float:
+        return time.monotonic() - self.pending.started if self.pending is not None else 0.0
+
+    def _closed_verdict(self, trial_id: str, what: str, reward: float | None) -> Verdict | None:
+        if self.pending is not None and self.pending.ticket.trial_id == trial_id:
+            return None
+        why = self.closed.get(trial_id)
+        if why is None:
+            return Verdict(False, f"{what} for unknown trial {trial_id!r}")
+        if why == "stored" and reward is not None and self.rewards.get(trial_id) == reward:
+            return Verdict(True, f"duplicate {what} for finished trial {trial_id}: already stored")
+        if why == "stored" and reward is None:
+            return Verdict(True, f"duplicate {what} for finished trial {trial_id}: already stored")
+        if why == "stored":
+            return Verdict(False, f"{what} {reward:g} for finished trial {trial_id}: stored with reward "
+                                  f"{self.rewards[trial_id]:g}")
+        return Verdict(False, f"{what} for finished trial {trial_id}: {why}")
+
+    def _maybe_complete(self, partial: str) -> Verdict:
+        pending = self.pending
+        if pending.reward is None or pending.trajectory is None:
+            return Verdict(True, partial)
+        ticket = pending.ticket
+        stored = StoredTrial(ticket.trial_id, ticket.iteration, ticket.group_id, ticket.context_index,
+                             ticket.context_id, pending.reward, pending.reward_source, ticket.weights_version,
+                             pending.trajectory)
+        self.store.save(stored)  # durable before the trial counts anywhere
+        self.pending = None
+        row = self._add_to_sampler(stored)
+        return Verdict(True, f"stored {ticket.trial_id} (reward {stored.reward:g})", trial_stored=True,
+                       iteration_row=row)
+
+    def _add_to_sampler(self, stored: StoredTrial) -> dict | None:
+        group = self.group
+        if group is None or group.group_id != stored.group_id or group.context_index != stored.context_index:
+            raise RuntimeError(f"trial {stored.trial_id} belongs to group {stored.group_id}/context "
+                               f"{stored.context_index}, the open group is {group and group.group_id}")
+        self.closed[stored.trial_id] = "stored"
+        self.rewards[stored.trial_id] = stored.reward
+        self.env_steps += stored.trajectory.num_steps
+        self._iteration_rewards.append(stored.reward)
+        if self.sampler.add_trial(group.group_id, Trial(stored.context_index, stored.reward, stored.trajectory)):
+            self.group = None
+        if self.group is None and self.sampler.finished:
+            return self._finish_iteration_update()
+        return None
+
+    # ---- iterations ------------------------------------------------------------------------------
+    def _finish_iteration_update(self) -> dict:
+        iteration = self.iteration + 1
+        batch = self.sampler.finish_batch()
+        self.group = None
+        start = time.perf_counter()
+        row = self.update_from_batch(batch, iteration)
+        row["time/rollout_s"] = start - self._iteration_start
+        row["time/update_s"] = time.perf_counter() - start
+        if not batch.groups and batch.reason not in ("complete", "early_stop"):
+            self.stopped_reason = batch.reason  # nothing informative left: stop, never loop forever
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.save_weights(self.weights_dir / f"policy_v{iteration:06d}.ckpt")  # before the checkpoint names it
+        row["env_steps"] = self.env_steps
+        row["time/iteration_s"] = time.perf_counter() - self._iteration_start
+        self._finish_iteration(row)
+        self._iteration_rewards = []
+        self._iteration_start = time.perf_counter()
+        return row
+
+    DISCARDED_ON_FRESH = ("checkpoints", "trials", "weights")
+
+    def resume(self, fresh: bool = False) -> bool:
+        """Newest valid checkpoint, then the stored trials after it, iteration by iteration: those of
+        an iteration whose checkpoint was lost (set aside as corrupt) complete it again, bit for bit,
+        and the open iteration's are fed back to the sampler. Returns False when there was nothing
+        to resume. Without any usable checkpoint only iteration 1 can be replayed: trials stored for
+        later iterations then mean their history is gone (UnresumableRunError), unless `fresh`."""
+        resumed = super().resume(fresh)
+        ahead = lambda: sorted({i for i in self.store.trial_ids().values() if i > self.iteration + 1})
+
+        def refuse() -> None:
+            raise UnresumableRunError(
+                f"{self.run_dir}: trials are stored for iteration(s) {ahead()} but the newest usable checkpoint "
+                f"and the stored trials after it reach only iteration {self.iteration}; refusing to train past them "
+                "as if they never happened. Restore the checkpoints, or start over here with resume=fresh (the old "
+                "history is moved aside)")
+
+        if ahead() and fresh:
+            self._set_history_aside()
+        elif ahead() and not resumed:
+            refuse()  # no checkpoint at all: the run's history cannot be rebuilt from iteration 0's weights
+        for trial_id, iteration in self.store.trial_ids().items():
+            if iteration <= self.iteration:
+                self.closed[trial_id] = f"closed with iteration {iteration}"
+        while True:
+            before = self.iteration
+            self.replayed_trials = self._replay(self.iteration + 1)
+            if self.iteration == before:
+                break  # the open iteration
+        if ahead():
+            refuse()  # a gap: an iteration's trials are missing between the checkpoint and later ones
+        return resumed or self.replayed_trials > 0
+
+    def _replay(self, iteration: int) -> int:
+        """Feed iteration's stored trials to the sampler in their stored order; a complete batch runs
+        its LOOP update again (same trials, same order, same seeds: the same weights)."""
+        replayed = self.store.load(iteration)
+        for stored in replayed:
+            if self.group is None:
+                self.group = self.sampler.open_group()
+            if self.group is None or self.group.group_id != stored.group_id:
+                raise RuntimeError(f"replay diverged at {stored.trial_id}: sampler opened group "
+                                   f"{self.group and self.group.group_id}, the trial was stored for {stored.group_id}")
+            self._add_to_sampler(stored)
+        if replayed:
+            log.info("replayed %d stored trials of iteration %d", len(replayed), iteration)
+        return len(replayed)
+
+    def status(self) -> dict[str, Any]:
+        ticket = self.pending.ticket if self.pending is not None else None
+        rewards = self._iteration_rewards
+        return {
+            "iteration": self.iteration + (0 if self.done else 1),
+            "trial_id": ticket.trial_id if ticket else "",
+            "context_id": ticket.context_id if ticket else "",
+            "trial_index": ticket.trial_index if ticket else 0,
+            "group_size": self.config.sampler.group_size,
+            "trials_collected": self.sampler.accepted_trials,
+            "batch_target": self.config.sampler.batch_size,
+            "success_rate": sum(rewards) / len(rewards) if rewards else 0.0,
+        }

@@ -1,0 +1,92 @@
+"""Checkpoints: weights + config + normalisation statistics + instruction embeddings, one file.
+
+Written with `safe_io` (atomic rename, SHA-256 header), so a crash never leaves a half-written
+checkpoint under the real name and a truncated or corrupted copy fails with a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ript.policies.config import VLAConfig
+from ript.core.safe_io import CorruptFileError, load_verified, save_verified
+from ript.policies.vla import VLAPolicy, build_policy
+
+FORMAT_VERSION = 1
+KIND = "ript-vla-policy"
+
+
+class CheckpointError(CorruptFileError):
+    """The file is not a ript policy checkpoint, or it is truncated or corrupted."""
+
+
+def save_checkpoint(path: str | Path, policy: VLAPolicy, stats: dict | None = None,
+                    instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> Path:
+    """Writes policy weights with its config and the SFT statistics (state/action mean, std, min, max)."""
+    payload = {**checkpoint_header(policy, stats, instruction_embeddings, metadata),
+               "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}}
+    save_verified(payload, path)
+    return Path(path)
+
+
+def checkpoint_header(policy: VLAPolicy, stats: dict | None = None,
+                      instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> dict:
+    """Everything of a policy checkpoint but the weights. A RIPT trainer checkpoint carries it (key
+    `policy_checkpoint`, weights under `policy`), so any iteration can be loaded as a policy."""
+    return {
+        "kind": KIND,
+        "format_version": FORMAT_VERSION,
+        "config": live_config(policy),
+        "stats": stats or {},
+        "instruction_embeddings": {k: [float(x) for x in v] for k, v in (instruction_embeddings or {}).items()},
+        "metadata": metadata or {},
+    }
+
+
+def live_config(policy: VLAPolicy) -> dict:
+    """The policy's config with the exploration knobs as currently set (they define the scored
+    distribution, and an RL run may have changed them since the policy was built)."""
+    config = policy.config.to_dict()
+    if policy.head_type == "regression":
+        config["regression"].update(exploration_scale=float(policy.exploration_scale),
+                                    exploration_floor=float(policy.exploration_floor),
+                                    fixed_action_dims=list(policy.fixed_action_dims),
+                                    gripper_temperature=float(policy.gripper_temperature),
+                                    noise_correlation=float(policy.noise_correlation))
+    else:
+        config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
+    return config
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The verified payload dict (config, state_dict, stats, instruction_embeddings, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = load_verified(path)
+    except CorruptFileError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if isinstance(payload, dict) and "policy_checkpoint" in payload and "policy" in payload:
+        payload = {**payload["policy_checkpoint"], "state_dict": payload["policy"]}  # a RIPT iteration
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise CheckpointError(f"{path} is a ript file but not a policy checkpoint (nor a `ript train` iteration "
+                              "that carries one)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format {payload.get('format_version')}, this code reads {FORMAT_VERSION}")
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, dict]:
+    """Rebuilds the policy from its own config; returns (policy in eval mode, payload)."""
+    payload = read_checkpoint(path)
+    config = VLAConfig.from_dict(payload["config"])
+    if config.pretrained_backbone is not None:
+        # The checkpoint holds the fine-tuned backbone; don't require the original file.
+        config.pretrained_backbone = None
+    policy = build_policy(config)
+    policy.load_state_dict(payload["state_dict"])
+    return policy.to(device).eval(), payload

@@ -1,0 +1,140 @@
+"""Contexts c = (task, init state): training contexts from fresh seeded resets, evaluation contexts
+from the benchmark's 50 init states per task.
+
+Training on the evaluation init states leaks the test set into RL (a known problem in peer
+projects), so every training state is checked to be far from every benchmark state of its task;
+a draw that comes too close is replaced by the next seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ript.sim.env import LiberoEnv, LiberoEnvConfig, benchmark_init_states, num_tasks, task_instruction
+
+log = logging.getLogger("ript.contexts")
+MIN_DISTANCE = 1e-3
+"""A training state closer than this (max-abs over the state) to any evaluation state counts as the same."""
+PLACEMENT = "hard_reset"
+"""How the training states of a contexts file were drawn; files without it predate the fix of
+LiberoEnv.sample_init_state (objects on fixtures misplaced) and are stale."""
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    suite: str
+    task_id: int
+    init_state: np.ndarray = field(repr=False)
+    split: str = "train"
+    """'train' (fresh seeded reset) or 'eval' (benchmark init state)."""
+    index: int = 0
+    """Index within its task and split (the benchmark's init-state index for 'eval')."""
+    seed: int | None = None
+    """Seed of the reset that produced a training state."""
+
+    @property
+    def instruction(self) -> str:
+        return task_instruction(self.suite, self.task_id)
+
+
+def distance_to_set(state: np.ndarray, others: np.ndarray) -> float:
+    """Smallest max-abs difference between `state` and any row of `others`, ignoring sim time.
+
+    Flattened MuJoCo state = [time, qpos, qvel]; init states are at rest, so this compares poses."""
+    state, others = np.asarray(state), np.atleast_2d(others)
+    if others.shape[1] != state.shape[0]:
+        raise ValueError(f"state size {state.shape[0]} != evaluation state size {others.shape[1]}")
+    return float(np.abs(others[:, 1:] - state[1:]).max(axis=1).min())
+
+
+def evaluation_contexts(suite: str, task_ids: Sequence[int] | None = None, episodes: int = 50) -> list[Context]:
+    """The benchmark's init states 0..episodes-1 of each task (the standard protocol uses 50)."""
+    task_ids = range(num_tasks(suite)) if task_ids is None else task_ids
+    contexts = []
+    for task_id in task_ids:
+        states = benchmark_init_states(suite, task_id)
+        if episodes > len(states):
+            raise ValueError(f"{suite} task {task_id} has {len(states)} init states, asked for {episodes}")
+        contexts += [Context(suite, task_id, states[i], "eval", i) for i in range(episodes)]
+    return contexts
+
+
+def training_contexts(suite: str, task_ids: Sequence[int] | None = None, per_task: int = 16, seed: int = 0,
+                      progress: bool = False) -> list[Context]:
+    """`per_task` fresh random placements per task, each checked disjoint from the evaluation states.
+
+    Seeds are `seed * 1_000_003 + task_id * 10_007 + k` for k = 0, 1, ... (skipping rejected draws),
+    so the same arguments always give the same contexts.
+    """
+    from tqdm import tqdm
+
+    task_ids = list(range(num_tasks(suite)) if task_ids is None else task_ids)
+    contexts: list[Context] = []
+    bar = tqdm(total=len(task_ids) * per_task, desc=f"contexts {suite}", disable=not progress)
+    for task_id in task_ids:
+        env = LiberoEnv(LiberoEnvConfig(suite=suite, task_id=task_id, render=False, settle_steps=0))
+        try:
+            eval_states = benchmark_init_states(suite, task_id)
+            k = 0
+            while sum(c.task_id == task_id for c in contexts) < per_task:
+                draw_seed = seed * 1_000_003 + task_id * 10_007 + k
+                k += 1
+                state = env.sample_init_state(draw_seed)
+                if distance_to_set(state, eval_states) < MIN_DISTANCE:
+                    continue
+                index = sum(c.task_id == task_id for c in contexts)
+                contexts.append(Context(suite, task_id, state, "train", index, draw_seed))
+                bar.update()
+        finally:
+            env.close()
+    bar.close()
+    return contexts
+
+
+def check_disjoint(train: Sequence[Context], min_distance: float = MIN_DISTANCE) -> None:
+    """Raises ValueError if any training context matches an evaluation init state of its task."""
+    by_task: dict[tuple[str, int], list[Context]] = {}
+    for context in train:
+        if context.split != "train":
+            raise ValueError(f"context {context} is not a training context")
+        by_task.setdefault((context.suite, context.task_id), []).append(context)
+    for (suite, task_id), contexts in by_task.items():
+        eval_states = benchmark_init_states(suite, task_id)
+        for context in contexts:
+            if distance_to_set(context.init_state, eval_states) < min_distance:
+                raise ValueError(f"training context {suite}/{task_id}#{context.index} equals an evaluation state")
+
+
+def save_contexts(path: str | Path, contexts: Sequence[Context]) -> Path:
+    """One .npz with the contexts' fields as parallel arrays (init states may differ in size per task)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"init_state_{i}": c.init_state for i, c in enumerate(contexts)}
+    np.savez_compressed(
+        path, suite=np.array([c.suite for c in contexts]), task_id=np.array([c.task_id for c in contexts]),
+        split=np.array([c.split for c in contexts]), index=np.array([c.index for c in contexts]),
+        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]), placement=np.array(PLACEMENT), **arrays)
+    return path
+
+
+def is_stale(path: str | Path) -> bool:
+    """True for a contexts file whose training states were drawn before placements were fixed."""
+    with np.load(path) as data:
+        return "placement" not in data.files and any(str(split) == "train" for split in data["split"])
+
+
+def load_contexts(path: str | Path) -> list[Context]:
+    if is_stale(path):
+        log.warning("%s: training contexts drawn before fresh placements were fixed (objects standing on a "
+                    "fixture, e.g. libero_spatial task 9's bowl, were misplaced); redraw them with `ript contexts`",
+                    path)
+    with np.load(path) as data:
+        return [Context(str(data["suite"][i]), int(data["task_id"][i]), data[f"init_state_{i}"],
+                        str(data["split"][i]), int(data["index"][i]),
+                        None if int(data["seed"][i]) < 0 else int(data["seed"][i]))
+                for i in range(len(data["suite"]))]

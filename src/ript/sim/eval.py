@@ -1,0 +1,196 @@
+"""Standard LIBERO evaluation: the benchmark's init states, the suite's step budget, Wilson 95% CIs.
+
+Protocol: for each task, episodes 0..N-1 start from benchmark init state i (N = 50 by default),
+settle for 10 no-op steps, then run at most MAX_STEPS[suite] policy steps (220/280/300/520/400 for
+spatial/object/goal/10/90); success is LIBERO's own goal check. `evaluate` takes any
+`ript.core.policy.Policy` (or a factory for one, or an EpisodeAgent such as the scripted expert).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ript.sim.contexts import Context, evaluation_contexts
+from ript.sim.env import LiberoEnvConfig, num_tasks, task_instruction
+from ript.sim.vector_env import EpisodeResult, VectorEnv, run_episodes
+from ript.core.metrics import wilson_interval
+
+
+def policy_agent(policy, execute_steps: int | None = None, stochastic: bool = False,
+                 embed_instruction: Callable[[str], np.ndarray] | None = None, image_size: int | None = None,
+                 seed: int = 0, featurize: Callable[[dict, Context], dict[str, np.ndarray]] | None = None):
+    """The rollout source's PolicyAgent (one batched query for every trial whose chunk queue is
+    empty), with a default featurisation: libero_data.policy_observation with
+    embed_instruction(context.instruction) and image_size."""
+    from ript.policies.libero_data import policy_observation
+    from ript.sim.rollout_source import PolicyAgent, policy_generator
+
+    if featurize is None:
+        cache: dict[str, np.ndarray | None] = {}
+
+        def featurize(obs: dict, context: Context) -> dict[str, np.ndarray]:
+            text = context.instruction
+            if text not in cache:
+                cache[text] = None if embed_instruction is None else \
+                    np.asarray(embed_instruction(text), dtype=np.float32)
+            return policy_observation(obs, cache[text], image_size)
+
+    return PolicyAgent(policy, featurize, execute_steps or policy.chunk_size, stochastic,
+                       generator=policy_generator(policy, seed))
+
+
+def checkpoint_agent(path: str | Path, stochastic: bool = False, seed: int = 0,
+                     execute_steps: int | None = None) -> tuple[object, dict, object]:
+    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.sft import libero_policy_inputs
+
+    policy, payload = load_checkpoint(path)
+    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    embeddings: dict[str, object] = {}
+
+    def featurize(obs, context):
+        if context.instruction not in embeddings:
+            embeddings[context.instruction] = language(context.instruction)
+        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
+
+    agent = policy_agent(policy, execute_steps=execute_steps or policy.config.execute_steps, stochastic=stochastic,
+                         seed=seed, featurize=featurize)
+    env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
+    return agent, env, policy
+
+
+@dataclass
+class TaskResult:
+    task_id: int
+    instruction: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci_low: float
+    ci_high: float
+    mean_steps: float
+    failed_init_states: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EvalReport:
+    suite: str
+    policy: str
+    tasks: list[TaskResult]
+    success_rate: float
+    """Mean over tasks (equal episodes per task, so also the pooled rate)."""
+    ci_low: float
+    ci_high: float
+    episodes_per_task: int
+    max_steps: int
+    wall_time_s: float
+    worker_restarts: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _as_agent(policy, agent_kwargs: dict):
+    if hasattr(policy, "begin") and hasattr(policy, "act") and hasattr(policy, "end"):
+        return policy  # already an EpisodeAgent (e.g. the scripted expert)
+    if callable(policy) and not hasattr(policy, "act"):
+        policy = policy()  # a factory
+    policy.eval()
+    return policy_agent(policy, **agent_kwargs)
+
+
+def evaluate(policy, suite: str, task_ids: Sequence[int] | None = None, episodes: int = 50, num_envs: int = 1,
+             env_config: LiberoEnvConfig | None = None, vec: VectorEnv | None = None, progress: bool = True,
+             policy_name: str = "policy", **agent_kwargs) -> EvalReport:
+    """Evaluates `policy` (Policy, () -> Policy, or EpisodeAgent) with the standard protocol.
+
+    env_config: the env template (render mode, image size); its suite/task are set per context and
+    its max_steps must be None (the suite's standard budget). vec: reuse a running VectorEnv (the
+    RL trainer's); otherwise one with num_envs workers is started and closed here.
+    agent_kwargs go to policy_agent (execute_steps, stochastic, embed_instruction, image_size, ...).
+    """
+    from tqdm import tqdm
+
+    task_ids = list(range(num_tasks(suite)) if task_ids is None else task_ids)
+    env_config = replace(env_config or LiberoEnvConfig(), suite=suite)
+    if env_config.max_steps is not None:
+        raise ValueError("the standard protocol fixes max_steps per suite; leave env_config.max_steps None")
+    contexts = evaluation_contexts(suite, task_ids, episodes)
+    agent = _as_agent(policy, agent_kwargs)
+    start = time.perf_counter()
+    own_vec = vec is None
+    vec = vec or VectorEnv(num_envs, env_config)
+    bar = tqdm(total=len(contexts), desc=f"eval {suite}", disable=not progress, unit="ep")
+    successes = 0
+
+    def on_result(result: EpisodeResult) -> None:
+        nonlocal successes
+        successes += result.success
+        bar.update()
+        bar.set_postfix(success=f"{successes}/{bar.n}")
+
+    try:
+        results = run_episodes(vec, contexts, agent, on_result=on_result)
+    finally:
+        bar.close()
+        restarts = vec.restarts
+        if own_vec:
+            vec.close()
+    tasks = []
+    for task_id in task_ids:
+        rows = [r for r in results if r.context.task_id == task_id]
+        wins = sum(r.success for r in rows)
+        low, high = wilson_interval(wins, len(rows))
+        tasks.append(TaskResult(task_id, task_instruction(suite, task_id), len(rows), wins, wins / len(rows),
+                                low, high, float(np.mean([r.steps for r in rows])),
+                                [r.context.index for r in rows if not r.success]))
+    total_wins, total = sum(t.successes for t in tasks), sum(t.episodes for t in tasks)
+    low, high = wilson_interval(total_wins, total)
+    return EvalReport(suite, policy_name, tasks, float(np.mean([t.success_rate for t in tasks])), low, high,
+                      episodes, env_config.episode_steps, time.perf_counter() - start, restarts)
+
+
+def markdown_table(report: EvalReport) -> str:
+    lines = [f"### {report.suite}: {report.policy}, {report.episodes_per_task} episodes per task "
+             f"(benchmark init states), max {report.max_steps} steps",
+             "", "| task | instruction | success | 95% CI (Wilson) | mean steps |", "|---:|---|---:|---|---:|"]
+    for t in report.tasks:
+        lines.append(f"| {t.task_id} | {t.instruction} | {t.successes}/{t.episodes} ({100 * t.success_rate:.0f}%) "
+                     f"| [{100 * t.ci_low:.0f}, {100 * t.ci_high:.0f}] | {t.mean_steps:.0f} |")
+    lines.append(f"| **mean** | | **{100 * report.success_rate:.1f}%** | [{100 * report.ci_low:.1f}, "
+                 f"{100 * report.ci_high:.1f}] | |")
+    return "\n".join(lines) + "\n"
+
+
+def save_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
+    """Writes eval.json, eval.md and eval.png (per-task success with CI bars) into out_dir."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "eval.json", "markdown": out_dir / "eval.md", "png": out_dir / "eval.png"}
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2))
+    paths["markdown"].write_text(markdown_table(report))
+    rates = np.array([t.success_rate for t in report.tasks])
+    errors = np.array([[t.success_rate - t.ci_low for t in report.tasks], [t.ci_high - t.success_rate for t in report.tasks]])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rates) + 2), 3.8))
+    ax.bar([str(t.task_id) for t in report.tasks], 100 * rates, yerr=100 * errors, capsize=3, color="tab:blue")
+    ax.axhline(100 * report.success_rate, color="tab:red", linestyle="--", label=f"mean {100 * report.success_rate:.1f}%")
+    ax.set(ylim=(0, 105), xlabel="task", ylabel="success (%)",
+           title=f"{report.suite}: {report.policy}\n{report.episodes_per_task} episodes/task, 95% Wilson CI")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=120)
+    plt.close(fig)
+    return paths

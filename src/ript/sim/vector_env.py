@@ -1,0 +1,267 @@
+"""N LIBERO envs in worker processes, stepped as a batch; crashed workers are restarted.
+
+`VectorEnv` is the low level: `reset(contexts, env_ids)` puts each listed worker at the start of a
+context (task, init state), `step(actions, env_ids)` steps them together. A worker that dies, hangs
+or raises is restarted and reported in `VecStep.crashed`: its trial is void and must be retried.
+
+`run_episodes` is the high level used by evaluation and RL: it runs one trial per context on the
+vector with a batched agent, and retries a crashed trial from its start (calling `agent.begin`
+again so recorded data is discarded). A crash is never counted as a success or a failure; a trial
+that keeps crashing raises.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from ript.sim.contexts import Context
+from ript.sim.env import LiberoEnvConfig
+
+
+class WorkerCrashed(RuntimeError):
+    pass
+
+
+def _worker(conn, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
+    from collections import OrderedDict
+
+    from ript.sim.env import LiberoEnv
+
+    envs: OrderedDict[tuple[str, int], LiberoEnv] = OrderedDict()  # LRU: creating an env takes seconds
+    env = None
+    while True:
+        command, payload = conn.recv()
+        try:
+            if command == "reset":
+                context: Context = payload
+                key = (context.suite, context.task_id)
+                if key not in envs:
+                    while len(envs) >= max_cached_envs:
+                        envs.popitem(last=False)[1].close()
+                    envs[key] = LiberoEnv(replace(base_config, suite=context.suite, task_id=context.task_id))
+                envs.move_to_end(key)
+                env = envs[key]
+                conn.send(("ok", env.reset(init_state=context.init_state)))
+            elif command == "step":
+                if env is None:
+                    raise RuntimeError("step before reset")
+                conn.send(("ok", env.step(payload)))
+            elif command == "close":
+                break
+        except Exception:  # the env may be in a bad state: report, and let the parent restart us
+            conn.send(("error", traceback.format_exc()))
+    for cached in envs.values():
+        cached.close()
+    conn.close()
+
+
+@dataclass
+class VecStep:
+    obs: list[dict | None]
+    """Per listed env; None where crashed."""
+    rewards: np.ndarray
+    dones: np.ndarray
+    successes: np.ndarray
+    crashed: np.ndarray
+    """True: the worker was restarted, the trial is void; reset that env before stepping it again."""
+    infos: list[dict]
+
+
+class VectorEnv:
+    def __init__(self, num_envs: int, config: LiberoEnvConfig | None = None, step_timeout_s: float = 300.0,
+                 max_cached_envs: int = 4, max_reset_attempts: int = 3, start_method: str = "spawn") -> None:
+        """config: the template every worker's env uses (its suite/task_id are replaced per context).
+
+        step_timeout_s bounds a reset (which may build a new env) or a step; a worker past it is
+        killed and restarted. 'spawn': EGL/OpenGL state must not be inherited through fork."""
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.config = config or LiberoEnvConfig()
+        self.step_timeout_s = step_timeout_s
+        self.max_cached_envs = max_cached_envs
+        self.max_reset_attempts = max_reset_attempts
+        self._ctx = mp.get_context(start_method)
+        self._conns: list = [None] * num_envs
+        self._procs: list = [None] * num_envs
+        self.restarts = 0
+        for i in range(num_envs):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker, args=(child, self.config, self.max_cached_envs), daemon=True)
+        proc.start()
+        child.close()
+        self._conns[i], self._procs[i] = parent, proc
+
+    def restart(self, i: int) -> None:
+        proc = self._procs[i]
+        if proc is not None and proc.is_alive():
+            proc.kill()
+        if proc is not None:
+            proc.join(timeout=10)
+        if self._conns[i] is not None:
+            self._conns[i].close()
+        self.restarts += 1
+        self._start(i)
+
+    def pid(self, i: int) -> int:
+        return self._procs[i].pid
+
+    def _send(self, i: int, command: str, payload=None) -> bool:
+        try:
+            self._conns[i].send((command, payload))
+            return True
+        except (BrokenPipeError, OSError, EOFError):
+            return False
+
+    def _receive(self, i: int):
+        """The worker's reply, or raises WorkerCrashed (dead, hung past the timeout, or raised)."""
+        conn = self._conns[i]
+        try:
+            if not conn.poll(self.step_timeout_s):
+                raise WorkerCrashed(f"worker {i} did not answer within {self.step_timeout_s:.0f} s")
+            status, value = conn.recv()
+        except (EOFError, OSError, ConnectionError) as error:
+            raise WorkerCrashed(f"worker {i} died: {error!r}") from error
+        if status != "ok":
+            raise WorkerCrashed(f"worker {i} raised:\n{value}")
+        return value
+
+    def _call(self, env_ids: Sequence[int], command: str, payloads: Sequence) -> list:
+        """Sends to all listed workers first (they run in parallel), then collects. Crashed
+        workers are restarted; their entry is the WorkerCrashed exception."""
+        sent = [self._send(i, command, p) for i, p in zip(env_ids, payloads)]
+        results = []
+        for i, ok in zip(env_ids, sent):
+            try:
+                if not ok:
+                    raise WorkerCrashed(f"worker {i} pipe is closed")
+                results.append(self._receive(i))
+            except WorkerCrashed as crash:
+                self.restart(i)
+                results.append(crash)
+        return results
+
+    def reset(self, contexts: Sequence[Context], env_ids: Sequence[int] | None = None) -> list[dict]:
+        """Resets env_ids[j] (default: 0..len-1) to contexts[j]; returns their first observations.
+        A crashed reset is retried on the restarted worker (a reset has no history to lose)."""
+        env_ids = list(range(len(contexts))) if env_ids is None else list(env_ids)
+        if len(env_ids) != len(contexts):
+            raise ValueError(f"{len(contexts)} contexts for {len(env_ids)} envs")
+        results = self._call(env_ids, "reset", contexts)
+        for attempt in range(1, self.max_reset_attempts):
+            failed = [j for j, r in enumerate(results) if isinstance(r, WorkerCrashed)]
+            if not failed:
+                break
+            retried = self._call([env_ids[j] for j in failed], "reset", [contexts[j] for j in failed])
+            for j, r in zip(failed, retried):
+                results[j] = r
+        for r in results:
+            if isinstance(r, WorkerCrashed):
+                raise r
+        return results
+
+    def step(self, actions: np.ndarray, env_ids: Sequence[int] | None = None) -> VecStep:
+        """Steps env_ids[j] with actions[j] ([n, 7])."""
+        actions = np.asarray(actions, dtype=np.float64)
+        env_ids = list(range(len(actions))) if env_ids is None else list(env_ids)
+        if actions.shape != (len(env_ids), 7):
+            raise ValueError(f"actions must be [{len(env_ids)}, 7], got {actions.shape}")
+        results = self._call(env_ids, "step", list(actions))
+        n = len(env_ids)
+        out = VecStep([None] * n, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), [{}] * n)
+        for j, r in enumerate(results):
+            if isinstance(r, WorkerCrashed):
+                out.crashed[j] = True
+                out.infos[j] = {"error": str(r)}
+                continue
+            obs, reward, done, info = r
+            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = \
+                obs, reward, done, info["success"], info
+        return out
+
+    def close(self) -> None:
+        for i in range(self.num_envs):
+            if self._procs[i] is None:
+                continue
+            self._send(i, "close")
+            self._procs[i].join(timeout=10)
+            if self._procs[i].is_alive():
+                self._procs[i].kill()
+                self._procs[i].join(timeout=5)
+            self._conns[i].close()
+            self._procs[i] = None
+
+    def __enter__(self) -> VectorEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class EpisodeResult:
+    context: Context
+    success: bool
+    steps: int
+    retries: int
+    """How many times this trial was restarted after a worker crash."""
+
+
+class EpisodeAgent(Protocol):
+    """What `run_episodes` drives. Trials are indices into the contexts list."""
+
+    def begin(self, trial: int, context: Context, obs: dict) -> None:
+        """A trial (re)starts: clear its per-episode state (chunk queue, recorded steps)."""
+
+    def act(self, trials: list[int], obs: list[dict]) -> np.ndarray:
+        """Actions [len(trials), 7] for these running trials."""
+
+    def end(self, trial: int, result: EpisodeResult) -> None:
+        """A trial finished (not called for crashed attempts)."""
+
+
+def run_episodes(vec: VectorEnv, contexts: Sequence[Context], agent: EpisodeAgent, max_retries: int = 3,
+                 on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """One trial per context, up to vec.num_envs at a time; results in context order."""
+    pending = list(range(len(contexts)))[::-1]  # a stack: pop() takes the lowest index
+    slot_trial: list[int | None] = [None] * vec.num_envs
+    retries = [0] * len(contexts)
+    results: list[EpisodeResult | None] = [None] * len(contexts)
+    obs: list[dict | None] = [None] * vec.num_envs
+    while pending or any(t is not None for t in slot_trial):
+        idle = [i for i, t in enumerate(slot_trial) if t is None][: len(pending)]
+        if idle:
+            starting = [pending.pop() for _ in idle]
+            first_obs = vec.reset([contexts[t] for t in starting], idle)
+            for i, t, o in zip(idle, starting, first_obs):
+                slot_trial[i], obs[i] = t, o
+                agent.begin(t, contexts[t], o)
+        active = [i for i, t in enumerate(slot_trial) if t is not None]
+        trials = [slot_trial[i] for i in active]
+        actions = agent.act(trials, [obs[i] for i in active])
+        step = vec.step(actions, active)
+        for j, (i, t) in enumerate(zip(active, trials)):
+            if step.crashed[j]:
+                retries[t] += 1
+                if retries[t] > max_retries:
+                    raise WorkerCrashed(f"trial {t} crashed {retries[t]} times; last: {step.infos[j]['error']}")
+                pending.append(t)  # retried next, from its start
+                slot_trial[i] = None
+            elif step.dones[j]:
+                results[t] = EpisodeResult(contexts[t], bool(step.successes[j]), int(step.infos[j]["steps"]),
+                                           retries[t])
+                agent.end(t, results[t])
+                if on_result is not None:
+                    on_result(results[t])
+                slot_trial[i] = None
+            else:
+                obs[i] = step.obs[j]
+    return results  # type: ignore[return-value]
