@@ -62,7 +62,7 @@ def make_trainer(run_dir: Path, iterations: int = 3) -> InteractiveTrainer:
     policy = tiny_policy()
     config = TrainConfig(iterations=iterations, learning_rate=1e-2, eval_every=0,
                          sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
-                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12))
+                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None))
     initial = run_dir / "initial.ckpt"
     if not initial.exists():
         run_dir.mkdir(parents=True, exist_ok=True)

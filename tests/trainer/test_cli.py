@@ -63,11 +63,11 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     # runs needed (target_kl, frozen parameters, exploration knobs), as ROS delivers them.
     from dataclasses import asdict
 
-    from ript.core.train import recommended_train_config
+    from ript.core.train import TrainConfig
     from ript.ros.trainer_node import config_from_parameters
 
     config, knobs = config_from_parameters(lambda name, default: default)
-    assert asdict(config) == asdict(recommended_train_config()) and knobs == {}
+    assert asdict(config) == asdict(TrainConfig()) and knobs == {}
     given = {"target_kl": 0.05, "frozen_parameters": "head.scale_head", "loss_normalization": "trial",
              "context_selection": "uniform", "learning_rate": "3e-6", "batch_size": 48, "dynamic": "false",
              "fixed_action_dims": "3,4,5", "exploration_floor": 0.02, "execute_steps": 4, "gripper_temperature": "0.5"}
@@ -79,7 +79,7 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
                      "gripper_temperature": 0.5}
     assert config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
     unset = config_from_parameters(lambda name, default: "auto")  # launch arguments left unset: the recipe
-    assert asdict(unset[0]) == asdict(recommended_train_config()) and unset[1] == {}
+    assert asdict(unset[0]) == asdict(TrainConfig()) and unset[1] == {}
     with pytest.raises(ValueError, match="loss_normalization"):
         config_from_parameters(lambda name, default: "episode" if name == "loss_normalization" else default)
 
@@ -103,7 +103,7 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
 
     import yaml
 
-    from ript.core.train import recommended_train_config
+    from ript.core.train import TrainConfig
     from ript.ros.trainer_node import train_fields, config_from_parameters
 
     def value_at(config, path):
@@ -113,7 +113,7 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
         return node
 
     assert sorted(train_fields()) == sorted(OTHER_VALUES), "a training field the node cannot set (or a stale entry)"
-    recipe = recommended_train_config()
+    recipe = TrainConfig()
     for path, value in OTHER_VALUES.items():
         assert value_at(recipe, path) != value, path
         # as ROS delivers them: lists and None-able fields as text, numbers as numbers

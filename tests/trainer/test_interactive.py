@@ -42,7 +42,7 @@ def make_trainer(run_dir, iterations=1):
     policy = tiny_policy()
     config = TrainConfig(iterations=iterations, learning_rate=1e-2, eval_every=0,
                          sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
-                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12))
+                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None))
 
     def save_weights(path):
         save_verified(policy.state_dict(), path)

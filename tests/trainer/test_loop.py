@@ -141,7 +141,8 @@ def test_updater_moves_logprobs_by_advantage_sign_and_clips_grad():
     batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((4, 1), -math.log(4)),
                       mask=torch.ones(4, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]))
     updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=10.0),
-                          LoopConfig(ppo_epochs=3, minibatch_size=2, max_grad_norm=0.01))
+                          LoopConfig(ppo_epochs=3, minibatch_size=2, max_grad_norm=0.01, loss_normalization="token",
+                                     target_kl=None))
     metrics = updater.update(batch)
     assert logits[0] > logits[2] > logits[1]
     assert metrics["stats/num_minibatches"] == 6
@@ -175,7 +176,7 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
     def run(target_kl):
         logits.data.zero_()
         updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=0.5),
-                              LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl),
+                              LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl, loss_normalization="token"),
                               generator=torch.Generator().manual_seed(0))
         return updater.update(batch)
 
@@ -201,7 +202,7 @@ def test_logged_final_kl_sees_the_last_step():
     batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((4, 1), -math.log(4)),
                       mask=torch.ones(4, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]))
     updater = LoopUpdater(lambda obs, scored: torch.log_softmax(logits, dim=0)[scored], [logits],
-                          torch.optim.SGD([logits], lr=10.0), LoopConfig(ppo_epochs=1, minibatch_size=4))
+                          torch.optim.SGD([logits], lr=10.0), LoopConfig(ppo_epochs=1, minibatch_size=4, loss_normalization="token", target_kl=None))
     metrics = updater.update(batch)
     assert metrics["stats/approx_kl"] == pytest.approx(0.0, abs=1e-7)
     assert metrics["stats/approx_kl_final"] > 0.05

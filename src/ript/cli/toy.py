@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         parallel_groups=args.batch_size // args.group_size,
         sampler=SamplerConfig(group_size=args.group_size, batch_size=args.batch_size,
                               dynamic=not args.no_dynamic, seed=args.seed),
-        loop=LoopConfig(ppo_epochs=args.ppo_epochs, minibatch_size=args.batch_size),
+        loop=LoopConfig(ppo_epochs=args.ppo_epochs, minibatch_size=args.batch_size, loss_normalization="token",
+                        target_kl=None),
     ))
     run_dir = args.resume or args.out / time.strftime("%Y%m%d-%H%M%S")
     trainer = make_reach_trainer(config, run_dir)

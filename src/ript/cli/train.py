@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ript.core.train import TrainConfig, UnresumableRunError, recommended_train_config
+from ript.core.train import TrainConfig, UnresumableRunError
 
 
 @dataclass
@@ -56,7 +56,7 @@ class LiberoTrainConfig:
     """Tokenized head: sampling temperature (None: the checkpoint's)."""
     top_k: int | None = None
     """Tokenized head: top-k (None: the checkpoint's)."""
-    train: TrainConfig = field(default_factory=recommended_train_config)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if not self.task_ids:

@@ -43,7 +43,7 @@ def mixed_probability(p: float, k: int) -> float:
 class SamplerConfig:
     group_size: int = 8
     """K: trials per context (RIPT-VLA default 8)."""
-    batch_size: int = 64
+    batch_size: int = 48
     """B: informative trials to collect per optimisation step; a multiple of K."""
     dynamic: bool = True
     """Reject groups whose K rewards are all equal. False keeps every group (the ablation)."""

@@ -46,12 +46,16 @@ class RolloutSource(Protocol):
 
 @dataclass
 class TrainConfig:
-    iterations: int = 50
+    """The training tree: `ript train`, `ript up` and the ROS trainer node read it (their defaults
+    are these). lr 1e-5 with LoopConfig's KL stop: one Adam step at 1e-4 moved a calibrated LIBERO
+    policy by ~11 nats per query (bench/loop_trust_region.py)."""
+
+    iterations: int = 20
     """M: optimisation steps."""
     max_env_steps: int | None = None
     """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
     runs at equal interaction, e.g. dynamic sampling on vs off."""
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-5
     """Adam learning rate for the LOOP updates."""
     weight_decay: float = 0.0
     eval_every: int = 5
@@ -81,18 +85,6 @@ class TrainConfig:
 
 class UnresumableRunError(RuntimeError):
     """A run folder with a history that no checkpoint can restore."""
-
-
-def recommended_train_config() -> TrainConfig:
-    """The recipe for post-training a calibrated policy on LIBERO or a robot: the defaults of
-    `ript train` and of the trainer node (one source for both; docs/results.md says why each)."""
-    # lr 1e-5 and a KL stop: one Adam step at 1e-4 moved a calibrated LIBERO policy by ~11 nats per
-    # query (bench/loop_trust_region.py); K = 8 and clip 0.2 are the paper's. B = 48 with 4 epochs of
-    # minibatches of 2048 and each trial weighted alike are the issue-18 runs' new arm (docs/results.md);
-    # the sampler's defaults (dynamic, mixed contexts) are that arm's too.
-    return TrainConfig(iterations=20, learning_rate=1e-5, eval_every=5, parallel_groups=1,
-                       sampler=SamplerConfig(group_size=8, batch_size=48),
-                       loop=LoopConfig(ppo_epochs=4, minibatch_size=2048, target_kl=0.1, loss_normalization="trial"))
 
 
 def derive_seed(*parts: int) -> int:

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from ript.policies.config import VLAConfig
+from ript.core.policy import Policy
+from ript.core.registry import POLICY_TYPES
 from ript.core.safe_io import CorruptFileError, load_verified, save_verified
-from ript.policies.vla import VLAPolicy, build_policy
+from ript.policies.vla import VLAPolicy
 
 FORMAT_VERSION = 1
 KIND = "ript-vla-policy"
@@ -39,6 +40,7 @@ def checkpoint_header(policy: VLAPolicy, stats: dict | None = None,
     return {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
+        "policy_type": policy.policy_type,
         "config": live_config(policy),
         "stats": stats or {},
         "instruction_embeddings": {k: [float(x) for x in v] for k, v in (instruction_embeddings or {}).items()},
@@ -80,13 +82,15 @@ def read_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[VLAPolicy, dict]:
-    """Rebuilds the policy from its own config; returns (policy in eval mode, payload)."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[Policy, dict]:
+    """Rebuilds the policy from its own config, by the type the checkpoint names (checkpoints
+    written before types were named are "vla"); returns (policy in eval mode, payload)."""
     payload = read_checkpoint(path)
-    config = VLAConfig.from_dict(payload["config"])
-    if config.pretrained_backbone is not None:
-        # The checkpoint holds the fine-tuned backbone; don't require the original file.
-        config.pretrained_backbone = None
-    policy = build_policy(config)
+    policy_type = payload.get("policy_type", "vla")
+    try:
+        build = POLICY_TYPES.get(policy_type)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    policy = build(payload["config"])
     policy.load_state_dict(payload["state_dict"])
     return policy.to(device).eval(), payload

@@ -218,6 +218,9 @@ class ChunkHeadPolicy(Policy):
 
 
 class VLAPolicy(ChunkHeadPolicy):
+    policy_type = "vla"
+    """Its name in ript.core.registry.POLICY_TYPES, written into its checkpoints."""
+
     """The torch VLA: encoders + trunk + a regression or tokenized head."""
 
     def __init__(self, config: VLAConfig) -> None:
@@ -293,3 +296,11 @@ def apply_sampling_knobs(policy: ChunkHeadPolicy, knobs: dict) -> None:
 
 def build_policy(config: VLAConfig) -> VLAPolicy:
     return VLAPolicy(config)
+
+
+def policy_from_config(config: dict) -> VLAPolicy:
+    """The "vla" policy type's builder (ript.core.registry.POLICY_TYPES): a checkpoint's config -> the policy."""
+    vla_config = VLAConfig.from_dict(config)
+    # A checkpoint holds the fine-tuned backbone; the original pretrained file is not needed.
+    vla_config.pretrained_backbone = None
+    return build_policy(vla_config)

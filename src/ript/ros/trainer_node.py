@@ -32,7 +32,7 @@ from ript_interfaces.msg import Reward, TrainerStatus, TrialRecord, TrialStart, 
 from ript_interfaces.srv import AbortTrial, StartTrial
 from ript.core.config_io import from_dict, merged, set_dotted
 from ript.core.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
-from ript.core.train import TrainConfig, UnresumableRunError, recommended_train_config
+from ript.core.train import TrainConfig, UnresumableRunError
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TRIAL_START_QOS
 from ript.policies.vla import SAMPLING_KNOBS
@@ -43,7 +43,7 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 
 # Short ROS parameter names (the graph's launch arguments) -> TrainConfig field. Every field is also
 # a parameter of its own, `train.<field>` (train_fields), and `config` names a YAML tree; unset, each
-# keeps `ript train`'s recipe (recommended_train_config): one tree for `ript train` and the node.
+# keeps `ript train`'s recipe (TrainConfig's defaults): one tree for `ript train` and the node.
 TRAIN_PARAMETERS = {
     "iterations": "iterations", "learning_rate": "learning_rate", "frozen_parameters": "frozen_parameters",
     "group_size": "sampler.group_size", "batch_size": "sampler.batch_size", "dynamic": "sampler.dynamic",
@@ -98,7 +98,7 @@ def config_from_parameters(get) -> tuple[TrainConfig, dict]:
     names the graph passes (TRAIN_PARAMETERS); then `train.<field>` for every field of the tree
     (train_fields). A parameter at 'auto' (or '') is not set; target_kl <= 0 means none; a
     sampling knob left at 'auto' keeps the checkpoint's value."""
-    data = dataclasses.asdict(recommended_train_config())
+    data = dataclasses.asdict(TrainConfig())
     config_file = get("config", "")
     if config_file not in UNSET:
         tree = yaml.safe_load(Path(config_file).read_text()) or {}

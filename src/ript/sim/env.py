@@ -10,7 +10,7 @@ LIBERO evaluation does. Heavy imports (robosuite, LIBERO) happen on first use.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -100,6 +100,12 @@ def task_name(suite: str, task_id: int) -> str:
 def benchmark_init_states(suite: str, task_id: int) -> np.ndarray:
     """The benchmark's evaluation init states [50, S] (flattened MuJoCo states)."""
     return np.asarray(benchmark_suite(suite).get_task_init_states(task_id), dtype=np.float64)
+
+
+def make_env(base_config: LiberoEnvConfig, context) -> LiberoEnv:
+    """The "libero" simulator's factory (ript.core.registry.SIMULATORS): base_config with the
+    context's suite and task."""
+    return LiberoEnv(replace(base_config, suite=context.suite, task_id=context.task_id))
 
 
 class LiberoEnv:

@@ -103,7 +103,7 @@ class ReachTrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         iterations=30, learning_rate=1e-2, eval_every=1, parallel_groups=8,
         sampler=SamplerConfig(group_size=8, batch_size=64),
-        loop=LoopConfig(ppo_epochs=4, minibatch_size=64)))
+        loop=LoopConfig(ppo_epochs=4, minibatch_size=64, loss_normalization="token", target_kl=None)))
 
 
 def make_reach_trainer(config: ReachTrainConfig, run_dir, tensorboard: bool = True) -> RiptTrainer:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
-from dataclasses import dataclass, replace
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from ript.core.registry import SIMULATORS
 from ript.sim.contexts import Context
 from ript.sim.env import LiberoEnvConfig
 
@@ -27,12 +28,13 @@ class WorkerCrashed(RuntimeError):
     pass
 
 
-def _worker(conn, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
+def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
     from collections import OrderedDict
 
-    from ript.sim.env import LiberoEnv
+    from ript.core.registry import load
 
-    envs: OrderedDict[tuple[str, int], LiberoEnv] = OrderedDict()  # LRU: creating an env takes seconds
+    make_env = load(make_env_target)
+    envs: OrderedDict[tuple[str, int], Any] = OrderedDict()  # LRU: creating an env takes seconds
     env = None
     while True:
         command, payload = conn.recv()
@@ -43,7 +45,7 @@ def _worker(conn, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
                 if key not in envs:
                     while len(envs) >= max_cached_envs:
                         envs.popitem(last=False)[1].close()
-                    envs[key] = LiberoEnv(replace(base_config, suite=context.suite, task_id=context.task_id))
+                    envs[key] = make_env(base_config, context)
                 envs.move_to_end(key)
                 env = envs[key]
                 conn.send(("ok", env.reset(init_state=context.init_state)))
@@ -74,8 +76,10 @@ class VecStep:
 
 class VectorEnv:
     def __init__(self, num_envs: int, config: LiberoEnvConfig | None = None, step_timeout_s: float = 300.0,
-                 max_cached_envs: int = 4, max_reset_attempts: int = 3, start_method: str = "spawn") -> None:
+                 max_cached_envs: int = 4, max_reset_attempts: int = 3, start_method: str = "spawn",
+                 simulator: str = "libero") -> None:
         """config: the template every worker's env uses (its suite/task_id are replaced per context).
+        simulator: the ript.core.registry.SIMULATORS entry whose factory builds each env.
 
         step_timeout_s bounds a reset (which may build a new env) or a step; a worker past it is
         killed and restarted. 'spawn': EGL/OpenGL state must not be inherited through fork."""
@@ -83,6 +87,8 @@ class VectorEnv:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = num_envs
         self.config = config or LiberoEnvConfig()
+        self.simulator = simulator
+        self._make_env_target = SIMULATORS.target(simulator)  # unknown names fail here, not in a worker
         self.step_timeout_s = step_timeout_s
         self.max_cached_envs = max_cached_envs
         self.max_reset_attempts = max_reset_attempts
@@ -95,7 +101,7 @@ class VectorEnv:
 
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker, args=(child, self.config, self.max_cached_envs), daemon=True)
+        proc = self._ctx.Process(target=_worker, args=(child, self._make_env_target, self.config, self.max_cached_envs), daemon=True)
         proc.start()
         child.close()
         self._conns[i], self._procs[i] = parent, proc
