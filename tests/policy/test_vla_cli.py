@@ -63,3 +63,25 @@ def test_language_encoder_caches(monkeypatch):
     # A cache alone (e.g. a checkpoint's embeddings) needs no model.
     offline = LanguageEncoder(cache={"go": [0.5] * 384})
     assert offline("go").shape == (384,) and offline._model is None
+
+
+def test_sft_set_reaches_fields_the_flags_do_not(tmp_path):
+    import json
+
+    import pytest
+
+    demos = write_demo_file(tmp_path / "demos", num_demos=1)
+    out = tmp_path / "runs"
+    assert main(["sft", "--demos", str(demos), "--input-mode", "state", "--hidden-dim", "32", "--num-layers", "1",
+                 "--chunk-size", "4", "--steps", "3", "--batch-size", "8", "--out", str(out), "--no-progress",
+                 "--threads", "1", "--set", "sft.weight_decay=0", "--set", "sft.steps=2",
+                 "--set", "policy.regression.gripper_temperature=0.5"]) == 0
+    run_dir = next(out.iterdir())
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["sft"]["weight_decay"] == 0 and saved["sft"]["steps"] == 2  # --set wins over --steps
+    assert read_checkpoint(run_dir / "policy.pt")["config"]["regression"]["gripper_temperature"] == 0.5
+    with pytest.raises(SystemExit, match="must start with one of sft., policy."):
+        main(["sft", "--demos", str(demos), "--set", "steps=2", "--out", str(out)])
+    with pytest.raises(ValueError, match="unknown keys \\['weight_dekay'\\]"):
+        main(["sft", "--demos", str(demos), "--input-mode", "state", "--set", "sft.weight_dekay=0", "--out", str(out),
+              "--no-progress"])

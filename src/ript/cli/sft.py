@@ -48,8 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--device", default=None, help="torch device (default: cuda when available)")
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (on a small CPU shared with a busy process, 1 is often fastest)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any field the flags do not reach, after them: sft.<field> (SFTConfig, e.g. "
+                        "sft.weight_decay=0) or policy.<field> (VLAConfig of a new policy, e.g. "
+                        "policy.regression.gripper_temperature=0.5); repeatable")
     parser.add_argument("--out", type=Path, default=Path("runs/sft"), help="run folder root (default runs/sft)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def split_overrides(assignments: list[str], sections: tuple[str, ...]) -> dict[str, list[str]]:
+    """'sft.steps=10' -> {'sft': ['steps=10'], ...}; an assignment outside `sections` is refused."""
+    split: dict[str, list[str]] = {name: [] for name in sections}
+    for assignment in assignments:
+        section, _, rest = assignment.partition(".")
+        if section not in split or not rest:
+            raise SystemExit(f"--set {assignment}: the key must start with one of {', '.join(s + '.' for s in sections)}")
+        split[section].append(rest)
+    return split
 
 
 def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
@@ -99,9 +114,11 @@ def plot_losses(history: list[dict], path: Path, title: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     import torch
+
+    from ript.core.config_io import load_config
 
     from ript.policies.checkpoint import load_checkpoint, save_checkpoint
     from ript.policies.config import RegressionHeadConfig, VLAConfig
@@ -110,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     from ript.policies.vla import build_policy
     from ript.core.metrics import MetricsLogger
 
+    sections = split_overrides(args.set, ("sft", "policy"))
+    if args.init is not None and sections["policy"]:
+        raise SystemExit(f"ript sft: --set policy.* builds a new policy; --init {args.init} brings its own config")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -139,9 +159,12 @@ def run(args: argparse.Namespace) -> int:
             use_language=not args.no_language, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
             chunk_size=args.chunk_size, execute_steps=args.execute_steps, head=args.head,
             regression=RegressionHeadConfig(loss=args.loss, gripper=args.gripper or "bernoulli"))
+        if sections["policy"]:
+            config = load_config(VLAConfig, overrides=sections["policy"], base=config.to_dict())
         policy = build_policy(config).to(device)
-    sft_config = SFTConfig(steps=args.steps, tokenizer_steps=args.tokenizer_steps, batch_size=args.batch_size,
-                           learning_rate=args.lr, image_shift=args.image_shift, seed=args.seed)
+    flags = SFTConfig(steps=args.steps, tokenizer_steps=args.tokenizer_steps, batch_size=args.batch_size,
+                      learning_rate=args.lr, image_shift=args.image_shift, seed=args.seed)
+    sft_config = load_config(SFTConfig, overrides=sections["sft"], base=asdict(flags))
     embeddings = embed_instructions(demos, config.use_language, cached)
     dataset = DemoDataset(demos, config, embeddings)
 
