@@ -30,16 +30,16 @@ from urllib.parse import urlsplit
 
 import torch
 
-from ript.policies.config import VLAConfig
 from ript.core.constants import OBS_STATE
-from ript.core.safe_io import CorruptFileError, file_digest, save_verified
-from ript.policies.vla import build_policy
 from ript.core.interactive import ContextInfo, InteractiveTrainer
 from ript.core.loop import LoopConfig
+from ript.core.safe_io import CorruptFileError, file_digest, save_verified
 from ript.core.sampler import SamplerConfig
 from ript.core.train import TrainConfig, UnresumableRunError
 from ript.core.trial_store import TrialStore, load_announced_trajectory
 from ript.core.trials import Trajectory
+from ript.policies.config import VLAConfig
+from ript.policies.vla import build_policy
 
 STATE_DIM = 5
 CONTEXTS = [ContextInfo(f"ctx{i}", f"task {i}") for i in range(3)]
@@ -54,21 +54,36 @@ def row(case: str, tried: int, expected: str, observed: str, lost: int, ok: bool
 # ---- a tiny interactive trainer, as the ROS trainer node drives it ------------------------------
 def tiny_policy():
     torch.manual_seed(0)
-    return build_policy(VLAConfig(input_mode="state", state_dim=STATE_DIM, use_language=False, hidden_dim=16,
-                                  num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)).eval()
+    return build_policy(
+        VLAConfig(
+            input_mode="state",
+            state_dim=STATE_DIM,
+            use_language=False,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            chunk_size=4,
+            execute_steps=4,
+        )
+    ).eval()
 
 
 def make_trainer(run_dir: Path, iterations: int = 3) -> InteractiveTrainer:
     policy = tiny_policy()
-    config = TrainConfig(iterations=iterations, learning_rate=1e-2, eval_every=0,
-                         sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
-                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None))
+    config = TrainConfig(
+        iterations=iterations,
+        learning_rate=1e-2,
+        eval_every=0,
+        sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
+        loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None),
+    )
     initial = run_dir / "initial.ckpt"
     if not initial.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_verified(policy.state_dict(), initial)
-    return InteractiveTrainer(policy, CONTEXTS, config, run_dir, lambda path: save_verified(policy.state_dict(), path),
-                              initial)
+    return InteractiveTrainer(
+        policy, CONTEXTS, config, run_dir, lambda path: save_verified(policy.state_dict(), path), initial
+    )
 
 
 def trajectory_for(policy, key: str) -> Trajectory:
@@ -77,12 +92,18 @@ def trajectory_for(policy, key: str) -> Trajectory:
     obs = {OBS_STATE: torch.randn(3, STATE_DIM, generator=gen)}
     with torch.no_grad():
         sample = policy.sample(obs, generator=gen)
-    return Trajectory(obs=obs, scored=sample.scored, log_probs=sample.log_probs,
-                      mask=torch.ones_like(sample.log_probs, dtype=torch.bool), num_steps=12)
+    return Trajectory(
+        obs=obs,
+        scored=sample.scored,
+        log_probs=sample.log_probs,
+        mask=torch.ones_like(sample.log_probs, dtype=torch.bool),
+        num_steps=12,
+    )
 
 
-def feed(trainer: InteractiveTrainer, acknowledge=lambda trial_id: None, max_trials: int | None = None,
-         trial_s: float = 0.0) -> int:
+def feed(
+    trainer: InteractiveTrainer, acknowledge=lambda trial_id: None, max_trials: int | None = None, trial_s: float = 0.0
+) -> int:
     """Run trials until training is done: k = 0 succeeds, k = 1 fails (every group informative).
     `trial_s`: how long each trial takes (a robot's trial takes seconds, not microseconds)."""
     done = 0
@@ -144,8 +165,9 @@ def hostile_files(folder: Path, outside: Path, marker: Path, trial_id: str, good
     bomb = {"trial_id": trial_id, "obs": WritesMarker(marker)}
     buffer = io.BytesIO()
     torch.save(bomb, buffer)
-    from ript.core.safe_io import MAGIC
     import hashlib
+
+    from ript.core.safe_io import MAGIC
 
     blob = buffer.getvalue()
     raw("pickle_code_in_verified_file", MAGIC + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob)
@@ -208,9 +230,15 @@ def case_forged_files(work: Path) -> None:
             crashes.append(f"{kind}: {type(exc).__name__}")
     ran = marker.exists()
     ok = not ran and not crashes and not accepted
-    row("forged trajectory files", len(cases), "all refused with a reason, no code runs, no crash",
+    row(
+        "forged trajectory files",
+        len(cases),
+        "all refused with a reason, no code runs, no crash",
         f"{refused} refused, {len(accepted)} accepted{f' {accepted}' if accepted else ''}, {len(crashes)} crashes"
-        f"{f' {crashes}' if crashes else ''}, code ran: {ran}", 0, ok)
+        f"{f' {crashes}' if crashes else ''}, code ran: {ran}",
+        0,
+        ok,
+    )
 
 
 def _plain(trajectory: Trajectory) -> dict:
@@ -286,8 +314,10 @@ def case_corrupt_run_files(work: Path) -> None:
                 lost = len(acknowledged - replayed)
                 weights_path = trainer.verified_weights_path()  # what the node announces first
                 feed(trainer)
-                same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(weights_of(trainer).values(),
-                                                                            expected_weights.values()))
+                same = all(
+                    torch.allclose(a, b, atol=1e-6)
+                    for a, b in zip(weights_of(trainer).values(), expected_weights.values())
+                )
                 observed = f"resumed at iteration {resumed_at}, {'same' if same else 'different'} final weights"
                 if kind == "open-iteration trial + its replica":
                     # both copies gone: the replay stops there; that trial and the later one of its
@@ -306,10 +336,13 @@ def case_corrupt_run_files(work: Path) -> None:
             finally:
                 trainer.close()
             observations.append(f"{name}: {observed}")
-        expected = ("refuses to resume with a reason (resume=fresh to start over)" if kind == "every checkpoint"
-                    else "replay stops at the destroyed trial (it and the 1 after it not trained on), no crash"
-                    if "+" in kind
-                    else "resumes, no acknowledged trial lost, same final weights")
+        expected = (
+            "refuses to resume with a reason (resume=fresh to start over)"
+            if kind == "every checkpoint"
+            else "replay stops at the destroyed trial (it and the 1 after it not trained on), no crash"
+            if "+" in kind
+            else "resumes, no acknowledged trial lost, same final weights"
+        )
         row(f"corrupt {kind}", tried, expected, "; ".join(sorted(set(observations)))[:400], lost_total, ok)
 
 
@@ -335,8 +368,9 @@ def case_kill_loop(work: Path, kills: int, seed: int) -> None:
     acknowledged: set[str] = set()
     killed, finished = 0, False
     while not finished:
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", str(run_dir)], stdout=subprocess.PIPE,
-                                text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(run_dir)], stdout=subprocess.PIPE, text=True, bufsize=1
+        )
         kill_after = rng.randint(1, 4) if killed < kills else None
         seen_here = 0
         for line in proc.stdout:
@@ -361,12 +395,19 @@ def case_kill_loop(work: Path, kills: int, seed: int) -> None:
     final = make_trainer(run_dir, iterations=KILL_LOOP_ITERATIONS)
     final.resume()
     same = final.iteration == reference.iteration and all(
-        torch.allclose(a, b, atol=1e-6) for a, b in zip(weights_of(final).values(), weights_of(reference).values()))
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(weights_of(final).values(), weights_of(reference).values())
+    )
     final.close()
     reference.close()
-    row("SIGKILL of the trainer mid-iteration", killed, "0 acknowledged trials lost, same final weights",
+    row(
+        "SIGKILL of the trainer mid-iteration",
+        killed,
+        "0 acknowledged trials lost, same final weights",
         f"{killed} kills, {len(acknowledged)} acknowledged, all stored: {lost == 0}, "
-        f"final weights equal an unkilled run: {same}", lost, lost == 0 and same)
+        f"final weights equal an unkilled run: {same}",
+        lost,
+        lost == 0 and same,
+    )
 
 
 # ---- 4. reward floods --------------------------------------------------------------------------
@@ -377,14 +418,27 @@ def case_reward_flood(work: Path, count: int, seed: int) -> None:
     trainer = make_trainer(work / "flood", iterations=1)
     panel = PanelState(PanelConfig(token="t", marks_file=str(work / "flood" / "marks.jsonl")))
     ticket = trainer.next_trial()
-    panel.on_trial_start(ActiveTrial(ticket.trial_id, ticket.context_id, ticket.iteration, ticket.trial_index,
-                                     ticket.group_size, ticket.instruction))
+    panel.on_trial_start(
+        ActiveTrial(
+            ticket.trial_id,
+            ticket.context_id,
+            ticket.iteration,
+            ticket.trial_index,
+            ticket.group_size,
+            ticket.instruction,
+        )
+    )
     stored_before = len(trainer.store.trial_ids())
     accepted = 0
     for _ in range(count):
         kind = rng.choice(["unknown", "stale", "long", "empty", "unicode"])
-        trial_id = {"unknown": f"it0001-g{rng.randrange(999):03d}-forged", "stale": "it0000-g000-c000-k0-000000",
-                    "long": "x" * rng.randrange(100, 5000), "empty": "", "unicode": "it0001-\u202e\x00\ufffd"}[kind]
+        trial_id = {
+            "unknown": f"it0001-g{rng.randrange(999):03d}-forged",
+            "stale": "it0000-g000-c000-k0-000000",
+            "long": "x" * rng.randrange(100, 5000),
+            "empty": "",
+            "unicode": "it0001-\u202e\x00\ufffd",
+        }[kind]
         accepted += trainer.on_reward(trial_id, float(rng.random() < 0.5), "operator").accepted
         panel.on_reward(trial_id, rng.random() < 0.5, "simulator")
     in_history = sum(len(c["outcomes"]) for c in panel.history()["contexts"])
@@ -393,9 +447,15 @@ def case_reward_flood(work: Path, count: int, seed: int) -> None:
     trainer.on_reward(ticket.trial_id, 1.0, "simulator")
     completed = trainer.on_trajectory(ticket.trial_id, trajectory_for(trainer.policy, "flood")).trial_stored
     trainer.close()
-    row("reward flood (unknown/stale/odd ids)", count, "0 accepted, 0 in the panel's history, the real trial completes",
+    row(
+        "reward flood (unknown/stale/odd ids)",
+        count,
+        "0 accepted, 0 in the panel's history, the real trial completes",
         f"{accepted} accepted by the trainer, {in_history} in the panel history, {stored} stored, "
-        f"real trial stored after: {completed}", 0, accepted == 0 and in_history == 0 and stored == 0 and completed)
+        f"real trial stored after: {completed}",
+        0,
+        accepted == 0 and in_history == 0 and stored == 0 and completed,
+    )
 
 
 # ---- 5. the panel journal torn at every byte ----------------------------------------------------
@@ -432,8 +492,14 @@ def case_torn_journal(work: Path) -> None:
             PanelState(PanelConfig(token="t", marks_file=str(odd)))
         except Exception:
             crashes += 1
-    row("panel journal torn / odd lines", tried, "restarts every time, the next mark is kept",
-        f"{crashes} crashes, {lost_after} next marks lost", lost_after, crashes == 0 and lost_after == 0)
+    row(
+        "panel journal torn / odd lines",
+        tried,
+        "restarts every time, the next mark is kept",
+        f"{crashes} crashes, {lost_after} next marks lost",
+        lost_after,
+        crashes == 0 and lost_after == 0,
+    )
 
 
 # ---- 6. the panel's HTTP API fuzzed for a fixed time --------------------------------------------
@@ -461,14 +527,25 @@ def case_panel_fuzz(work: Path, seconds: float) -> None:
             return True, command
 
     # schemathesis' ASGI client sends Host: testserver
-    state = PanelState(PanelConfig(token="fuzz-token", undo_window_s=0.2, marks_file=str(work / "fuzz" / "m.jsonl"),
-                                   allowed_hosts=("testserver",)))
+    state = PanelState(
+        PanelConfig(
+            token="fuzz-token",
+            undo_window_s=0.2,
+            marks_file=str(work / "fuzz" / "m.jsonl"),
+            allowed_hosts=("testserver",),
+        )
+    )
     state.on_trial_start(ActiveTrial("it0001-g000-c000-k0-aaaaaa", "ctx0", 1, 0, 2, "task"))
     state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Actions()))
     operations = [result.ok() for result in schema.get_all_operations()]
-    strategy = st.one_of([op.as_strategy(generation_mode=mode) for op in operations
-                          for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)])
+    strategy = st.one_of(
+        [
+            op.as_strategy(generation_mode=mode)
+            for op in operations
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        ]
+    )
     seen: list[tuple[str, int, bool]] = []
     deadline = time.monotonic() + seconds
 
@@ -488,20 +565,41 @@ def case_panel_fuzz(work: Path, seconds: float) -> None:
     leaks = sorted({f"{path} {code}" for path, code, authorized in protected if not authorized and code < 300})
     unauthenticated_2xx = sum(1 for path, code, authorized in protected if not authorized and code < 300)
     server_errors = sum(1 for _, code, _ in seen if code >= 500)
-    row(f"panel API fuzz ({seconds:g} s)", len(seen), "0 × 5xx, 0 unauthenticated 2xx on /api",
+    row(
+        f"panel API fuzz ({seconds:g} s)",
+        len(seen),
+        "0 × 5xx, 0 unauthenticated 2xx on /api",
         f"{server_errors} × 5xx, {unauthenticated_2xx} unauthenticated 2xx{f' {leaks}' if leaks else ''}, "
         f"codes {sorted({c for _, c, _ in seen})}",
-        0, server_errors == 0 and unauthenticated_2xx == 0)
+        0,
+        server_errors == 0 and unauthenticated_2xx == 0,
+    )
 
 
 def write(out: Path, args: argparse.Namespace, seconds: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "adversarial.json").write_text(json.dumps({"rows": ROWS, "seed": args.seed, "kills": args.kills,
-                                                      "flood": args.flood, "fuzz_seconds": args.fuzz_seconds,
-                                                      "wall_s": round(seconds, 1)}, indent=1))
-    lines = ["| case | inputs | expected | observed | lost acknowledged trials | holds |", "|---|---:|---|---|---:|---|"]
-    lines += [f"| {r['case']} | {r['inputs']} | {r['expected']} | {r['observed'].replace('|', '/')} | {r['lost']} | "
-              f"{'yes' if r['ok'] else '**no**'} |" for r in ROWS]
+    (out / "adversarial.json").write_text(
+        json.dumps(
+            {
+                "rows": ROWS,
+                "seed": args.seed,
+                "kills": args.kills,
+                "flood": args.flood,
+                "fuzz_seconds": args.fuzz_seconds,
+                "wall_s": round(seconds, 1),
+            },
+            indent=1,
+        )
+    )
+    lines = [
+        "| case | inputs | expected | observed | lost acknowledged trials | holds |",
+        "|---|---:|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['inputs']} | {r['expected']} | {r['observed'].replace('|', '/')} | {r['lost']} | "
+        f"{'yes' if r['ok'] else '**no**'} |"
+        for r in ROWS
+    ]
     (out / "adversarial.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'adversarial.md'} and adversarial.json ({seconds:.0f} s)")
 

@@ -63,19 +63,31 @@ def main() -> int:
 
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        row = {"image_size": size, "env_steps_per_s": env_steps_per_s(size, args.env_steps),
-               "cnn_step_s": cnn_step_s(size, args.cnn_steps, args.batch)}
-        print(f"{size:4d} px: {row['env_steps_per_s']:5.1f} rendered steps/s, {row['cnn_step_s']:.2f} s per CNN step",
-              flush=True)
+        row = {
+            "image_size": size,
+            "env_steps_per_s": env_steps_per_s(size, args.env_steps),
+            "cnn_step_s": cnn_step_s(size, args.cnn_steps, args.batch),
+        }
+        print(
+            f"{size:4d} px: {row['env_steps_per_s']:5.1f} rendered steps/s, {row['cnn_step_s']:.2f} s per CNN step",
+            flush=True,
+        )
         rows.append(row)
     base = rows[0]
-    lines = ["| camera size | rendered env steps/s (1 process) | CNN train step, s (batch of "
-             f"{args.batch} x 2 cameras) | CNN step vs {base['image_size']} px |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['image_size']} | {r['env_steps_per_s']:.1f} | {r['cnn_step_s']:.2f} | "
-              f"{r['cnn_step_s'] / base['cnn_step_s']:.1f}x |" for r in rows]
+    lines = [
+        "| camera size | rendered env steps/s (1 process) | CNN train step, s (batch of "
+        f"{args.batch} x 2 cameras) | CNN step vs {base['image_size']} px |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['image_size']} | {r['env_steps_per_s']:.1f} | {r['cnn_step_s']:.2f} | "
+        f"{r['cnn_step_s'] / base['cnn_step_s']:.1f}x |"
+        for r in rows
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "image_cost.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                          "rows": rows}, indent=2))
+    (args.out / "image_cost.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
+    )
     (args.out / "image_cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -48,15 +48,24 @@ def main() -> int:
     parser.add_argument("--fixed-dims", default="3,4,5", help="action dims executed at the mean (default 3,4,5)")
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("docs/bench/loop_gradient_noise"),
-                        help="output path without suffix (.json and .md are written)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/bench/loop_gradient_noise"),
+        help="output path without suffix (.json and .md are written)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     fixed = [int(d) for d in args.fixed_dims.split(",")] if args.fixed_dims else []
-    config = LiberoTrainConfig(checkpoint=str(args.checkpoint), task_ids=[args.task],
-                               contexts_per_task=args.context + 1, eval_episodes_per_task=0,
-                               num_envs=args.num_envs, fixed_action_dims=fixed)
+    config = LiberoTrainConfig(
+        checkpoint=str(args.checkpoint),
+        task_ids=[args.task],
+        contexts_per_task=args.context + 1,
+        eval_episodes_per_task=0,
+        num_envs=args.num_envs,
+        fixed_action_dims=fixed,
+    )
     policy, _, source = build(config, progress=False)
     policy.eval()
     params = trainable_parameters(policy, ["head.scale_head"])
@@ -76,27 +85,39 @@ def main() -> int:
     cosines = [float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for a, b in itertools.combinations(grads, 2)]
     mean_grad = torch.stack(grads).mean(0) if grads else None
     result = {
-        "checkpoint": str(args.checkpoint), "task": args.task, "context": args.context, "group_size": args.group_size,
-        "fixed_action_dims": fixed, "successes_per_group": [int(sum(g.rewards)) for g in groups],
-        "mixed_groups": len(mixed), "pair_cosines": cosines,
+        "checkpoint": str(args.checkpoint),
+        "task": args.task,
+        "context": args.context,
+        "group_size": args.group_size,
+        "fixed_action_dims": fixed,
+        "successes_per_group": [int(sum(g.rewards)) for g in groups],
+        "mixed_groups": len(mixed),
+        "pair_cosines": cosines,
         "mean_cosine": float(np.mean(cosines)) if cosines else None,
         "std_cosine": float(np.std(cosines)) if cosines else None,
         "group_grad_norm": float(np.mean([float(g.norm()) for g in grads])) if grads else None,
         "mean_grad_norm": float(mean_grad.norm()) if mean_grad is not None else None,
-        "parameters": int(sum(p.numel() for p in params)), "rollout_s": rollout_s,
+        "parameters": int(sum(p.numel() for p in params)),
+        "rollout_s": rollout_s,
         "env_steps": int(sum(t.data.num_steps for g in groups for t in g.trials)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     lines = [
         f"LOOP gradient agreement between independent groups: libero_spatial task {args.task}, training context "
-        f"{args.context}, K = {args.group_size}, fixed action dims {fixed}, `{args.checkpoint}`", "",
+        f"{args.context}, K = {args.group_size}, fixed action dims {fixed}, `{args.checkpoint}`",
+        "",
         "| groups run | successes per group | mixed groups | pairs | mean cosine | sd | |g| per group | |mean of groups| |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
         f"| {len(groups)} | {result['successes_per_group']} | {len(mixed)} | {len(cosines)} | "
-        + (f"{result['mean_cosine']:.4f} | {result['std_cosine']:.4f} | {result['group_grad_norm']:.3f} | "
-           f"{result['mean_grad_norm']:.3f} |" if cosines else "- | - | - | - |"),
-        "", f"{result['env_steps']} env steps, {rollout_s:.0f} s of rollouts; {result['parameters']} trainable parameters.",
+        + (
+            f"{result['mean_cosine']:.4f} | {result['std_cosine']:.4f} | {result['group_grad_norm']:.3f} | "
+            f"{result['mean_grad_norm']:.3f} |"
+            if cosines
+            else "- | - | - | - |"
+        ),
+        "",
+        f"{result['env_steps']} env steps, {rollout_s:.0f} s of rollouts; {result['parameters']} trainable parameters.",
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -29,30 +29,44 @@ def squared_grad(policy, obs, scored, advantages, fixed: tuple[int, ...]) -> flo
     mask[:, 0] = True  # the executed step of an execute-1 query
     loss, _ = ppo_clip_loss(logp, logp.detach(), advantages, mask)
     loss.backward()
-    return sum(float(p.grad.pow(2).sum()) for name, p in policy.named_parameters()
-               if not name.startswith("head.") and p.grad is not None)
+    return sum(
+        float(p.grad.pow(2).sum())
+        for name, p in policy.named_parameters()
+        if not name.startswith("head.") and p.grad is not None
+    )
 
 
 def main() -> int:
+    from ript.cli.sft import load_demos
     from ript.policies.checkpoint import load_checkpoint
     from ript.policies.sft import DemoDataset
-    from ript.cli.sft import load_demos
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True,
-                        help="calibrated regression-head checkpoints, each read with its own gripper model")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="calibrated regression-head checkpoints, each read with its own gripper model",
+    )
     parser.add_argument("--demos", type=Path, nargs="+", required=True, help="demo files or folders (states)")
-    parser.add_argument("--explored", default="0,1,2", help="continuous dims explored besides the gripper (default 0,1,2)")
+    parser.add_argument(
+        "--explored", default="0,1,2", help="continuous dims explored besides the gripper (default 0,1,2)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/bench/loop_gradient_share.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     demos = load_demos(args.demos, None, progress=False)
     explored = tuple(int(d) for d in args.explored.split(","))
-    lines = [f"`python bench/loop_gradient_share.py --checkpoints {' '.join(map(str, args.checkpoints))} --demos "
-             f"{' '.join(map(str, args.demos))}`", "",
-             "| checkpoint | gripper | calibrated scale per dim | squared LOOP gradient, gripper | "
-             f"squared gradient, dims {list(explored)} | gripper share |", "|---|---|---|---:|---:|---:|"]
+    lines = [
+        f"`python bench/loop_gradient_share.py --checkpoints {' '.join(map(str, args.checkpoints))} --demos "
+        f"{' '.join(map(str, args.demos))}`",
+        "",
+        "| checkpoint | gripper | calibrated scale per dim | squared LOOP gradient, gripper | "
+        f"squared gradient, dims {list(explored)} | gripper share |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for path in args.checkpoints:
         policy, payload = load_checkpoint(path)
         if policy.config.head != "regression":
@@ -71,10 +85,13 @@ def main() -> int:
         with torch.no_grad():
             scale = [round(v, 4) for v in policy.regression_params(policy.prepare(obs))[1].mean((0, 1)).tolist()]
         model = policy.config.regression.gripper
-        print(f"{path}: gripper {model}, |grad|^2 gripper {grip:.3e}, dims {list(explored)} {rest:.3e}, "
-              f"gripper share {grip / (grip + rest):.1%}")
-        lines.append(f"| {path.parent.parent.name} | {model} | {scale} | {grip:.3e} | {rest:.3e} | "
-                     f"{grip / (grip + rest):.1%} |")
+        print(
+            f"{path}: gripper {model}, |grad|^2 gripper {grip:.3e}, dims {list(explored)} {rest:.3e}, "
+            f"gripper share {grip / (grip + rest):.1%}"
+        )
+        lines.append(
+            f"| {path.parent.parent.name} | {model} | {scale} | {grip:.3e} | {rest:.3e} | {grip / (grip + rest):.1%} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

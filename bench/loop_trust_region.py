@@ -39,18 +39,22 @@ def one_step_kl(base, obs, lr: float, floor: float, fixed_dims: tuple[int, ...],
 
 
 def main() -> int:
-    from ript.policies.checkpoint import load_checkpoint
-    from ript.core.constants import OBS_STATE
-    from ript.policies.sft import DemoDataset
     from ript.cli.sft import load_demos
+    from ript.core.constants import OBS_STATE
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.policies.sft import DemoDataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="calibrated regression-head checkpoint")
     parser.add_argument("--demos", type=Path, nargs="+", required=True, help="demo files or folders (states)")
     parser.add_argument("--lrs", default="1e-4,1e-5,3e-6")
     parser.add_argument("--floors", default="0,0.02")
-    parser.add_argument("--fixed-dims", nargs="+", default=["3,4,5"],
-                        help="fixed-dims settings compared with none, e.g. 3,4,5 3,4,5,6 (default 3,4,5)")
+    parser.add_argument(
+        "--fixed-dims",
+        nargs="+",
+        default=["3,4,5"],
+        help="fixed-dims settings compared with none, e.g. 3,4,5 3,4,5,6 (default 3,4,5)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/bench/loop_trust_region.md"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -65,21 +69,29 @@ def main() -> int:
     scales = [round(float(v), 4) for v in scale[:, 0].mean(0)]
 
     fixed = [tuple(int(d) for d in setting.split(",")) for setting in args.fixed_dims]
-    settings = [(lr, floor, dims) for lr, floor, dims in itertools.product(
-        [float(x) for x in args.lrs.split(",")], [float(x) for x in args.floors.split(",")], [(), *fixed])]
+    settings = [
+        (lr, floor, dims)
+        for lr, floor, dims in itertools.product(
+            [float(x) for x in args.lrs.split(",")], [float(x) for x in args.floors.split(",")], [(), *fixed]
+        )
+    ]
     rows = []
     for lr, floor, dims in settings:
         kl = one_step_kl(base, obs, lr, floor, dims)
         rows.append({"lr": lr, "floor": floor, "fixed_dims": list(dims), "approx_kl": kl})
         print(f"lr {lr:g}  floor {floor:g}  fixed {list(dims)}: approx KL after one Adam step {kl:.4f}", flush=True)
-    lines = [f"Calibrated scale per action dim (mean over {len(obs[OBS_STATE])} states): {scales}", "",
-             "| Adam lr | exploration floor | fixed action dims | approx KL per query after one step |",
-             "|---:|---:|---|---:|"]
+    lines = [
+        f"Calibrated scale per action dim (mean over {len(obs[OBS_STATE])} states): {scales}",
+        "",
+        "| Adam lr | exploration floor | fixed action dims | approx KL per query after one step |",
+        "|---:|---:|---|---:|",
+    ]
     lines += [f"| {r['lr']:g} | {r['floor']:g} | {r['fixed_dims'] or '-'} | {r['approx_kl']:.4f} |" for r in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"scales": scales, "rows": rows,
-                                                         "checkpoint": args.checkpoint.name}, indent=2))
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"scales": scales, "rows": rows, "checkpoint": args.checkpoint.name}, indent=2)
+    )
     print("\n".join(lines))
     return 0
 

@@ -25,19 +25,37 @@ from pathlib import Path
 
 # What both arms share: the LOOP batch and epochs of the 63 % -> 88 % run (docs/results.md), the
 # scale head frozen and rotations not explored.
-COMMON = ["train.sampler.batch_size=48", "train.loop.minibatch_size=2048", "train.loop.ppo_epochs=4",
-          "train.frozen_parameters=[head.scale_head]", "fixed_action_dims=[3,4,5]", "train.eval_every=0",
-          "eval_episodes_per_task=0", "train.iterations=1000"]
+COMMON = [
+    "train.sampler.batch_size=48",
+    "train.loop.minibatch_size=2048",
+    "train.loop.ppo_epochs=4",
+    "train.frozen_parameters=[head.scale_head]",
+    "fixed_action_dims=[3,4,5]",
+    "train.eval_every=0",
+    "eval_episodes_per_task=0",
+    "train.iterations=1000",
+]
 ARMS = {
     # The recipe of the 23 % -> 8 % / 26 % runs: every policy query noised and scored (execute 1 of 4),
     # the continuous gripper (hence lr 3e-6), every element alike, contexts drawn uniformly, no rejection.
-    "old": ["execute_steps=1", "train.learning_rate=3e-6", "train.loop.loss_normalization=token",
-            "train.sampler.context_selection=uniform", "train.sampler.dynamic=false"],
+    "old": [
+        "execute_steps=1",
+        "train.learning_rate=3e-6",
+        "train.loop.loss_normalization=token",
+        "train.sampler.context_selection=uniform",
+        "train.sampler.dynamic=false",
+    ],
     # Issue 18: a Bernoulli gripper (its KL per step is 10x smaller at 1e-5: docs/bench), whole chunks
     # executed, each trial weighted alike, contexts near 50 % preferred, all-equal groups rejected.
-    "new": ["execute_steps=4", "gripper_temperature=0.5", "train.learning_rate=1e-5", "train.loop.target_kl=0.1",
-            "train.loop.loss_normalization=trial", "train.sampler.context_selection=mixed",
-            "train.sampler.dynamic=true"],
+    "new": [
+        "execute_steps=4",
+        "gripper_temperature=0.5",
+        "train.learning_rate=1e-5",
+        "train.loop.target_kl=0.1",
+        "train.loop.loss_normalization=trial",
+        "train.sampler.context_selection=mixed",
+        "train.sampler.dynamic=true",
+    ],
 }
 
 
@@ -62,9 +80,24 @@ def newest(folder: Path, pattern: str) -> Path:
 
 def evaluate(checkpoint: Path, folder: Path, args, execute_steps: int) -> dict:
     if not folder.exists():
-        ript(["eval", "--checkpoint", str(checkpoint), "--tasks", args.tasks, "--episodes", str(args.episodes),
-              "--num-envs", "1", "--execute-steps", str(execute_steps), "--out", str(folder)],
-             folder.with_suffix(".log"))
+        ript(
+            [
+                "eval",
+                "--checkpoint",
+                str(checkpoint),
+                "--tasks",
+                args.tasks,
+                "--episodes",
+                str(args.episodes),
+                "--num-envs",
+                "1",
+                "--execute-steps",
+                str(execute_steps),
+                "--out",
+                str(folder),
+            ],
+            folder.with_suffix(".log"),
+        )
     return json.loads(newest(folder, "*/eval.json").read_text())
 
 
@@ -78,22 +111,49 @@ def run_seed(arm: str, seed: int, start: Path, args) -> dict:
     folder = args.out / name
     wall = None
     if not folder.exists():
-        sets = [*COMMON, *ARMS[arm], f"task_ids=[{args.tasks}]", f"train.max_env_steps={args.max_env_steps}",
-                f"train.seed={seed}", f"train.sampler.seed={seed}", "num_envs=1"]
-        wall = ript(["train", "--checkpoint", str(start), "--out", str(folder), "--no-progress",
-                     *[a for s in sets for a in ("--set", s)]], args.out / f"{name}.log")
+        sets = [
+            *COMMON,
+            *ARMS[arm],
+            f"task_ids=[{args.tasks}]",
+            f"train.max_env_steps={args.max_env_steps}",
+            f"train.seed={seed}",
+            f"train.sampler.seed={seed}",
+            "num_envs=1",
+        ]
+        wall = ript(
+            [
+                "train",
+                "--checkpoint",
+                str(start),
+                "--out",
+                str(folder),
+                "--no-progress",
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            args.out / f"{name}.log",
+        )
     run_dir = newest(folder, "*")
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     after = evaluate(run_dir / "policy_final.ckpt", args.out / f"eval_{name}", args, execute_steps_of(arm))
     trained = [r for r in rows if r.get("iteration", 0) > 0]
     trials = sum(r.get("sampler/trials", 0) for r in trained)
     mixed = sum(r.get("sampler/mixed_groups", 0) for r in trained)
-    return {"arm": arm, "seed": seed, "run_dir": str(run_dir), "after": after, "iterations": len(trained),
-            "env_steps": rows[-1]["env_steps"], "trials": trials,
-            "mixed_groups_per_100_trials": 100.0 * mixed / trials if trials else 0.0,
-            "train_wall_s": wall if wall is not None else sum(r.get("time/iteration_s", 0) for r in trained),
-            "curve": [{"env_steps": r["env_steps"], "success": r["rollout/success_rate"]}
-                      for r in trained if "rollout/success_rate" in r]}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "after": after,
+        "iterations": len(trained),
+        "env_steps": rows[-1]["env_steps"],
+        "trials": trials,
+        "mixed_groups_per_100_trials": 100.0 * mixed / trials if trials else 0.0,
+        "train_wall_s": wall if wall is not None else sum(r.get("time/iteration_s", 0) for r in trained),
+        "curve": [
+            {"env_steps": r["env_steps"], "success": r["rollout/success_rate"]}
+            for r in trained
+            if "rollout/success_rate" in r
+        ],
+    }
 
 
 def main() -> int:
@@ -116,11 +176,24 @@ def main() -> int:
     starts = {"old": args.old_start, "new": args.new_start}
     jobs = [(arm, int(seed)) for seed in args.seeds.split(",") for arm in arms]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        before = dict(zip(arms, pool.map(lambda arm: evaluate(starts[arm], args.out / f"eval_start_{arm}", args,
-                                                              execute_steps_of(arm)), arms)))
+        before = dict(
+            zip(
+                arms,
+                pool.map(
+                    lambda arm: evaluate(starts[arm], args.out / f"eval_start_{arm}", args, execute_steps_of(arm)), arms
+                ),
+            )
+        )
         runs = list(pool.map(lambda job: run_seed(job[0], job[1], starts[job[0]], args), jobs))
-    summary = {"tasks": args.tasks, "max_env_steps": args.max_env_steps, "episodes": args.episodes,
-               "arms": {arm: ARMS[arm] for arm in arms}, "common": COMMON, "before": before, "runs": runs}
+    summary = {
+        "tasks": args.tasks,
+        "max_env_steps": args.max_env_steps,
+        "episodes": args.episodes,
+        "arms": {arm: ARMS[arm] for arm in arms},
+        "common": COMMON,
+        "before": before,
+        "runs": runs,
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.out / "summary.md").write_text(markdown(summary))
     plot(runs, args.out / "curve.png")
@@ -136,22 +209,30 @@ def cell(report: dict) -> str:
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| arm | seed | start (deterministic) | after RIPT | per task after | env steps | iterations | "
-             "mixed groups / 100 trials | train wall |", "|---|---:|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| arm | seed | start (deterministic) | after RIPT | per task after | env steps | iterations | "
+        "mixed groups / 100 trials | train wall |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|",
+    ]
     for run in summary["runs"]:
         start = summary["before"][run["arm"]]
         per_task = ", ".join(f"{t['task_id']}: {t['success_rate']:.0%}" for t in run["after"]["tasks"])
-        lines.append(f"| {run['arm']} | {run['seed']} | {cell(start)} | {cell(run['after'])} | {per_task} | "
-                     f"{run['env_steps']} | {run['iterations']} | {run['mixed_groups_per_100_trials']:.1f} | "
-                     f"{run['train_wall_s'] / 60:.0f} min |")
+        lines.append(
+            f"| {run['arm']} | {run['seed']} | {cell(start)} | {cell(run['after'])} | {per_task} | "
+            f"{run['env_steps']} | {run['iterations']} | {run['mixed_groups_per_100_trials']:.1f} | "
+            f"{run['train_wall_s'] / 60:.0f} min |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot(runs: list[dict], path: Path) -> None:
     from ript.core.metrics import plot_curves
 
-    rows = [{"env_steps": point["env_steps"], f"{run['arm']} seed {run['seed']}": point["success"]}
-            for run in runs for point in run["curve"]]
+    rows = [
+        {"env_steps": point["env_steps"], f"{run['arm']} seed {run['seed']}": point["success"]}
+        for run in runs
+        for point in run["curve"]
+    ]
     keys = [f"{run['arm']} seed {run['seed']}" for run in runs]
     plot_curves(rows, keys, path, title="sampled success of the trials run, per arm and seed", x_key="env_steps")
 

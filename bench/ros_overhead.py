@@ -34,8 +34,16 @@ def make_assets(folder: Path) -> tuple[Path, Path]:
     from ript.sim.env import LiberoEnvConfig
 
     torch.manual_seed(0)
-    config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
-                       use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
+    config = VLAConfig(
+        input_mode="state",
+        state_dim=state_dim(LiberoEnvConfig().object_state_dim),
+        use_language=False,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=4,
+    )
     save_checkpoint(folder / "tiny.ckpt", build_policy(config))
     save_contexts(folder / "contexts.npz", training_contexts("libero_spatial", [0], per_task=2, seed=0))
     return folder / "tiny.ckpt", folder / "contexts.npz"
@@ -47,10 +55,20 @@ def in_process(checkpoint: Path, max_steps: int, run_dir: Path) -> float:
     from ript.core.sampler import SamplerConfig
     from ript.core.train import RiptTrainer, TrainConfig
 
-    config = LiberoTrainConfig(checkpoint=str(checkpoint), task_ids=[0], contexts_per_task=2, eval_episodes_per_task=0,
-                               num_envs=1, max_steps=max_steps,
-                               train=TrainConfig(iterations=2, eval_every=0, sampler=SamplerConfig(
-                                   group_size=K, batch_size=B, dynamic=False), loop=LoopConfig(ppo_epochs=1)))
+    config = LiberoTrainConfig(
+        checkpoint=str(checkpoint),
+        task_ids=[0],
+        contexts_per_task=2,
+        eval_episodes_per_task=0,
+        num_envs=1,
+        max_steps=max_steps,
+        train=TrainConfig(
+            iterations=2,
+            eval_every=0,
+            sampler=SamplerConfig(group_size=K, batch_size=B, dynamic=False),
+            loop=LoopConfig(ppo_epochs=1),
+        ),
+    )
     policy, _, source = build(config, progress=False)
     trainer = RiptTrainer(policy, source, config.train, run_dir, tensorboard=False)
     try:
@@ -64,11 +82,25 @@ def in_process(checkpoint: Path, max_steps: int, run_dir: Path) -> float:
 def through_ros(checkpoint: Path, contexts: Path, max_steps: int, run_dir: Path) -> float:
     from ript.cli import up as up_cli
 
-    arguments = up_cli.launch_arguments("sim", [
-        f"checkpoint={checkpoint}", f"contexts_file={contexts}", f"run_dir={run_dir}", f"max_steps={max_steps}",
-        f"group_size={K}", f"batch_size={B}", "iterations=2", "dynamic=false", "ppo_epochs=1"])
-    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(50 + os.getpid() % 40))}
+    arguments = up_cli.launch_arguments(
+        "sim",
+        [
+            f"checkpoint={checkpoint}",
+            f"contexts_file={contexts}",
+            f"run_dir={run_dir}",
+            f"max_steps={max_steps}",
+            f"group_size={K}",
+            f"batch_size={B}",
+            "iterations=2",
+            "dynamic=false",
+            "ppo_epochs=1",
+        ],
+    )
+    env = {
+        **os.environ,
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(50 + os.getpid() % 40)),
+    }
     log = (run_dir.parent / "ros_graph.log").open("w")
     processes = up_cli.start("sim", arguments, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -96,12 +128,19 @@ def main() -> None:
         checkpoint, contexts = make_assets(tmp)
         inproc_s = in_process(checkpoint, args.max_steps, tmp / "inproc")
         ros_s = through_ros(checkpoint, contexts, args.max_steps, tmp / "ros")
-    result = {"max_steps": args.max_steps, "trials_timed": B, "in_process_s_per_trial": round(inproc_s, 3),
-              "ros_s_per_trial": round(ros_s, 3), "ros_over_in_process": round(ros_s / inproc_s, 3),
-              "ros_ms_per_step_extra": round(1000 * (ros_s - inproc_s) / args.max_steps, 2)}
+    result = {
+        "max_steps": args.max_steps,
+        "trials_timed": B,
+        "in_process_s_per_trial": round(inproc_s, 3),
+        "ros_s_per_trial": round(ros_s, 3),
+        "ros_over_in_process": round(ros_s / inproc_s, 3),
+        "ros_ms_per_step_extra": round(1000 * (ros_s - inproc_s) / args.max_steps, 2),
+    }
     (args.out / "ros_overhead.json").write_text(json.dumps(result, indent=2))
-    table = (f"| episode steps | in-process s/trial | ROS s/trial | ROS / in-process |\n|---|---|---|---|\n"
-             f"| {args.max_steps} | {inproc_s:.3f} | {ros_s:.3f} | {ros_s / inproc_s:.2f}x |\n")
+    table = (
+        f"| episode steps | in-process s/trial | ROS s/trial | ROS / in-process |\n|---|---|---|---|\n"
+        f"| {args.max_steps} | {inproc_s:.3f} | {ros_s:.3f} | {ros_s / inproc_s:.2f}x |\n"
+    )
     (args.out / "ros_overhead.md").write_text(table)
     print(json.dumps(result, indent=2))
     print(table)

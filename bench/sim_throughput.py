@@ -52,10 +52,16 @@ def measure(render: bool, num_envs: int, steps: int, image_size: int, warmup: in
                 raise RuntimeError("a worker crashed during the benchmark")
         elapsed = time.perf_counter() - start
         cpu = _cpu_seconds(pids) - cpu_start
-    return {"mode": "rendered" if render else "state-only", "image_size": image_size if render else None,
-            "workers": num_envs, "env_steps": steps * num_envs, "seconds": elapsed,
-            "steps_per_s": steps * num_envs / elapsed, "load_avg_1min_before": load_before,
-            "worker_cpu_ms_per_step": 1000 * cpu / (steps * num_envs)}
+    return {
+        "mode": "rendered" if render else "state-only",
+        "image_size": image_size if render else None,
+        "workers": num_envs,
+        "env_steps": steps * num_envs,
+        "seconds": elapsed,
+        "steps_per_s": steps * num_envs / elapsed,
+        "load_avg_1min_before": load_before,
+        "worker_cpu_ms_per_step": 1000 * cpu / (steps * num_envs),
+    }
 
 
 def main() -> None:
@@ -71,26 +77,39 @@ def main() -> None:
             steps = args.steps if not render else max(20, args.steps // 5)
             row = measure(render, workers, steps, args.image_size)
             rows.append(row)
-            print(f"{row['mode']:>10}  workers={workers}  {row['steps_per_s']:6.1f} steps/s  "
-                  f"{row['worker_cpu_ms_per_step']:.1f} worker CPU-ms/step  ({row['env_steps']} steps in {row['seconds']:.1f} s; load before {row['load_avg_1min_before']:.1f})",
-                  flush=True)
+            print(
+                f"{row['mode']:>10}  workers={workers}  {row['steps_per_s']:6.1f} steps/s  "
+                f"{row['worker_cpu_ms_per_step']:.1f} worker CPU-ms/step  ({row['env_steps']} steps in {row['seconds']:.1f} s; load before {row['load_avg_1min_before']:.1f})",
+                flush=True,
+            )
     for mode in ("state-only", "rendered"):
         one, two = (next(r for r in rows if r["mode"] == mode and r["workers"] == w) for w in (1, 2))
         two["speedup_vs_1"] = two["steps_per_s"] / one["steps_per_s"]
         print(f"{mode}: 2 workers = {two['speedup_vs_1']:.2f}x one")
-    meta = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "MUJOCO_GL": os.environ.get("MUJOCO_GL"), "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"),
-            "fast_render": True, "suite": "libero_spatial", "task": 0}
+    meta = {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
+        "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"),
+        "fast_render": True,
+        "suite": "libero_spatial",
+        "task": 0,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sim_throughput.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("warning: other processes were using the CPUs; worker scaling is understated", flush=True)
-    lines = ["| mode | workers | steps/s (all workers) | speed-up vs 1 worker | worker CPU-ms per step | load avg before |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| mode | workers | steps/s (all workers) | speed-up vs 1 worker | worker CPU-ms per step | load avg before |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         speedup = f"{r['speedup_vs_1']:.2f}x" if "speedup_vs_1" in r else "-"
         label = r["mode"] + (f" {r['image_size']}x{r['image_size']}, 2 cameras" if r["image_size"] else "")
-        lines.append(f"| {label} | {r['workers']} | {r['steps_per_s']:.1f} | {speedup} | {r['worker_cpu_ms_per_step']:.1f} | {r['load_avg_1min_before']:.1f} |")
+        lines.append(
+            f"| {label} | {r['workers']} | {r['steps_per_s']:.1f} | {speedup} | {r['worker_cpu_ms_per_step']:.1f} | {r['load_avg_1min_before']:.1f} |"
+        )
     (args.out / "sim_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

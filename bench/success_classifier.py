@@ -41,18 +41,37 @@ def main() -> int:
     data = args.out / "sim_outcomes.npz"
     timings = {}
     if not data.exists():
-        timings["collect_s"] = ript("sim-outcomes", "--tasks", args.tasks, "--episodes", str(args.episodes),
-                                    "--num-envs", str(args.num_envs), "--no-progress", "--out", str(data))
-    timings["train_s"] = ript("train-classifier", "--data", str(data), "--out", str(args.out / "model"),
-                              "--no-progress")
+        timings["collect_s"] = ript(
+            "sim-outcomes",
+            "--tasks",
+            args.tasks,
+            "--episodes",
+            str(args.episodes),
+            "--num-envs",
+            str(args.num_envs),
+            "--no-progress",
+            "--out",
+            str(data),
+        )
+    timings["train_s"] = ript(
+        "train-classifier", "--data", str(data), "--out", str(args.out / "model"), "--no-progress"
+    )
     report = json.loads((args.out / "model" / "report.json").read_text())
     report.pop("history")
-    summary = {"command": "python bench/success_classifier.py " + " ".join(sys.argv[1:]), "tasks": args.tasks,
-               "episodes_per_task": args.episodes, "timings_s": timings, "report": report}
+    summary = {
+        "command": "python bench/success_classifier.py " + " ".join(sys.argv[1:]),
+        "tasks": args.tasks,
+        "episodes_per_task": args.episodes,
+        "timings_s": timings,
+        "report": report,
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    markdown = (args.out / "model" / "report.md").read_text() + \
-        f"\nlibero_spatial tasks {args.tasks}, {args.episodes} simulated trials per task; " + \
-        ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + "\n"
+    markdown = (
+        (args.out / "model" / "report.md").read_text()
+        + f"\nlibero_spatial tasks {args.tasks}, {args.episodes} simulated trials per task; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + "\n"
+    )
     (args.out / "summary.md").write_text(markdown)
     print(markdown)
     if args.docs:

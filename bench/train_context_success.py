@@ -33,10 +33,10 @@ def run(agent, contexts, env: dict, num_envs: int) -> list[bool]:
 
 
 def main() -> int:
+    from ript.core.config_io import set_dotted
+    from ript.policies.vla import apply_sampling_knobs
     from ript.sim.contexts import evaluation_contexts, training_contexts
     from ript.sim.eval import checkpoint_agent, wilson_interval
-    from ript.policies.vla import apply_sampling_knobs
-    from ript.core.config_io import set_dotted
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoints", nargs="+", type=Path, required=True, help="policies to measure")
@@ -46,8 +46,13 @@ def main() -> int:
     parser.add_argument("--context-seed", type=int, default=0, help="as the run's context_seed (default 0)")
     parser.add_argument("--repeats", type=int, default=4, help="sampled trials per training context (default 4)")
     parser.add_argument("--episodes", type=int, default=16, help="benchmark states per task (default 16)")
-    parser.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                        help="sampling knob of the run (execute_steps, gripper_temperature, fixed_action_dims, ...)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="sampling knob of the run (execute_steps, gripper_temperature, fixed_action_dims, ...)",
+    )
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("docs/bench/train_context_success.md"))
     args = parser.parse_args()
@@ -59,10 +64,11 @@ def main() -> int:
     bench = evaluation_contexts(args.suite, tasks, args.episodes)
     rows, raw = [], []
     for path in args.checkpoints:
-        for stochastic, contexts, label in [(False, train, "training contexts, deterministic"),
-                                            (True, [c for c in train for _ in range(args.repeats)],
-                                             f"training contexts, sampled x{args.repeats}"),
-                                            (False, bench, "benchmark states, deterministic")]:
+        for stochastic, contexts, label in [
+            (False, train, "training contexts, deterministic"),
+            (True, [c for c in train for _ in range(args.repeats)], f"training contexts, sampled x{args.repeats}"),
+            (False, bench, "benchmark states, deterministic"),
+        ]:
             agent, env, policy = checkpoint_agent(path, stochastic=stochastic)
             apply_sampling_knobs(policy, knobs)
             agent.execute_steps = policy.config.execute_steps or policy.chunk_size
@@ -70,15 +76,26 @@ def main() -> int:
             for task in tasks:
                 wins = [s for s, c in zip(successes, contexts) if c.task_id == task]
                 low, high = wilson_interval(sum(wins), len(wins))
-                rows.append(f"| {path} | {task} | {label} | {sum(wins)}/{len(wins)} = {sum(wins) / len(wins):.0%} "
-                            f"[{low:.0%}, {high:.0%}] |")
-                raw.append({"checkpoint": str(path), "task": task, "measure": label, "successes": sum(wins),
-                            "trials": len(wins)})
+                rows.append(
+                    f"| {path} | {task} | {label} | {sum(wins)}/{len(wins)} = {sum(wins) / len(wins):.0%} "
+                    f"[{low:.0%}, {high:.0%}] |"
+                )
+                raw.append(
+                    {
+                        "checkpoint": str(path),
+                        "task": task,
+                        "measure": label,
+                        "successes": sum(wins),
+                        "trials": len(wins),
+                    }
+                )
                 print(rows[-1], flush=True)
     table = "\n".join(["| checkpoint | task | measured on | success [95 % CI] |", "|---|---:|---|---|", *rows])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(f"# Success on training contexts vs benchmark states\n\n```\n{' '.join(['python'] + sys.argv)}\n```\n\n"
-                        f"knobs: {knobs}\n\n{table}\n")
+    args.out.write_text(
+        f"# Success on training contexts vs benchmark states\n\n```\n{' '.join(['python'] + sys.argv)}\n```\n\n"
+        f"knobs: {knobs}\n\n{table}\n"
+    )
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=2))
     print(table)
     return 0

@@ -5,6 +5,7 @@ other and other test runs on the same machine are unlikely to; ROS logs go to a 
 Subprocesses started by a test inherit the same environment. rclpy is imported lazily so that
 tests without ROS never load it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,8 +15,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -108,9 +109,17 @@ def browser():
     profile = tempfile.mkdtemp(prefix="ript-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                f"--user-data-dir={profile}", "--window-size=1180,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1180,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(30)

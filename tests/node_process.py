@@ -1,4 +1,5 @@
 """A ript node in its own process, as `ript up` starts it (shared by the panel and robot tests)."""
+
 from __future__ import annotations
 
 import subprocess

@@ -12,11 +12,13 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = ["core", "policies", "robot", "panel", "sim", "ros", "cli"]
 # Third-party stacks a layer must not import, by layer and everything below it.
-FORBIDDEN = {"core": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces", "launch", "launch_ros"},
-             "policies": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
-             "robot": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
-             "panel": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
-             "sim": {"rclpy", "ript_interfaces", "launch", "launch_ros"}}
+FORBIDDEN = {
+    "core": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces", "launch", "launch_ros"},
+    "policies": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
+    "robot": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
+    "panel": {"rclpy", "libero", "robosuite", "mujoco", "ript_interfaces"},
+    "sim": {"rclpy", "ript_interfaces", "launch", "launch_ros"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -56,12 +58,22 @@ def test_every_module_belongs_to_a_layer():
 @pytest.mark.parametrize("layer", LAYERS)
 def test_a_layer_imports_only_the_layers_below_it(layer):
     rank = LAYERS.index(layer)
-    upward = sorted(f"{module} -> {target}" for module, targets in GRAPH.items() if layer_of(module) == layer
-                    for target in targets if layer_of(target) and LAYERS.index(layer_of(target)) > rank)
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if layer_of(module) == layer
+        for target in targets
+        if layer_of(target) and LAYERS.index(layer_of(target)) > rank
+    )
     assert not upward, f"{layer} imports a layer above it: {upward}"
     stacks = FORBIDDEN.get(layer, set())
-    foreign = sorted(f"{module} -> {name}" for module, path in MODULES.items() if layer_of(module) == layer
-                     for name in imports_of(path) if name.split(".")[0] in stacks)
+    foreign = sorted(
+        f"{module} -> {name}"
+        for module, path in MODULES.items()
+        if layer_of(module) == layer
+        for name in imports_of(path)
+        if name.split(".")[0] in stacks
+    )
     assert not foreign, f"{layer} imports a stack it must not: {foreign}"
 
 
@@ -74,7 +86,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node], _ = 1, path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         state[node], _ = 2, path.pop()

@@ -1,5 +1,6 @@
 """Synthetic table-top frames for classifier tests: a plate (ring) near the centre and a bowl (red
 disc) that is either on the plate (success) or somewhere else on the table (failure)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 and operator): a confident success goes out on /reward with its confidence, an unsure trial gets
 its verdict at the step budget, and an operator's mark stores the trial's last frame as a labelled
 example for the next training run."""
+
 from __future__ import annotations
 
 import time
@@ -9,12 +10,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
-
 from classifier_scenes import dataset, scene
 from node_process import NodeProcess
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ript_interfaces.msg import Reward, RobotState, TrialStart
+from sensor_msgs.msg import Image
+
 from ript.policies.success_classifier import ClassifierConfig, Examples, save_classifier, train_classifier
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -38,8 +39,15 @@ def to_msg(pixels: np.ndarray) -> Image:
 
 
 def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, model_path):
-    node_process = NodeProcess("ript.ros.classifier_node", tmp_path / "classifier.log", run_dir=str(tmp_path),
-                               model=str(model_path), threshold=0.9, confirm_frames=2, episode_steps=5)
+    node_process = NodeProcess(
+        "ript.ros.classifier_node",
+        tmp_path / "classifier.log",
+        run_dir=str(tmp_path),
+        model=str(model_path),
+        threshold=0.9,
+        confirm_frames=2,
+        episode_steps=5,
+    )
     try:
         node = ros.node
         rewards: list[Reward] = []
@@ -48,8 +56,14 @@ def test_classifier_node_judges_and_collects_operator_labels(ros, tmp_path, mode
         reward_pub = node.create_publisher(Reward, "reward", RELIABLE)
         camera_pub = node.create_publisher(Image, "camera/agentview/image_raw", qos_profile_sensor_data)
         state_pub = node.create_publisher(RobotState, "robot/state", qos_profile_sensor_data)
-        assert ros.spin_until(lambda: start_pub.get_subscription_count() and camera_pub.get_subscription_count()
-                              and reward_pub.get_subscription_count(), 60), node_process.output()
+        assert ros.spin_until(
+            lambda: (
+                start_pub.get_subscription_count()
+                and camera_pub.get_subscription_count()
+                and reward_pub.get_subscription_count()
+            ),
+            60,
+        ), node_process.output()
         rng = np.random.default_rng(5)
 
         def run_trial(trial_id, success_scene, until, steps=None):

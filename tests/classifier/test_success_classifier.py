@@ -1,15 +1,25 @@
 """The success classifier's core: data files, held-out splits, metrics, training, checkpoints, and
 the judge that turns per-frame probabilities into one verdict per trial."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from classifier_scenes import dataset, scene
+
 from ript.core.safe_io import CorruptFileError, save_verified
-from ript.policies.success_classifier import (ClassifierConfig, Examples, OutcomeJudge, load_classifier, load_examples,
-                                             metrics, save_classifier, save_examples, split_by_group,
-                                             train_classifier)
+from ript.policies.success_classifier import (
+    ClassifierConfig,
+    Examples,
+    OutcomeJudge,
+    load_classifier,
+    load_examples,
+    metrics,
+    save_classifier,
+    save_examples,
+    split_by_group,
+    train_classifier,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

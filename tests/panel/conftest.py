@@ -1,6 +1,7 @@
 """Fixtures for the operator panel tests: the panel node as a subprocess on a free localhost port,
 talking real DDS to an rclpy node in the test (`ros_env` and `ros` from tests/conftest.py: a unique
 ROS_DOMAIN_ID, localhost discovery, logs in a temporary folder)."""
+
 from __future__ import annotations
 
 import socket
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from node_process import NodeProcess
 
 TOKEN = "test-token-0123456789"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

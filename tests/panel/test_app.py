@@ -1,6 +1,7 @@
 """The panel's FastAPI app against its real state (journal on disk), with ROS stood in by a
 recorder: tokens, JSON errors, marks persisted before they go out, undo, static files, CORS, and a
 schemathesis fuzz of the OpenAPI schema that must never get a 5xx."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 
 from ript.panel.app import RobotUnavailable, create_app
 from ript.panel.state import ActiveTrial, PanelConfig, PanelState
@@ -30,7 +31,7 @@ class Recorder:
 
     def publish(self, mark):
         # the mark must be on disk before it goes out
-        assert any(json.loads(l).get("mark_id") == mark.mark_id for l in self.state.path.read_text().splitlines())
+        assert any(json.loads(line).get("mark_id") == mark.mark_id for line in self.state.path.read_text().splitlines())
         self.published.append((mark.trial_id, mark.success))
 
     def start_trial(self):
@@ -67,9 +68,16 @@ def test_token_is_required_for_every_state_change(panel):
     state, recorder, client = panel
     state.on_trial_start(trial())
     body = {"trial_id": trial().trial_id, "outcome": "success"}
-    for path, payload in [("/api/mark", body), ("/api/undo", {}), ("/api/start_next", {}),
-                          ("/api/abort", {"trial_id": trial().trial_id}), ("/api/accept_suggestion", body),
-                          ("/api/robot/estop", {}), ("/api/robot/release", {}), ("/api/robot/home", {})]:
+    for path, payload in [
+        ("/api/mark", body),
+        ("/api/undo", {}),
+        ("/api/start_next", {}),
+        ("/api/abort", {"trial_id": trial().trial_id}),
+        ("/api/accept_suggestion", body),
+        ("/api/robot/estop", {}),
+        ("/api/robot/release", {}),
+        ("/api/robot/home", {}),
+    ]:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = client.post(path, json=payload, headers=headers)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, headers, r.text)
@@ -88,7 +96,7 @@ def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(pan
     assert r.status_code == 409 and "already marked" in r.json()["detail"]
     assert client.post("/api/mark", json={"trial_id": "other", "outcome": "success"}, headers=AUTH).status_code == 409
     assert recorder.published == [(trial().trial_id, False)]
-    events = [json.loads(l)["event"] for l in state.path.read_text().splitlines()]
+    events = [json.loads(line)["event"] for line in state.path.read_text().splitlines()]
     assert events == ["mark", "published"]
     # the history shows what the trainer stored, once it says so
     assert client.get("/api/history", headers=AUTH).json()["iterations"] == []
@@ -98,9 +106,18 @@ def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(pan
     assert history["contexts"] == [{"context_id": "libero_spatial/0/init00", "outcomes": [False]}]
 
 
-@pytest.mark.parametrize("payload", [{}, {"trial_id": "t"}, {"trial_id": "t", "outcome": "maybe"},
-                                     {"trial_id": "", "outcome": "success"}, {"trial_id": "t", "outcome": "success", "x": 1},
-                                     [1, 2], "text"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"trial_id": "t"},
+        {"trial_id": "t", "outcome": "maybe"},
+        {"trial_id": "", "outcome": "success"},
+        {"trial_id": "t", "outcome": "success", "x": 1},
+        [1, 2],
+        "text",
+    ],
+)
 def test_malformed_requests_get_422_json(panel, payload):
     state, recorder, client = panel
     state.on_trial_start(trial())
@@ -112,13 +129,17 @@ def test_malformed_requests_get_422_json(panel, payload):
 
 def test_undo_within_the_window_and_not_after(tmp_path):
     now = [100.0]
-    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=3.0, marks_file=str(tmp_path / "m.jsonl")),
-                       clock=lambda: now[0])
+    state = PanelState(
+        PanelConfig(token=TOKEN, undo_window_s=3.0, marks_file=str(tmp_path / "m.jsonl")), clock=lambda: now[0]
+    )
     recorder = Recorder(state)
     with TestClient(create_app(state, recorder), base_url=BASE) as client:
         state.on_trial_start(trial())
         tid = trial().trial_id
-        assert client.post("/api/mark", json={"trial_id": tid, "outcome": "success"}, headers=AUTH).json()["status"] == "held"
+        assert (
+            client.post("/api/mark", json={"trial_id": tid, "outcome": "success"}, headers=AUTH).json()["status"]
+            == "held"
+        )
         assert client.get("/api/state", headers=AUTH).json()["undo_left_s"] == pytest.approx(3.0)
         now[0] += 1.0
         assert client.post("/api/undo", headers=AUTH).json()["status"] == "undone"
@@ -133,18 +154,22 @@ def test_undo_within_the_window_and_not_after(tmp_path):
 
 
 def test_suggestion_accept_and_auto_accept(tmp_path):
-    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0, reward_mode="operator",
-                                   marks_file=str(tmp_path / "m.jsonl")))
+    state = PanelState(
+        PanelConfig(token=TOKEN, undo_window_s=0, reward_mode="operator", marks_file=str(tmp_path / "m.jsonl"))
+    )
     recorder = Recorder(state)
     with TestClient(create_app(state, recorder), base_url=BASE) as client:
         state.on_trial_start(trial())
-        assert client.post("/api/accept_suggestion", json={"trial_id": trial().trial_id}, headers=AUTH).status_code == 409
+        assert (
+            client.post("/api/accept_suggestion", json={"trial_id": trial().trial_id}, headers=AUTH).status_code == 409
+        )
         assert state.on_reward(trial().trial_id, True, "simulator") is None  # a suggestion, not a mark
         assert client.get("/api/state", headers=AUTH).json()["suggestion"] is True
         r = client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"}, headers=AUTH)
         assert r.json()["success"] is False  # the operator overrides the simulator
-    auto = PanelState(PanelConfig(token=TOKEN, auto_accept=True, reward_mode="operator",
-                                  marks_file=str(tmp_path / "a.jsonl")))
+    auto = PanelState(
+        PanelConfig(token=TOKEN, auto_accept=True, reward_mode="operator", marks_file=str(tmp_path / "a.jsonl"))
+    )
     auto.on_trial_start(trial(2))
     mark = auto.on_reward(trial(2).trial_id, True, "simulator")
     assert mark is not None and mark.auto and mark.success and auto.due() == [mark]
@@ -152,16 +177,32 @@ def test_suggestion_accept_and_auto_accept(tmp_path):
 
 def test_classifier_verdict_is_a_mark_only_when_confident_and_the_operator_wins(tmp_path):
     now = [1000.0]
-    state = PanelState(PanelConfig(token=TOKEN, reward_mode="operator", classifier_threshold=0.9, undo_window_s=3,
-                                   marks_file=str(tmp_path / "m.jsonl")), clock=lambda: now[0])
+    state = PanelState(
+        PanelConfig(
+            token=TOKEN,
+            reward_mode="operator",
+            classifier_threshold=0.9,
+            undo_window_s=3,
+            marks_file=str(tmp_path / "m.jsonl"),
+        ),
+        clock=lambda: now[0],
+    )
     with TestClient(create_app(state, Recorder(state)), base_url=BASE) as client:
         # unsure: shown, the operator is asked
         state.on_trial_start(trial(1))
         assert state.on_reward(trial(1).trial_id, True, "classifier", 0.7) is None
         shown = client.get("/api/state", headers=AUTH).json()
-        assert (shown["suggestion"], shown["suggestion_source"], shown["suggestion_confidence"]) == (True, "classifier", 0.7)
-        assert client.post("/api/mark", json={"trial_id": trial(1).trial_id, "outcome": "failure"},
-                           headers=AUTH).json()["success"] is False
+        assert (shown["suggestion"], shown["suggestion_source"], shown["suggestion_confidence"]) == (
+            True,
+            "classifier",
+            0.7,
+        )
+        assert (
+            client.post("/api/mark", json={"trial_id": trial(1).trial_id, "outcome": "failure"}, headers=AUTH).json()[
+                "success"
+            ]
+            is False
+        )
         # confident: accepted automatically, but held for the undo window; the operator overrides it
         state.on_trial_start(trial(2))
         mark = state.on_reward(trial(2).trial_id, True, "classifier", 0.95)
@@ -181,8 +222,10 @@ def test_abort_and_start_next_go_to_the_trainer(panel):
     state.on_trial_start(trial())
     r = client.post("/api/abort", json={"trial_id": trial().trial_id}, headers=AUTH)
     assert r.status_code == 200 and recorder.aborted == [(trial().trial_id, "operator: unsafe")]
-    assert client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"},
-                       headers=AUTH).status_code == 409  # discarded, not a failure
+    assert (
+        client.post("/api/mark", json={"trial_id": trial().trial_id, "outcome": "failure"}, headers=AUTH).status_code
+        == 409
+    )  # discarded, not a failure
     r = client.post("/api/start_next", headers=AUTH)
     assert r.status_code == 409 and "still running" in r.json()["detail"]
 
@@ -192,8 +235,10 @@ def test_estop_release_and_home_go_to_the_robot_bridge(panel):
     r = client.post("/api/robot/estop", headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] is True, r.text
     r = client.post("/api/robot/home", headers=AUTH)  # the bridge refuses to move while e-stopped
-    assert r.status_code == 409 and r.json() == {"error": "conflict",
-                                                 "detail": "cannot home: e-stop latched (call robot/release to clear)"}
+    assert r.status_code == 409 and r.json() == {
+        "error": "conflict",
+        "detail": "cannot home: e-stop latched (call robot/release to clear)",
+    }
     assert client.post("/api/robot/release", headers=AUTH).status_code == 200
     assert client.post("/api/robot/home", headers=AUTH).json()["message"] == "home done"
     assert recorder.robot == ["estop", "home", "release", "home"]
@@ -207,8 +252,15 @@ def test_static_files_cannot_escape_and_cors_is_closed(panel):
     state, recorder, client = panel
     assert client.get("/").status_code == 200 and "operator panel" in client.get("/").text
     assert client.get("/static/panel.js").status_code == 200
-    for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e%2fstate.py",
-                 "/static/....//app.py", "/static//etc/passwd", "/static/%2fetc%2fpasswd"]:
+    for path in [
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/static/%2e%2e%2fstate.py",
+        "/static/....//app.py",
+        "/static//etc/passwd",
+        "/static/%2fetc%2fpasswd",
+    ]:
         r = client.get(path)
         assert r.status_code == 404 and "PanelState" not in r.text and "root:" not in r.text, path
     r = client.options("/api/mark", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
@@ -231,20 +283,37 @@ def test_fuzz_api_never_answers_5xx(tmp_path):
     """Every operation of the served OpenAPI schema, with schemathesis-generated requests, with and
     without the token (schemathesis' pytest plugin is not used: it predates pytest 9)."""
     # schemathesis' ASGI client sends Host: testserver
-    state = PanelState(PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl"),
-                                   allowed_hosts=("testserver",)))
+    state = PanelState(
+        PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl"), allowed_hosts=("testserver",))
+    )
     state.on_trial_start(trial())
     state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Recorder(state)))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/api/mark", "/api/undo", "/api/abort", "/api/start_next",
-                                             "/api/state", "/api/camera/{camera}.jpg", "/health",
-                                             "/api/robot/estop", "/api/robot/release", "/api/robot/home"}
+    assert {op.path for op in operations} >= {
+        "/api/mark",
+        "/api/undo",
+        "/api/abort",
+        "/api/start_next",
+        "/api/state",
+        "/api/camera/{camera}.jpg",
+        "/health",
+        "/api/robot/estop",
+        "/api/robot/release",
+        "/api/robot/home",
+    }
     seen = set()
 
     # valid requests, and requests that break the schema (negative mode: they must get a 4xx, never 5xx)
-    @given(case=st.one_of([op.as_strategy(generation_mode=mode) for op in operations
-                           for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]))
+    @given(
+        case=st.one_of(
+            [
+                op.as_strategy(generation_mode=mode)
+                for op in operations
+                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+            ]
+        )
+    )
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def fuzz(case):
         for headers in (None, AUTH):  # the 401 path, and the handlers themselves
@@ -289,13 +358,17 @@ def test_report_link_is_for_one_visit_and_the_page_loads_nothing(tmp_path):
         url = client.post("/api/report", headers=AUTH).json()["url"]
         r = client.get(url)  # a run folder with nothing to report yet
         assert r.status_code == 409 and "is not a run folder" in r.json()["detail"]
-        MetricsLogger(run_dir, tensorboard=False).log(1, {"iteration": 1, "rollout/success_rate": 0.5,
-                                                          "sampler/trials": 16.0, "env_steps": 100})
+        MetricsLogger(run_dir, tensorboard=False).log(
+            1, {"iteration": 1, "rollout/success_rate": 0.5, "sampler/trials": 16.0, "env_steps": 100}
+        )
         url = client.post("/api/report", headers=AUTH).json()["url"]
         assert url.startswith("/report/") and TOKEN not in url
         r = client.get(url)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-        assert r.headers["content-security-policy"] == "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        assert (
+            r.headers["content-security-policy"]
+            == "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        )
         assert "<h2>Summary</h2>" in r.text and "<script" not in r.text
         assert client.get(url).status_code == 404, "a link serves one visit"
         assert client.get("/report/guessed").json()["error"] == "not_found"

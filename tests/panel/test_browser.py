@@ -2,6 +2,7 @@
 from the URL fragment, shows the trial and the camera image changing as frames arrive, and a click
 on Success reaches the trainer (this test's node, subscribed to /reward) as the operator's reward.
 Set RIPT_PANEL_SCREENSHOT=docs/operator_panel.png to keep the screenshot."""
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,23 @@ import time
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
 from sensor_msgs.msg import Image
 
-from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
-
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver (scripts/apt-packages.txt)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (scripts/apt-packages.txt)"
+)
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-TRIAL = dict(trial_id="it0005-g002-c001-k2-9f8e7d", context_id="libero_spatial/0/init01", iteration=5,
-             trial_index=2, group_size=4, instruction="pick up the black bowl and place it on the plate",
-             stochastic=True)
+TRIAL = dict(
+    trial_id="it0005-g002-c001-k2-9f8e7d",
+    context_id="libero_spatial/0/init01",
+    iteration=5,
+    trial_index=2,
+    group_size=4,
+    instruction="pick up the black bowl and place it on the plate",
+    stochastic=True,
+)
 
 
 def frame(t: int, size: int = 128) -> Image:
@@ -30,7 +37,7 @@ def frame(t: int, size: int = 128) -> Image:
     y, x = np.mgrid[0:size, 0:size]
     pixels = np.stack([90 + x // 4, 70 + y // 4, 50 + 0 * x], axis=-1).astype(np.uint8)
     cx, cy = 30 + (t * 3) % 70, 60 + int(10 * np.sin(t / 5))
-    pixels[cy:cy + 16, cx:cx + 16] = (220, 30, 30)
+    pixels[cy : cy + 16, cx : cx + 16] = (220, 30, 30)
     msg = Image(height=size, width=size, encoding="rgb8", step=size * 3)
     msg.data = pixels.tobytes()
     return msg
@@ -45,9 +52,21 @@ def journal(path, iterations=4) -> None:
             for k in range(8):
                 mid = f"m{it}{k}"
                 ok = bool(rng.random() < 0.25 + 0.15 * it)
-                f.write(json.dumps({"event": "mark", "mark_id": mid, "trial_id": f"it{it:04d}-k{k}", "success": ok,
-                                    "source": "operator", "iteration": it, "context_id": f"libero_spatial/0/init0{k % 4}",
-                                    "marked_at": 0.0}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "event": "mark",
+                            "mark_id": mid,
+                            "trial_id": f"it{it:04d}-k{k}",
+                            "success": ok,
+                            "source": "operator",
+                            "iteration": it,
+                            "context_id": f"libero_spatial/0/init0{k % 4}",
+                            "marked_at": 0.0,
+                        }
+                    )
+                    + "\n"
+                )
                 f.write(json.dumps({"event": "stored", "mark_id": mid}) + "\n")
 
 
@@ -60,8 +79,9 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
     node.create_subscription(Reward, "reward", rewards.append, RELIABLE)
     start_pub = node.create_publisher(TrialStart, "ript/trial_start", RELIABLE)
     status_pub = node.create_publisher(TrainerStatus, "ript/status", RELIABLE)
-    camera_pubs = [node.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
-                   for c in ("agentview", "wrist")]
+    camera_pubs = [
+        node.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data) for c in ("agentview", "wrist")
+    ]
     assert ros.spin_until(lambda: start_pub.get_subscription_count() and status_pub.get_subscription_count(), 15)
     start_pub.publish(TrialStart(**TRIAL))
     tick = [0]
@@ -71,9 +91,18 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
         tick[0] += 1
         for i, pub in enumerate(camera_pubs):
             pub.publish(frame(tick[0] + 20 * i))
-        status_pub.publish(TrainerStatus(state=TrainerStatus.STATE_COLLECTING, iteration=5, trial_id=TRIAL["trial_id"],
-                                         trial_index=2, group_size=4, trials_collected=11, batch_target=32,
-                                         message=f"started {TRIAL['trial_id']}"))
+        status_pub.publish(
+            TrainerStatus(
+                state=TrainerStatus.STATE_COLLECTING,
+                iteration=5,
+                trial_id=TRIAL["trial_id"],
+                trial_index=2,
+                group_size=4,
+                trials_collected=11,
+                batch_target=32,
+                message=f"started {TRIAL['trial_id']}",
+            )
+        )
 
     def until(check, timeout_s=20.0, what=""):
         deadline = time.monotonic() + timeout_s
@@ -95,12 +124,15 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
     assert "trial 3 of 4" in by_id("id", "progress").text and "11/32" in by_id("id", "progress").text
 
     loaded = lambda: browser.execute_script(
-        "const i = document.getElementById('cam-agentview'); return i.complete && i.naturalWidth > 0 ? i.src : '';")
+        "const i = document.getElementById('cam-agentview'); return i.complete && i.naturalWidth > 0 ? i.src : '';"
+    )
     until(lambda: loaded(), what="a camera frame")
     first = loaded()
     until(lambda: loaded() and loaded() != first, what="the camera image to change")
-    until(lambda: browser.execute_script("return document.querySelectorAll('#contexts .dot').length") == 32,
-          what="the per-context history")
+    until(
+        lambda: browser.execute_script("return document.querySelectorAll('#contexts .dot').length") == 32,
+        what="the per-context history",
+    )
     time.sleep(0.3)
     shot = tmp_path / "operator_panel.png"
     browser.save_screenshot(str(shot))
@@ -123,9 +155,19 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
 
     logger = MetricsLogger(tmp_path / "run0", tensorboard=False)
     for it, rate in enumerate([0.25, 0.4, 0.6], start=1):
-        logger.log(it, {"iteration": it, "rollout/success_rate": rate, "sampler/trials": 32.0,
-                        "sampler/mixed_groups_per_100_trials": 10.0 + it, "stats/approx_kl": 0.01 * it,
-                        "time/rollout_s": 30.0, "time/update_s": 5.0, "env_steps": 5000 * it})
+        logger.log(
+            it,
+            {
+                "iteration": it,
+                "rollout/success_rate": rate,
+                "sampler/trials": 32.0,
+                "sampler/mixed_groups_per_100_trials": 10.0 + it,
+                "stats/approx_kl": 0.01 * it,
+                "time/rollout_s": 30.0,
+                "time/update_s": 5.0,
+                "env_steps": 5000 * it,
+            },
+        )
     panel_tab = browser.current_window_handle
     by_id("id", "btn-report").click()
     until(lambda: len(browser.window_handles) == 2, what="the report's tab")

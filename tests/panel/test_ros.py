@@ -2,19 +2,26 @@
 port; this test's rclpy node plays the trainer (TrialStart, status, the services) and the camera.
 A mark made over HTTP arrives on /reward with its trial id; the simulator's success check is a
 suggestion, forwarded by auto-accept; 'reset done, start next' calls the trainer's service."""
+
 from __future__ import annotations
 
 import httpx
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
-
 from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
 from ript_interfaces.srv import StartTrial
+from sensor_msgs.msg import Image
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-TRIAL = dict(trial_id="it0002-g001-c003-k1-a1b2c3", context_id="libero_spatial/0/init03", iteration=2,
-             trial_index=1, group_size=4, instruction="put the bowl on the plate", stochastic=True)
+TRIAL = dict(
+    trial_id="it0002-g001-c003-k1-a1b2c3",
+    context_id="libero_spatial/0/init03",
+    iteration=2,
+    trial_index=1,
+    group_size=4,
+    instruction="put the bowl on the plate",
+    stochastic=True,
+)
 
 
 def wait_state(ros, panel, done, timeout_s=15.0) -> dict:
@@ -43,8 +50,9 @@ def test_mark_over_http_arrives_on_reward_and_is_acknowledged(ros, start_panel):
     connect(ros, start_pub)
     connect(ros, status_pub)
     start_pub.publish(TrialStart(**TRIAL))
-    status_pub.publish(TrainerStatus(state=TrainerStatus.STATE_COLLECTING, iteration=2, trial_id=TRIAL["trial_id"],
-                                     message="started"))
+    status_pub.publish(
+        TrainerStatus(state=TrainerStatus.STATE_COLLECTING, iteration=2, trial_id=TRIAL["trial_id"], message="started")
+    )
     state = wait_state(ros, panel, lambda s: s["trial"] is not None and s["trainer"]["state"] == "collecting")
     assert state["trial"]["instruction"] == TRIAL["instruction"] and state["trial"]["trial_index"] == 1
 
@@ -59,16 +67,23 @@ def test_mark_over_http_arrives_on_reward_and_is_acknowledged(ros, start_panel):
     bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert bgr.shape == (24, 32, 3) and bgr[..., 2].mean() > 200 and bgr[..., 0].mean() < 50  # red stays red
 
-    r = httpx.post(f"{panel.url}/api/mark", json={"trial_id": TRIAL["trial_id"], "outcome": "success"},
-                   headers=panel.auth, timeout=5)
+    r = httpx.post(
+        f"{panel.url}/api/mark",
+        json={"trial_id": TRIAL["trial_id"], "outcome": "success"},
+        headers=panel.auth,
+        timeout=5,
+    )
     # held for the undo window (0.5 s); "published" only if this reply was delayed past it
     assert r.status_code == 200 and r.json()["status"] in ("held", "published"), r.text
     assert ros.spin_until(lambda: rewards, 10.0), "the mark never arrived on /reward"
     (reward,) = rewards
     assert (reward.trial_id, reward.success, reward.reward, reward.source) == (TRIAL["trial_id"], True, 1.0, "operator")
     assert httpx.post(f"{panel.url}/api/undo", headers=panel.auth, timeout=5).status_code == 409  # already out
-    status_pub.publish(TrainerStatus(state=TrainerStatus.STATE_WAITING_FOR_RESET, iteration=2,
-                                     message=f"stored {TRIAL['trial_id']} (reward 1)"))
+    status_pub.publish(
+        TrainerStatus(
+            state=TrainerStatus.STATE_WAITING_FOR_RESET, iteration=2, message=f"stored {TRIAL['trial_id']} (reward 1)"
+        )
+    )
     state = wait_state(ros, panel, lambda s: s["last_mark"]["status"] == "stored")
     history = httpx.get(f"{panel.url}/api/history", headers=panel.auth, timeout=2).json()
     assert history["iterations"] == [{"iteration": 2, "trials": 1, "success_rate": 1.0}]
@@ -97,15 +112,18 @@ def test_simulator_suggestion_auto_accepted_and_start_next(ros, start_panel):
     import threading
 
     reply = {}
-    thread = threading.Thread(target=lambda: reply.update(r=httpx.post(f"{panel.url}/api/start_next",
-                                                                         headers=panel.auth, timeout=10)))
+    thread = threading.Thread(
+        target=lambda: reply.update(r=httpx.post(f"{panel.url}/api/start_next", headers=panel.auth, timeout=10))
+    )
     thread.start()
     assert ros.spin_until(lambda: not thread.is_alive(), 15.0)
     thread.join()
     assert reply["r"].status_code == 200 and reply["r"].json()["trial_id"] == TRIAL["trial_id"], reply["r"].text
     assert calls == [""]  # the sampler picks the context, not the panel
     wait_state(ros, panel, lambda s: s["trial"] is not None)
-    reward_pub.publish(Reward(trial_id=TRIAL["trial_id"], success=False, reward=0.0, source="simulator", confidence=1.0))
+    reward_pub.publish(
+        Reward(trial_id=TRIAL["trial_id"], success=False, reward=0.0, source="simulator", confidence=1.0)
+    )
     assert ros.spin_until(lambda: any(r.source == "operator" for r in rewards), 10.0), [r.source for r in rewards]
     forwarded = [r for r in rewards if r.source == "operator"]
     assert len(forwarded) == 1 and forwarded[0].trial_id == TRIAL["trial_id"] and forwarded[0].success is False
@@ -124,6 +142,7 @@ def test_estop_and_home_buttons_call_the_robot_bridge(ros, start_panel):
             calls.append(name)
             response.success, response.message = success, message
             return response
+
         ros.node.create_service(Trigger, f"robot/{name}", handle)
 
     serve("estop", True, "e-stop latched: commanding stopped (robot/release clears it)")

@@ -1,5 +1,6 @@
 """The panel's model under what arrives wrong: a journal torn by a crash or holding lines of another
 shape, a TrialStart that never reached the panel, and rewards the trainer rejects."""
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,17 @@ def test_journal_lines_of_unexpected_shape_are_skipped_not_fatal(tmp_path):
     state.on_trial_start(TRIAL)
     kept = state.mark(TRIAL.trial_id, True)
     with state.path.open("a") as f:
-        for line in ['[1, 2]', '"text"', '{"no_event": 1}', '{"event": "mark"}', '{"event": "mark", "mark_id": 3}',
-                     '{"event": "mark", "mark_id": "x", "trial_id": "y", "success": true, "source": "operator", '
-                     '"iteration": 1, "context_id": "c", "marked_at": 0.0, "bogus": 1, "status": 5}',
-                     '{"event": "outcome", "trial_id": "z"}', '\x00\xff not utf8']:
+        for line in [
+            "[1, 2]",
+            '"text"',
+            '{"no_event": 1}',
+            '{"event": "mark"}',
+            '{"event": "mark", "mark_id": 3}',
+            '{"event": "mark", "mark_id": "x", "trial_id": "y", "success": true, "source": "operator", '
+            '"iteration": 1, "context_id": "c", "marked_at": 0.0, "bogus": 1, "status": 5}',
+            '{"event": "outcome", "trial_id": "z"}',
+            "\x00\xff not utf8",
+        ]:
             f.write(line + "\n")
     restarted = panel(tmp_path)
     assert kept.mark_id in {m.mark_id for m in restarted.marks}
@@ -45,8 +53,15 @@ def test_journal_lines_of_unexpected_shape_are_skipped_not_fatal(tmp_path):
 def test_a_trial_whose_start_was_missed_is_adopted_from_the_trainer_status(tmp_path):
     state = panel(tmp_path)
     state.on_instruction(TRIAL.instruction)
-    status = {"state": "collecting", "iteration": 2, "trial_id": TRIAL.trial_id, "context_id": TRIAL.context_id,
-              "trial_index": 1, "group_size": 4, "message": f"started {TRIAL.trial_id}"}
+    status = {
+        "state": "collecting",
+        "iteration": 2,
+        "trial_id": TRIAL.trial_id,
+        "context_id": TRIAL.context_id,
+        "trial_index": 1,
+        "group_size": 4,
+        "message": f"started {TRIAL.trial_id}",
+    }
     state.on_status(status)
     assert state.trial is not None and state.trial.trial_id == TRIAL.trial_id
     assert state.trial.instruction == TRIAL.instruction and state.trial.context_id == TRIAL.context_id

@@ -35,8 +35,9 @@ def test_a_checkpoint_names_its_type_and_loads_as_it(tmp_path):
 
 
 def test_a_registered_type_is_rebuilt_from_its_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(POLICY_TYPES, "_entries", {**POLICY_TYPES._entries,
-                                                   "doubled_vla": "test_policy_types:doubled_from_config"})
+    monkeypatch.setattr(
+        POLICY_TYPES, "_entries", {**POLICY_TYPES._entries, "doubled_vla": "test_policy_types:doubled_from_config"}
+    )
     torch.manual_seed(0)
     policy = DoubledVLA(tiny_config())
     path = save_checkpoint(tmp_path / "policy.pt", policy)

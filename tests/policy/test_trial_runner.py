@@ -5,18 +5,28 @@ import numpy as np
 import pytest
 import torch
 
-from ript.policies.config import VLAConfig
 from ript.core.constants import OBS_STATE
 from ript.core.safe_io import load_verified
 from ript.core.trial_runner import TrialRunner, UnsafeAction, save_trajectory
+from ript.policies.config import VLAConfig
 from ript.policies.vla import build_policy
 
 
 @pytest.fixture
 def policy():
     torch.manual_seed(0)
-    return build_policy(VLAConfig(input_mode="state", state_dim=5, use_language=False, hidden_dim=16, num_layers=1,
-                                  num_heads=2, chunk_size=4, execute_steps=3)).eval()
+    return build_policy(
+        VLAConfig(
+            input_mode="state",
+            state_dim=5,
+            use_language=False,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            chunk_size=4,
+            execute_steps=3,
+        )
+    ).eval()
 
 
 def test_acts_bounded_records_queries_and_masks(policy, tmp_path):
@@ -55,9 +65,18 @@ def test_tokenized_chunk_counts_every_token_when_tokens_equal_steps():
     # tokens_per_chunk == chunk_size: the counts agree, yet the FSQ decoder mixes every token into
     # every executed step, so executing one step must still score all of the chunk's tokens.
     torch.manual_seed(0)
-    config = VLAConfig(input_mode="state", state_dim=5, use_language=False, hidden_dim=16, num_layers=1,
-                       num_heads=2, chunk_size=4, execute_steps=1, head="tokenized",
-                       tokenized={"fsq_levels": (5, 4), "tokens_per_chunk": 4, "tokenizer_hidden_dim": 32})
+    config = VLAConfig(
+        input_mode="state",
+        state_dim=5,
+        use_language=False,
+        hidden_dim=16,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=1,
+        head="tokenized",
+        tokenized={"fsq_levels": (5, 4), "tokens_per_chunk": 4, "tokenizer_hidden_dim": 32},
+    )
     policy = build_policy(config).eval()
     ids = policy.sample({OBS_STATE: torch.zeros(1, 5)}, generator=torch.Generator().manual_seed(0)).scored
     changed = ids.clone()

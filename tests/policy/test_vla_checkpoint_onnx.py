@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vla_helpers import random_obs, tiny_config
 
 from ript.policies.backends import load_policy
 from ript.policies.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from ript.policies.onnx_export import export_onnx
 from ript.policies.onnx_policy import OnnxPolicy, parity_report
 from ript.policies.vla import build_policy
-from vla_helpers import random_obs, tiny_config
 
 CASES = [("regression", "state"), ("regression", "image"), ("tokenized", "state"), ("tokenized", "image")]
 
@@ -19,8 +19,12 @@ def _trained_looking(config):
     """Random weights with non-trivial normalisation stats (so a lost buffer would show)."""
     torch.manual_seed(0)
     policy = build_policy(config).eval()
-    policy.set_normalization({"state_mean": torch.randn(config.state_dim).tolist(),
-                              "state_std": (torch.rand(config.state_dim) + 0.5).tolist()})
+    policy.set_normalization(
+        {
+            "state_mean": torch.randn(config.state_dim).tolist(),
+            "state_std": (torch.rand(config.state_dim) + 0.5).tolist(),
+        }
+    )
     return policy
 
 
@@ -29,8 +33,13 @@ def test_save_load_round_trip(tmp_path, head, mode):
     config = tiny_config(head, mode)
     policy = _trained_looking(config)
     stats = {"state_mean": [0.5] * config.state_dim, "action_min": [-1.0] * 7}
-    path = save_checkpoint(tmp_path / "policy.pt", policy, stats=stats, instruction_embeddings={"go": [0.1] * 384},
-                           metadata={"stage": "sft"})
+    path = save_checkpoint(
+        tmp_path / "policy.pt",
+        policy,
+        stats=stats,
+        instruction_embeddings={"go": [0.1] * 384},
+        metadata={"stage": "sft"},
+    )
     loaded, payload = load_checkpoint(path)
     assert loaded.config == config
     assert payload["stats"] == stats and payload["metadata"]["stage"] == "sft"

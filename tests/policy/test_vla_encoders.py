@@ -12,8 +12,9 @@ def test_resnet18_loads_torchvision_style_weights(tmp_path):
     source = ResNet18()
     state = {k: torch.randn_like(v) for k, v in source.state_dict().items()}
     # torchvision files also hold the classifier and BatchNorm counters; both are ignored.
-    state.update({"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000),
-                  "bn1.num_batches_tracked": torch.tensor(0)})
+    state.update(
+        {"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000), "bn1.num_batches_tracked": torch.tensor(0)}
+    )
     torch.save(state, tmp_path / "resnet18-test.pth")
     encoder = CameraEncoder("resnet18", 64, 2, 32, pretrained=str(tmp_path / "resnet18-test.pth"))
     torch.testing.assert_close(encoder.backbone.conv1.weight, state["conv1.weight"])

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 from torch.distributions import Independent, Laplace, Normal
+from vla_helpers import random_obs, tiny_config
 
-from ript.policies.checkpoint import load_checkpoint, save_checkpoint
 from ript.core.distributions import gaussian_log_prob, laplace_log_prob, standard_noise
+from ript.policies.checkpoint import load_checkpoint, save_checkpoint
 from ript.policies.heads.regression import regression_log_prob, regression_sample
 from ript.policies.vla import build_policy
-from vla_helpers import random_obs, tiny_config
 
 
 @pytest.mark.parametrize("kind", ["laplace", "gaussian"])
@@ -47,7 +47,7 @@ def test_policy_sample_and_log_prob_agree_with_exploration_and_clipping(loss):
     assert sample.actions.shape == sample.scored.shape == (6, config.chunk_size, config.action_dim)
     assert sample.log_probs.shape == (6, config.chunk_size)  # T = H: one per action step
     assert float(sample.actions.abs().max()) <= 1.0
-    clipped = (sample.scored.abs() > 1.0)
+    clipped = sample.scored.abs() > 1.0
     assert bool(clipped.any()), "test needs some clipped actions"
     torch.testing.assert_close(sample.actions[~clipped], sample.scored[~clipped])
 
@@ -59,8 +59,9 @@ def test_policy_sample_and_log_prob_agree_with_exploration_and_clipping(loss):
     dist = (Laplace if loss == "l1" else Normal)(mean, 3.0 * scale)
     torch.testing.assert_close(rescored, dist.log_prob(sample.scored).sum(-1), rtol=1e-5, atol=1e-4)
     # Sequence log-prob = sum of per-step log-probs.
-    torch.testing.assert_close(policy.chunk_log_prob(obs, sample.scored), dist.log_prob(sample.scored).sum((1, 2)),
-                               rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        policy.chunk_log_prob(obs, sample.scored), dist.log_prob(sample.scored).sum((1, 2)), rtol=1e-5, atol=1e-3
+    )
     # The exploration scale is part of the scored distribution.
     policy.exploration_scale = 1.0
     assert not torch.allclose(policy.log_prob(obs, sample.scored), rescored)
@@ -120,8 +121,7 @@ def test_exploration_floor_lifts_only_the_small_scales_and_is_scored():
     mean = torch.zeros(1, 1, 2)
     scale = torch.tensor([[[0.002, 0.3]]])  # one dimension the demos never varied, one they did
     eps = standard_noise("gaussian", (50_000, 1, 2), torch.Generator().manual_seed(4))
-    _, raw, logp = regression_sample(mean.expand_as(eps), scale.expand_as(eps), eps, "gaussian", 1.0, -1, 1,
-                                     floor=0.05)
+    _, raw, logp = regression_sample(mean.expand_as(eps), scale.expand_as(eps), eps, "gaussian", 1.0, -1, 1, floor=0.05)
     spread = raw.std(dim=(0, 1)).squeeze()
     assert abs(float(spread[0]) - 0.05) < 0.002  # floored
     assert abs(float(spread[1]) - 0.3) < 0.01  # above the floor: untouched
@@ -230,8 +230,9 @@ def test_time_correlated_noise_is_scored_exactly_and_prefixes_stay_exact():
     # Gaussian AR(1) noise along the chunk is a multivariate normal with covariance
     # s_i s_j rho^|i-j| per dimension: the per-step log-probs must sum to its density, and the
     # first k steps (what an execute-k query ran) to the density of that prefix.
-    config = tiny_config("regression", regression={"loss": "mse", "init_scale": 0.3, "gripper": "continuous",
-                                                   "noise_correlation": 0.8})
+    config = tiny_config(
+        "regression", regression={"loss": "mse", "init_scale": 0.3, "gripper": "continuous", "noise_correlation": 0.8}
+    )
     policy = build_policy(config).eval()
     obs = random_obs(config, batch=5)
     sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))

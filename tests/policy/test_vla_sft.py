@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from vla_helpers import INSTRUCTION, tiny_config, write_demo_file
 
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_LANGUAGE, OBS_STATE
 from ript.policies.libero_data import policy_observation, read_demos, state_dim
 from ript.policies.sft import DemoDataset, SFTConfig, action_chunks, calibrate_scale, train_sft
 from ript.policies.vla import build_policy
-from vla_helpers import INSTRUCTION, tiny_config, write_demo_file
 
 EMBEDDINGS = {INSTRUCTION: np.random.default_rng(0).normal(size=384).astype(np.float32)}
 
@@ -27,8 +27,11 @@ def test_dataset_featurises_like_policy_observation(tmp_path):
     demos = read_demos(write_demo_file(tmp_path))
     config = tiny_config("regression", input_mode="image")
     dataset = DemoDataset(demos, config, EMBEDDINGS)
-    reference = policy_observation({k: v for k, v in demos[0].obs.items() if k != "object_state"},
-                                   EMBEDDINGS[INSTRUCTION], image_size=config.image_size)
+    reference = policy_observation(
+        {k: v for k, v in demos[0].obs.items() if k != "object_state"},
+        EMBEDDINGS[INSTRUCTION],
+        image_size=config.image_size,
+    )
     for key in (OBS_STATE, OBS_IMAGE_AGENTVIEW, OBS_LANGUAGE):
         np.testing.assert_array_equal(dataset.obs[key].numpy(), reference[key])
     assert dataset.obs[OBS_STATE].shape[1] == config.state_dim  # image mode: proprio only
@@ -69,8 +72,7 @@ def test_calibrate_scale_fits_nll_with_mean_frozen(tmp_path):
     obs, chunks, mask = dataset.batch(torch.arange(len(dataset)), policy.device)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     mean_before, scale_before = policy.regression_params(obs)
-    history = calibrate_scale(policy, dataset, SFTConfig(steps=150, batch_size=32, learning_rate=1e-2),
-                              progress=False)
+    history = calibrate_scale(policy, dataset, SFTConfig(steps=150, batch_size=32, learning_rate=1e-2), progress=False)
     assert history[-1]["loss/scale"] < history[0]["loss/scale"] - 0.5
     changed = {k for k, v in policy.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith("head.scale_head.") for k in changed), changed
@@ -89,8 +91,9 @@ def test_image_mode_trains_end_to_end(tmp_path):
     config = tiny_config("regression", input_mode="image")
     policy = build_policy(config)
     dataset = DemoDataset(demos, config, EMBEDDINGS)
-    history = train_sft(policy, dataset, SFTConfig(steps=30, batch_size=8, learning_rate=2e-3, image_shift=2),
-                        progress=False)
+    history = train_sft(
+        policy, dataset, SFTConfig(steps=30, batch_size=8, learning_rate=2e-3, image_shift=2), progress=False
+    )
     losses = [row["loss/sft"] for row in history]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 

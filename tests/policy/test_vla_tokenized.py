@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vla_helpers import random_obs, tiny_config
 
 from ript.policies.heads.tokenized import sample_tokens, token_log_prob, token_log_softmax
 from ript.policies.tokenizer import FSQ
 from ript.policies.vla import build_policy
-from vla_helpers import random_obs, tiny_config
 
 
 def test_fsq_ids_round_trip():
@@ -75,8 +75,16 @@ def test_top_k_masks_the_rest_to_minus_infinity():
 
 
 def test_policy_sample_rescore_gradient_and_greedy_act():
-    config = tiny_config("tokenized", tokenized={"fsq_levels": (5, 4), "tokens_per_chunk": 2,
-                                                 "tokenizer_hidden_dim": 64, "temperature": 0.8, "top_k": 5})
+    config = tiny_config(
+        "tokenized",
+        tokenized={
+            "fsq_levels": (5, 4),
+            "tokens_per_chunk": 2,
+            "tokenizer_hidden_dim": 64,
+            "temperature": 0.8,
+            "top_k": 5,
+        },
+    )
     policy = build_policy(config).eval()
     obs = random_obs(config, batch=5)
     sample = policy.sample(obs, generator=torch.Generator().manual_seed(0))
@@ -84,8 +92,7 @@ def test_policy_sample_rescore_gradient_and_greedy_act():
     assert sample.log_probs.shape == (5, 2) and sample.actions.shape == (5, 4, 7)
     logp = policy.log_prob(obs, sample.scored)
     torch.testing.assert_close(logp, sample.log_probs, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(policy.chunk_log_prob(obs, sample.scored), sample.log_probs.sum(1), rtol=1e-5,
-                               atol=1e-5)
+    torch.testing.assert_close(policy.chunk_log_prob(obs, sample.scored), sample.log_probs.sum(1), rtol=1e-5, atol=1e-5)
     logp.sum().backward()
     assert float(policy.prior.out.weight.grad.abs().sum()) > 0
     assert float(policy.trunk.blocks[0].attn.qkv.weight.grad.abs().sum()) > 0

@@ -18,18 +18,26 @@ def make_demo(length: int = 40, image_size: int = 32, seed: int = 0, instruction
     obs = {
         "agentview_rgb": rng.integers(0, 256, (length, image_size, image_size, 3), dtype=np.uint8),
         "eye_in_hand_rgb": rng.integers(0, 256, (length, image_size, image_size, 3), dtype=np.uint8),
-        "ee_pos": np.hstack([t, t ** 2, 1.0 - t]),
+        "ee_pos": np.hstack([t, t**2, 1.0 - t]),
         "ee_ori": np.hstack([np.sin(t), np.cos(t), t]),
         "ee_states": np.zeros((length, 6)),
         "gripper_states": np.hstack([0.04 - 0.03 * t, 0.03 * t - 0.04]),
         "joint_states": np.zeros((length, 7)),
         # one object: a fixed position, then a quaternion-like part that moves (pos 3 + quat 4)
-        "object_state": np.hstack([np.tile(rng.normal(size=(1, 3)), (length, 1)), t * 0.1, t * 0.2, t * 0.3,
-                                   np.ones((length, 1))]),
+        "object_state": np.hstack(
+            [np.tile(rng.normal(size=(1, 3)), (length, 1)), t * 0.1, t * 0.2, t * 0.3, np.ones((length, 1))]
+        ),
     }
     actions = np.hstack([np.sin(6.0 * t + k) * 0.8 for k in range(6)] + [np.where(t > 0.5, 1.0, -1.0)])
-    return Demo(obs=obs, actions=actions, states=np.zeros((length, 4)), rewards=np.zeros(length),
-                dones=np.zeros(length), instruction=instruction, task_name="synthetic")
+    return Demo(
+        obs=obs,
+        actions=actions,
+        states=np.zeros((length, 4)),
+        rewards=np.zeros(length),
+        dones=np.zeros(length),
+        instruction=instruction,
+        task_name="synthetic",
+    )
 
 
 def write_demo_file(folder, num_demos: int = 1):
@@ -38,8 +46,18 @@ def write_demo_file(folder, num_demos: int = 1):
 
 
 def tiny_config(head: str = "regression", input_mode: str = "state", **overrides) -> VLAConfig:
-    base = dict(head=head, input_mode=input_mode, state_dim=8 if input_mode == "image" else state_dim(7), image_size=32,
-                image_tokens_side=2, hidden_dim=32, num_layers=2, num_heads=2, chunk_size=4, execute_steps=2)
+    base = dict(
+        head=head,
+        input_mode=input_mode,
+        state_dim=8 if input_mode == "image" else state_dim(7),
+        image_size=32,
+        image_tokens_side=2,
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=2,
+    )
     if head == "tokenized":
         base["tokenized"] = {"fsq_levels": (5, 4), "tokens_per_chunk": 2, "tokenizer_hidden_dim": 64}
     base.update(overrides)

@@ -6,14 +6,17 @@ from torch.distributions import Laplace, Normal
 
 from ript.core.constants import OBS_STATE
 from ript.core.distributions import gaussian_log_prob, laplace_log_prob, sample_gaussian, sample_laplace
-from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 from ript.core.policy import ChunkQueue, PolicySample
+from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 
 
 def make_policy(distribution="gaussian", chunk_size=4, init_scale=0.8):
     torch.manual_seed(0)
-    return MLPPolicy(MLPPolicyConfig(state_dim=3, action_dim=2, chunk_size=chunk_size,
-                                     distribution=distribution, init_scale=init_scale))
+    return MLPPolicy(
+        MLPPolicyConfig(
+            state_dim=3, action_dim=2, chunk_size=chunk_size, distribution=distribution, init_scale=init_scale
+        )
+    )
 
 
 @pytest.mark.parametrize("distribution", ["gaussian", "laplace"])

@@ -1,9 +1,9 @@
 """Fixtures for the robot tests: robot-side nodes as subprocesses started the way `ript up` starts
 them, on this test's DDS domain (`ros_env`/`ros` from tests/conftest.py)."""
+
 from __future__ import annotations
 
 import pytest
-
 from node_process import NodeProcess
 
 

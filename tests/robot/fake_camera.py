@@ -1,5 +1,6 @@
 """A stand-in for a RealSense camera implementing ript.robot.realsense.CameraDevice: a USB
 "bus" the test plugs and unplugs, and frames with a known pattern and capture time."""
+
 from __future__ import annotations
 
 import time

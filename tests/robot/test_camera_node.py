@@ -2,15 +2,16 @@
 DDS: rgb8 frames with capture stamps and frame_id, an unplug followed by a reconnect, and the
 error that lists the serials it does see; the real pyrealsense2 driver imports and reports that no
 camera is connected on this machine."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_camera import FakeBus, FakeCamera, pattern
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from fake_camera import FakeBus, FakeCamera, pattern
 from ript.robot.realsense import CameraNotFound, CameraSettings, CameraStream, RealSenseCamera
 
 SERIAL = "036522072967"
@@ -29,8 +30,9 @@ def test_real_driver_reports_no_camera_with_the_serials_it_sees():
     camera = RealSenseCamera(CameraSettings(serial="123622270136"))
     with pytest.raises(CameraNotFound) as raised:
         camera.open()  # this machine has no RealSense
-    assert str(raised.value) == ("no RealSense camera with serial '123622270136' is connected "
-                                 "(connected serials: none)")
+    assert str(raised.value) == (
+        "no RealSense camera with serial '123622270136' is connected (connected serials: none)"
+    )
     assert RealSenseCamera.connected_serials() == []
     camera.close()  # closing what never opened is harmless
 
@@ -49,8 +51,9 @@ def test_missing_camera_is_retried_with_backoff_and_the_error_lists_connected_se
             attempts.append(round(now[0], 2))
     assert attempts == [0.0, 0.5, 1.5, 3.5]  # backoff 0.5, 1, 2, then capped at 2 s
     level, message = log.lines[0]
-    assert level == "error" and message == (f"no RealSense camera with serial '{SERIAL}' is connected "
-                                            f"(connected serials: 111111111111); retrying in 0.5 s")
+    assert level == "error" and message == (
+        f"no RealSense camera with serial '{SERIAL}' is connected (connected serials: 111111111111); retrying in 0.5 s"
+    )
     bus.serials.append(SERIAL)  # plugged in late: it streams without a restart
     now[0] = 6.0
     frame = stream.poll()
@@ -60,10 +63,21 @@ def test_missing_camera_is_retried_with_backoff_and_the_error_lists_connected_se
 def make_node(ros, bus: FakeBus, **params):
     from ript.ros.camera_node import CameraNode
 
-    values = {"serial": SERIAL, "width": 64, "height": 48, "fps": 30, "camera_name": "wrist", "retry_s": 0.1,
-              "max_retry_s": 0.2, **params}
-    node = CameraNode(lambda settings: FakeCamera(settings, bus), context=ros.context,
-                      parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+    values = {
+        "serial": SERIAL,
+        "width": 64,
+        "height": 48,
+        "fps": 30,
+        "camera_name": "wrist",
+        "retry_s": 0.1,
+        "max_retry_s": 0.2,
+        **params,
+    }
+    node = CameraNode(
+        lambda settings: FakeCamera(settings, bus),
+        context=ros.context,
+        parameter_overrides=[Parameter(k, value=v) for k, v in values.items()],
+    )
     ros.executor.add_node(node)
     return node
 

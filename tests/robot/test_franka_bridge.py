@@ -2,6 +2,7 @@
 franka_ros2 (current pose and joint states in, pose targets and gripper widths out), the trainer
 (TrialStart, Reward) and the policy (ActionCommand). Checks: bounded targets and RobotState back
 with trial id and step, dropped actions, dry run, e-stop latency, the watchdog, the home routine."""
+
 from __future__ import annotations
 
 import math
@@ -12,13 +13,13 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
-from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
-from ript.ros.franka_bridge import pose_message, pose_of
 from ript.robot.poses import Pose
+from ript.ros.franka_bridge import pose_message, pose_of
 from ript.ros.trial_start import TRIAL_START_QOS
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -55,8 +56,10 @@ class FakeFranka:
             return
         stamp = self.node.get_clock().now().to_msg()
         self.pose_pub.publish(pose_message(self.pose, "fr3_link0", stamp))
-        joints = JointState(name=[f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"],
-                            position=[0.0, -0.8, 0.0, -2.4, 0.0, 1.6, 0.8, 0.03, 0.03])
+        joints = JointState(
+            name=[f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"],
+            position=[0.0, -0.8, 0.0, -2.4, 0.0, 1.6, 0.8, 0.03, 0.03],
+        )
         joints.header.stamp = stamp
         self.joints_pub.publish(joints)
 
@@ -67,8 +70,14 @@ class Graph:
     def __init__(self, ros, start_node, follow=False, **bridge_params):
         self.ros = ros
         self.franka = FakeFranka(ros, follow)
-        params = dict(target_pose_topic=TARGET_TOPIC, current_pose_topic=POSE_TOPIC, joint_states_topic=JOINTS_TOPIC,
-                      gripper_interface="topic", watch_cameras="", dry_run=False)
+        params = dict(
+            target_pose_topic=TARGET_TOPIC,
+            current_pose_topic=POSE_TOPIC,
+            joint_states_topic=JOINTS_TOPIC,
+            gripper_interface="topic",
+            watch_cameras="",
+            dry_run=False,
+        )
         params.update(bridge_params)
         self.bridge = start_node("ript.ros.franka_bridge", **params)
         node = ros.node
@@ -80,8 +89,12 @@ class Graph:
         self.action_pub = node.create_publisher(ActionCommand, "action", RELIABLE)
         self.reward_pub = node.create_publisher(Reward, "reward", RELIABLE)
         self.services = {name: node.create_client(Trigger, f"robot/{name}") for name in ("estop", "release", "home")}
-        ready = lambda: (self.states and all(c.service_is_ready() for c in self.services.values())
-                         and self.action_pub.get_subscription_count() and self.start_pub.get_subscription_count())
+        ready = lambda: (
+            self.states
+            and all(c.service_is_ready() for c in self.services.values())
+            and self.action_pub.get_subscription_count()
+            and self.start_pub.get_subscription_count()
+        )
         assert ros.spin_until(ready, 20.0), f"bridge not ready:\n{self.bridge.output()}"
 
     def start_trial(self, trial_id: str = TRIAL) -> None:
@@ -118,8 +131,9 @@ def test_actions_become_bounded_targets_and_state_comes_back(ros, start_node):
     target = g.franka.targets[0][1]
     assert target.header.frame_id == "fr3_link0"
     # full-scale +x: 5 cm in LIBERO's scale, limited to 0.25 m/s for one 0.05 s control period
-    np.testing.assert_allclose([target.pose.position.x, target.pose.position.y, target.pose.position.z],
-                               [0.5125, 0.0, 0.3], atol=1e-9)
+    np.testing.assert_allclose(
+        [target.pose.position.x, target.pose.position.y, target.pose.position.z], [0.5125, 0.0, 0.3], atol=1e-9
+    )
     assert g.franka.gripper == [0.0]  # +1: close
     assert ros.spin_until(lambda: g.states[-1].step == 1 and g.states[-1].trial_id == TRIAL, 2.0)
     g.act(*[math.nan] * 7)
@@ -134,8 +148,12 @@ def test_actions_become_bounded_targets_and_state_comes_back(ros, start_node):
     assert len(g.franka.targets) == 1, "an action after the trial's reward was executed"
     log = g.bridge.output()
     assert "gripper via std_msgs/Float64 width on /fr3_gripper/width_command" in log
-    for reason in ("non-finite action", "action has 3 values, expected 7", "active trial is 'it0001-g000-c000-k0-5f3a'",
-                   "active trial is 'none'"):
+    for reason in (
+        "non-finite action",
+        "action has 3 values, expected 7",
+        "active trial is 'it0001-g000-c000-k0-5f3a'",
+        "active trial is 'none'",
+    ):
         assert reason in log, reason
 
 
@@ -178,9 +196,11 @@ def test_estop_stops_commands_at_once_and_release_resumes(ros, start_node):
         assert all(t <= answered for t in after), "a target arrived after the e-stop was acknowledged"
         assert g.call("release").success
     streaming[0] = False
-    print(f"e-stop: last command {1000 * max(latencies):.1f} ms after the call at worst "
-          f"(median {1000 * statistics.median(latencies):.1f} ms); service round trip "
-          f"median {1000 * statistics.median(round_trips):.1f} ms, max {1000 * max(round_trips):.1f} ms")
+    print(
+        f"e-stop: last command {1000 * max(latencies):.1f} ms after the call at worst "
+        f"(median {1000 * statistics.median(latencies):.1f} ms); service round trip "
+        f"median {1000 * statistics.median(round_trips):.1f} ms, max {1000 * max(round_trips):.1f} ms"
+    )
     assert max(latencies) < ESTOP_BOUND_S and max(round_trips) < ESTOP_BOUND_S
     assert "E-STOP latched" in g.bridge.output()
 

@@ -2,13 +2,14 @@
 (ript.ros.franka_emulator) plays the robot, the bridge and its safety layer sit in between, this
 test plays the trainer and the policy. Actions move the simulated end effector in the commanded
 direction, the gripper closes, and the state comes back as RobotState with the trial and step."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
 from ript_interfaces.msg import ActionCommand, RobotState, TrialStart
+
 from ript.ros.trial_start import TRIAL_START_QOS
 
 pytestmark = pytest.mark.slow
@@ -26,8 +27,8 @@ def contexts_file(tmp_path_factory):
 
 
 def test_bridge_moves_the_libero_robot_in_the_commanded_direction(ros, start_node, contexts_file):
-    from ript.sim.contexts import load_contexts
     from ript.ros.ros_contexts import context_id
+    from ript.sim.contexts import load_contexts
 
     emulator = start_node("ript.ros.franka_emulator", contexts_file=str(contexts_file), render=False, max_steps=400)
     bridge = start_node("ript.ros.franka_bridge", dry_run=False, watch_cameras="", gripper_interface="topic")

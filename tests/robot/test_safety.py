@@ -1,6 +1,7 @@
 """The Franka bridge's safety layer and pose algebra, without ROS: LIBERO's action scaling, the
 workspace clamp, per-step and velocity limits, dropped actions (NaN/inf, wrong trial, e-stop,
 stale inputs) and the home routine's bounded convergence."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def test_small_action_is_libero_scaled_delta():
     command = safety.check_action(TRIAL, action(0.1, -0.2, 0.0, 0.0, 0.0, 0.1, 1.0), current, now=0.05)
     assert command.dropped == "" and command.gripper_close is True
     np.testing.assert_allclose(command.target.position, [0.505, -0.01, 0.3], atol=1e-9)  # 0.05 m * a
-    np.testing.assert_allclose(rotation_between(current.quaternion, command.target.quaternion), [0, 0, 0.05],
-                               atol=1e-9)  # 0.5 rad * a, about the base z axis
+    np.testing.assert_allclose(
+        rotation_between(current.quaternion, command.target.quaternion), [0, 0, 0.05], atol=1e-9
+    )  # 0.5 rad * a, about the base z axis
     assert safety.check_action(TRIAL, action(0, 0, 0, 0, 0, 0, -1), current, 0.1).gripper_close is False
 
 
@@ -68,8 +70,7 @@ def test_per_step_limits_bound_translation_and_rotation():
 
 
 def test_velocity_limits_follow_the_control_period_and_command_spacing():
-    safety = layer(max_linear_speed_m_s=0.25, max_angular_speed_rad_s=1.0, control_period_s=0.05,
-                   state_timeout_s=10.0)
+    safety = layer(max_linear_speed_m_s=0.25, max_angular_speed_rad_s=1.0, control_period_s=0.05, state_timeout_s=10.0)
     current = Pose.of([0.5, 0.0, 0.3], DOWN)
     first = safety.check_action(TRIAL, action(1, 0, 0, 0, 0, 1), current, now=1.0)
     assert first.target.position[0] - 0.5 == pytest.approx(0.25 * 0.05)  # the first command: one control period
@@ -91,8 +92,9 @@ def test_workspace_clamp_and_a_robot_outside_is_brought_back_step_by_step():
     assert command.target.position[0] == pytest.approx(0.85)  # one 5 cm step toward the box, not a jump
 
 
-@pytest.mark.parametrize("bad", [action(math.nan), action(0, 0, math.inf), action(0, 0, 0, 0, 0, 0, -math.inf),
-                                 [0.0] * 6, [0.0] * 8])
+@pytest.mark.parametrize(
+    "bad", [action(math.nan), action(0, 0, math.inf), action(0, 0, 0, 0, 0, 0, -math.inf), [0.0] * 6, [0.0] * 8]
+)
 def test_non_finite_or_misshapen_actions_are_dropped(bad):
     safety = layer()
     command = safety.check_action(TRIAL, bad, Pose.of([0.5, 0, 0.3], DOWN), now=0.05)

@@ -1,5 +1,6 @@
 """Fixtures for the ROS graph tests; the DDS environment and the rclpy harness (`ros_env`, `ros`)
 come from tests/conftest.py."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,9 @@ class Peer:
     """tests/ros/dds_peer.py running in its own process."""
 
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, str(PEER), *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PEER), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         self._output: str | None = None
 
     def stop(self) -> str:

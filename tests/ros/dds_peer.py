@@ -6,6 +6,7 @@
 Runs until SIGTERM (or a 60 s safety limit), then tears down and exits 0. The values it sends are
 the constants below, which the tests import and compare against.
 """
+
 from __future__ import annotations
 
 import signal
@@ -18,8 +19,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 
-REWARD = dict(trial_id="it0003-ctx0012-k2", success=True, reward=1.0, source="operator",
-              confidence=0.75)
+REWARD = dict(trial_id="it0003-ctx0012-k2", success=True, reward=1.0, source="operator", confidence=0.75)
 IMAGE_SHAPE = (48, 64, 3)  # height, width, channels (rgb8)
 IMAGE_FRAME = "agentview"
 SAFETY_LIMIT_S = 60.0
@@ -43,8 +43,7 @@ def run_reward(node, topic: str, service: str) -> list:
     from ript_interfaces.srv import StartTrial
 
     # Rewards are commands, not sensor data: reliable.
-    pub = node.create_publisher(
-        Reward, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(Reward, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
 
     def publish():
         msg = Reward(**REWARD)
@@ -53,7 +52,8 @@ def run_reward(node, topic: str, service: str) -> list:
 
     def handle(request, response):
         response.accepted, response.trial_id, response.message = start_trial_reply(
-            request.context_id, request.stochastic)
+            request.context_id, request.stochastic
+        )
         return response
 
     return [node.create_timer(0.1, publish), node.create_service(StartTrial, service, handle)]
@@ -64,8 +64,7 @@ def run_camera(node, topic: str) -> list:
 
     pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
     pixels = image_pixels()
-    msg = Image(height=IMAGE_SHAPE[0], width=IMAGE_SHAPE[1], encoding="rgb8",
-                step=IMAGE_SHAPE[1] * IMAGE_SHAPE[2])
+    msg = Image(height=IMAGE_SHAPE[0], width=IMAGE_SHAPE[1], encoding="rgb8", step=IMAGE_SHAPE[1] * IMAGE_SHAPE[2])
     msg.header.frame_id = IMAGE_FRAME
     msg.data = pixels.tobytes()  # bytes, not the array: assigning an array is ~1000x slower
 

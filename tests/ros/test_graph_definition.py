@@ -1,5 +1,6 @@
 """launch/*.launch.py and `ript up` start the same graph (no `launch` packages exist on PyPI, so the
 launch files run here against stand-in `launch`/`launch_ros` modules that record every call)."""
+
 from __future__ import annotations
 
 import runpy
@@ -47,12 +48,19 @@ def _stand_in_modules(recorded: dict) -> dict[str, types.ModuleType]:
 
     return {
         "launch": module("launch", LaunchDescription=lambda actions: list(actions)),
-        "launch.actions": module("launch.actions", DeclareLaunchArgument=lambda name, **kw: record("arguments")(
-            name=name, **kw), Shutdown=lambda **kw: ("Shutdown", kw)),
-        "launch.conditions": module("launch.conditions", IfCondition=Condition,
-                                    UnlessCondition=lambda predicate: Condition(predicate, negate=True)),
-        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
-                                       IfElseSubstitution=IfElseSubstitution),
+        "launch.actions": module(
+            "launch.actions",
+            DeclareLaunchArgument=lambda name, **kw: record("arguments")(name=name, **kw),
+            Shutdown=lambda **kw: ("Shutdown", kw),
+        ),
+        "launch.conditions": module(
+            "launch.conditions",
+            IfCondition=Condition,
+            UnlessCondition=lambda predicate: Condition(predicate, negate=True),
+        ),
+        "launch.substitutions": module(
+            "launch.substitutions", LaunchConfiguration=LaunchConfiguration, IfElseSubstitution=IfElseSubstitution
+        ),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=record("nodes")),
         "launch_ros.parameter_descriptions": module("launch_ros.parameter_descriptions", ParameterValue=ParameterValue),
@@ -66,7 +74,9 @@ def _resolve(value, arguments):
     if isinstance(value, list):
         return "".join(str(_resolve(part, arguments)) for part in value)
     if isinstance(value, IfElseSubstitution):
-        return _resolve(value.if_value if is_true(_resolve(value.condition, arguments)) else value.else_value, arguments)
+        return _resolve(
+            value.if_value if is_true(_resolve(value.condition, arguments)) else value.else_value, arguments
+        )
     if isinstance(value, ParameterValue):
         assert value.value_type is str
         return "'" + str(_resolve(value.value, arguments)) + "'"  # how a YAML string is written on a command line
@@ -89,16 +99,23 @@ def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> t
         if not _runs(node, arguments):
             continue
         (parameters,) = node["parameters"]
-        nodes.append({"package": node["package"], "executable": node["executable"], "name": node["name"],
-                      "parameters": {k: _resolve(v, arguments) for k, v in parameters.items()},
-                      "remappings": [tuple(r) for r in node["remappings"]],
-                      "respawn": node.get("respawn", False), "on_exit": node.get("on_exit")})
+        nodes.append(
+            {
+                "package": node["package"],
+                "executable": node["executable"],
+                "name": node["name"],
+                "parameters": {k: _resolve(v, arguments) for k, v in parameters.items()},
+                "remappings": [tuple(r) for r in node["remappings"]],
+                "respawn": node.get("respawn", False),
+                "on_exit": node.get("on_exit"),
+            }
+        )
     return nodes, recorded["arguments"]
 
 
 def ript_up_view(command: list[str]) -> dict:
     """Parse `python -m module --ros-args ...` back into name, parameters and remappings."""
-    args = command[command.index("--ros-args") + 1:]
+    args = command[command.index("--ros-args") + 1 :]
     pairs = list(zip(args[::2], args[1::2]))
     remaps = [tuple(value.split(":=", 1)) for flag, value in pairs if flag == "-r"]
     name = next(target for source, target in remaps if source == "__node")
@@ -106,8 +123,12 @@ def ript_up_view(command: list[str]) -> dict:
     return {"name": name, "parameters": params, "remappings": [r for r in remaps if r[0] != "__node"]}
 
 
-GRAPHS = [("sim", []), ("franka", []), ("franka", ["use_sim=true", "agentview_serial=036522072967"]),
-          ("franka", ["use_sim=false", "dry_run=false", "robot_ip=172.16.0.2", "wrist_serial=036522072967"])]
+GRAPHS = [
+    ("sim", []),
+    ("franka", []),
+    ("franka", ["use_sim=true", "agentview_serial=036522072967"]),
+    ("franka", ["use_sim=false", "dry_run=false", "robot_ip=172.16.0.2", "wrist_serial=036522072967"]),
+]
 
 
 @pytest.mark.parametrize("mode,settings", GRAPHS)
@@ -135,12 +156,21 @@ def test_launch_file_and_ript_up_start_the_same_graph(mode, settings, monkeypatc
 def test_franka_graph_runs_cameras_on_a_robot_and_the_emulator_in_simulation():
     def graph(*settings):
         arguments = up_cli.launch_arguments("franka", ["checkpoint=p.ckpt", *settings])
-        return {spec.name: ript_up_view(up_cli.node_command(spec, arguments))["parameters"]
-                for spec in active_nodes("franka", arguments)}
+        return {
+            spec.name: ript_up_view(up_cli.node_command(spec, arguments))["parameters"]
+            for spec in active_nodes("franka", arguments)
+        }
 
     robot = graph("wrist_serial=036522072967", "robot_ip=172.16.0.2")
-    assert set(robot) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "agentview_camera",
-                          "wrist_camera", "success_classifier"}
+    assert set(robot) == {
+        "policy_node",
+        "trainer_node",
+        "operator_panel",
+        "franka_bridge",
+        "agentview_camera",
+        "wrist_camera",
+        "success_classifier",
+    }
     assert robot["wrist_camera"]["serial"] == "'036522072967'"  # a string: the leading zero survives
     assert robot["agentview_camera"]["serial"] == "''"
     assert robot["franka_bridge"]["dry_run"] == "true" and robot["trainer_node"]["auto_start"] == "false"
@@ -150,8 +180,14 @@ def test_franka_graph_runs_cameras_on_a_robot_and_the_emulator_in_simulation():
     assert robot["success_classifier"]["model"] == "''"
     assert robot["success_classifier"]["threshold"] == robot["operator_panel"]["classifier_threshold"] == "0.9"
     simulated = graph("use_sim=true", "dry_run=true")
-    assert set(simulated) == {"policy_node", "trainer_node", "operator_panel", "franka_bridge", "franka_emulator",
-                              "success_classifier"}
+    assert set(simulated) == {
+        "policy_node",
+        "trainer_node",
+        "operator_panel",
+        "franka_bridge",
+        "franka_emulator",
+        "success_classifier",
+    }
     assert simulated["franka_bridge"]["dry_run"] == "false" and simulated["trainer_node"]["auto_start"] == "true"
     assert simulated["franka_bridge"]["gripper_interface"] == "topic"
     with pytest.raises(ValueError, match="true/false"):
@@ -162,6 +198,7 @@ def test_every_graph_node_module_has_a_main_and_console_script():
     """Each node is a pip script of the `ript` distribution (`ript up`, PATH) and an executable of the
     ament package ript_ros (`ros2 launch`), both pointing at the module `ript up` runs."""
     import importlib
+
     import tomllib
 
     root = Path(__file__).resolve().parents[2]
@@ -207,8 +244,13 @@ def test_supervisor_restarts_what_can_restart_and_stops_on_what_cannot(tmp_path)
     crash = [sys.executable, "-c", f"open({str(counter)!r}, 'a').write('x'); raise SystemExit(3)"]
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
     lines: list[str] = []
-    graph = up_cli.Supervisor([NodeSpec("crashy", None, "x", "x"), NodeSpec("steady", None, "y", "y")],
-                              [crash, sleep], log=lines.append, delay_s=0.05, max_retries=2)
+    graph = up_cli.Supervisor(
+        [NodeSpec("crashy", None, "x", "x"), NodeSpec("steady", None, "y", "y")],
+        [crash, sleep],
+        log=lines.append,
+        delay_s=0.05,
+        max_retries=2,
+    )
     try:
         deadline = time.monotonic() + 20
         code = None
@@ -223,12 +265,15 @@ def test_supervisor_restarts_what_can_restart_and_stops_on_what_cannot(tmp_path)
     finally:
         up_cli.stop(graph.processes, grace_s=1)
 
-    bridge = up_cli.Supervisor([NodeSpec("franka_bridge", None, "x", "x", respawn=False)], [crash],
-                               log=lines.append, delay_s=0.05)
+    bridge = up_cli.Supervisor(
+        [NodeSpec("franka_bridge", None, "x", "x", respawn=False)], [crash], log=lines.append, delay_s=0.05
+    )
     try:
         deadline = time.monotonic() + 20
         while (code := bridge.poll()) is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert code == 3 and lines[-1] == "franka_bridge exited with 3; it is not restarted by itself: stopping the graph"
+        assert (
+            code == 3 and lines[-1] == "franka_bridge exited with 3; it is not restarted by itself: stopping the graph"
+        )
     finally:
         up_cli.stop(bridge.processes, grace_s=1)

@@ -3,13 +3,13 @@
 The peer process (dds_peer.py) publishes and serves; this process subscribes and calls. Needs
 ript_interfaces built into the venv (scripts/build_interfaces.sh, run by scripts/setup.sh).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
 from dds_peer import IMAGE_FRAME, IMAGE_SHAPE, REWARD, image_pixels, start_trial_reply
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 DISCOVERY_TIMEOUT_S = 15.0
 
@@ -19,8 +19,7 @@ def interfaces_built():
     try:
         import ript_interfaces.msg  # noqa: F401
     except ImportError as exc:
-        pytest.fail(f"ript_interfaces is not built into this venv ({exc}); "
-                    "run scripts/build_interfaces.sh")
+        pytest.fail(f"ript_interfaces is not built into this venv ({exc}); run scripts/build_interfaces.sh")
 
 
 def test_interfaces_import_with_type_support():
@@ -28,8 +27,7 @@ def test_interfaces_import_with_type_support():
     from ript_interfaces.msg import ActionChunk, Reward, TrainerStatus, TrialStart, WeightsUpdate
     from ript_interfaces.srv import AbortTrial, StartTrial
 
-    for t in (ActionChunk, Reward, TrainerStatus, TrialStart, WeightsUpdate, AbortTrial,
-              StartTrial):
+    for t in (ActionChunk, Reward, TrainerStatus, TrialStart, WeightsUpdate, AbortTrial, StartTrial):
         check_for_type_support(t)
     assert Reward.SOURCE_OPERATOR == "operator"
     assert TrainerStatus.STATE_WAITING_FOR_RESET == "waiting_for_reset"
@@ -47,8 +45,9 @@ def test_reward_and_start_trial_across_processes(ros, start_peer):
     topic, service = "/ript_test/reward", "/ript_test/start_trial"
     peer = start_peer("reward", topic, service)
     received: list[Reward] = []
-    ros.node.create_subscription(Reward, topic, received.append,
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    ros.node.create_subscription(
+        Reward, topic, received.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    )
     if not ros.spin_until(lambda: received or peer.proc.poll() is not None, DISCOVERY_TIMEOUT_S):
         pytest.fail(f"no Reward within {DISCOVERY_TIMEOUT_S} s; peer output:\n{peer.stop()}")
     assert received, f"peer died before publishing:\n{peer.stop()}"
@@ -79,8 +78,7 @@ def test_camera_image_best_effort_across_processes(ros, start_peer):
     peer = start_peer("camera", topic)
     received: list[Image] = []
     ros.node.create_subscription(Image, topic, received.append, qos_profile_sensor_data)
-    if not ros.spin_until(lambda: len(received) >= 3 or peer.proc.poll() is not None,
-                          DISCOVERY_TIMEOUT_S):
+    if not ros.spin_until(lambda: len(received) >= 3 or peer.proc.poll() is not None, DISCOVERY_TIMEOUT_S):
         pytest.fail(f"fewer than 3 images in {DISCOVERY_TIMEOUT_S} s; peer output:\n{peer.stop()}")
     assert len(received) >= 3, f"peer died:\n{peer.stop()}"
 

@@ -8,6 +8,7 @@ starts them, with a tiny state-mode policy on real LIBERO (2 contexts, K=2, 24-s
 2. The simulator's success check on /reward, and the trainer SIGKILLed mid-iteration: restarted on
    the same run folder it keeps every stored trial and completes the iteration.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,16 @@ def sim_assets(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("sim_graph")
     torch.manual_seed(0)
-    config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
-                       use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
+    config = VLAConfig(
+        input_mode="state",
+        state_dim=state_dim(LiberoEnvConfig().object_state_dim),
+        use_language=False,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=4,
+    )
     save_checkpoint(folder / "tiny.ckpt", build_policy(config))
     save_contexts(folder / "contexts.npz", training_contexts("libero_spatial", [0, 1], per_task=1, seed=0))
     return folder
@@ -51,19 +60,32 @@ class SimGraph:
     """The nodes of `ript up sim`, each a subprocess logging to one file."""
 
     def __init__(self, assets: Path, run_dir: Path, **settings: str):
-        sets = [f"checkpoint={assets / 'tiny.ckpt'}", f"contexts_file={assets / 'contexts.npz'}",
-                f"run_dir={run_dir}", "max_steps=24", "group_size=2", "batch_size=4", "ppo_epochs=1",
-                "trial_timeout_s=30.0", "panel_port=0",
-                # an uncalibrated random policy: one LOOP step leaves any trust region; the graph is under test here
-                "target_kl=0"] + [f"{k}={v}" for k, v in settings.items()]
+        sets = [
+            f"checkpoint={assets / 'tiny.ckpt'}",
+            f"contexts_file={assets / 'contexts.npz'}",
+            f"run_dir={run_dir}",
+            "max_steps=24",
+            "group_size=2",
+            "batch_size=4",
+            "ppo_epochs=1",
+            "trial_timeout_s=30.0",
+            "panel_port=0",
+            # an uncalibrated random policy: one LOOP step leaves any trust region; the graph is under test here
+            "target_kl=0",
+        ] + [f"{k}={v}" for k, v in settings.items()]
         self.arguments = up_cli.launch_arguments("sim", sets)
         self.names = [spec.name for spec in graph_nodes("sim")]
         self.log_path = run_dir.parent / f"{run_dir.name}.log"
         self.log = self.log_path.open("w")
         self.restarts: list[str] = []
         # ript up's own supervisor: a node that exits is restarted as `ript up` restarts it
-        self.supervisor = up_cli.Supervisor(graph_nodes("sim"), up_cli.plan("sim", self.arguments),
-                                            log=self.restarts.append, stdout=self.log, stderr=subprocess.STDOUT)
+        self.supervisor = up_cli.Supervisor(
+            graph_nodes("sim"),
+            up_cli.plan("sim", self.arguments),
+            log=self.restarts.append,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def procs(self) -> dict[str, subprocess.Popen]:
@@ -104,15 +126,22 @@ def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
     weights: list[WeightsUpdate] = []
     node = ros.node
     node.create_subscription(TrialStart, "/ript/trial_start", starts.append, RELIABLE)
-    node.create_subscription(ActionChunk, "/policy/action_chunk",
-                             lambda m: chunks.__setitem__(m.trial_id, chunks.get(m.trial_id, 0) + 1), RELIABLE)
+    node.create_subscription(
+        ActionChunk,
+        "/policy/action_chunk",
+        lambda m: chunks.__setitem__(m.trial_id, chunks.get(m.trial_id, 0) + 1),
+        RELIABLE,
+    )
     node.create_subscription(ActionCommand, "/action", commands.append, RELIABLE)
     node.create_subscription(WeightsUpdate, "/ript/weights", weights.append, LATCHED)
     reward_pub = node.create_publisher(Reward, "/reward", RELIABLE)
 
     def reward(trial_id: str, success: bool) -> None:
-        reward_pub.publish(Reward(trial_id=trial_id, success=success, reward=float(success),
-                                  source=Reward.SOURCE_OPERATOR, confidence=1.0))
+        reward_pub.publish(
+            Reward(
+                trial_id=trial_id, success=success, reward=float(success), source=Reward.SOURCE_OPERATOR, confidence=1.0
+            )
+        )
 
     judged: dict[str, bool] = {}
     stray_sent = conflict_sent = False
@@ -158,8 +187,10 @@ def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
     assert "loaded weights v1" in log
     assert "reward for 'no-such-trial' from operator rejected: reward for unknown trial" in log
     assert "ignored: duplicate reward" in log
-    assert f"rejected: reward 0 for finished trial {first_iteration[0].trial_id}" in log or \
-        f"rejected: reward 1 for finished trial {first_iteration[0].trial_id}" in log
+    assert (
+        f"rejected: reward 0 for finished trial {first_iteration[0].trial_id}" in log
+        or f"rejected: reward 1 for finished trial {first_iteration[0].trial_id}" in log
+    )
 
 
 def test_trainer_killed_mid_iteration_loses_no_stored_trial(ros, sim_assets, tmp_path, graphs):
@@ -204,8 +235,15 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
 
     run_dir = tmp_path / "run"
     timeout_s = 300.0
-    graph = SimGraph(sim_assets, run_dir, sim_reward="true", dynamic="false", iterations="1", max_steps="300",
-                     trial_timeout_s=str(timeout_s))
+    graph = SimGraph(
+        sim_assets,
+        run_dir,
+        sim_reward="true",
+        dynamic="false",
+        iterations="1",
+        max_steps="300",
+        trial_timeout_s=str(timeout_s),
+    )
     graphs.append(graph)
     steps: dict[str, int] = {}
     aborted: list[str] = []
@@ -221,17 +259,21 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
         trial_id = acting()
         graph.kill(name)
         killed_at = time.monotonic()
-        assert ros.spin_until(lambda: graph.alive() and trial_id in aborted, 90.0), \
+        assert ros.spin_until(lambda: graph.alive() and trial_id in aborted, 90.0), (
             f"{trial_id} not aborted after {name} was killed; log:\n{graph.stop()[-4000:]}"
+        )
         recovered_s = time.monotonic() - killed_at
-        assert recovered_s < timeout_s / 5, f"{trial_id} waited {recovered_s:.0f} s: the trainer's timeout, not the restart"
+        assert recovered_s < timeout_s / 5, (
+            f"{trial_id} waited {recovered_s:.0f} s: the trainer's timeout, not the restart"
+        )
         return trial_id
 
     first = kill_mid_trial("policy_node")
     second = kill_mid_trial("libero_bridge")
     checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
-    assert ros.spin_until(lambda: graph.alive() and checkpoint.exists(), 240.0), \
+    assert ros.spin_until(lambda: graph.alive() and checkpoint.exists(), 240.0), (
         f"iteration not completed after the restarts; log:\n{graph.stop()[-4000:]}"
+    )
     log = graph.stop()
     assert "restarted policy_node" in log and "restarted libero_bridge" in log, log[-3000:]
     assert "policy_node started" in log and f"after trial {first} began" in log, log[-3000:]

@@ -1,5 +1,6 @@
 """spin_node, the main() of every ript node: a callback that fails because Ctrl-C already shut the
 context down is a clean exit; a callback that fails while the context is up is a crash."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,14 +28,18 @@ class _Publisher(Node):
 
 def test_callback_racing_the_shutdown_is_a_clean_exit(ros_env):
     nodes = []
-    spin_node(lambda: nodes.append(_Publisher(shut_down_first=True)) or nodes[-1],
-              close=lambda node: setattr(node, "closed", True))
+    spin_node(
+        lambda: nodes.append(_Publisher(shut_down_first=True)) or nodes[-1],
+        close=lambda node: setattr(node, "closed", True),
+    )
     assert nodes[0].closed and not rclpy.ok()
 
 
 def test_callback_failing_while_running_is_a_crash(ros_env):
     nodes = []
     with pytest.raises(RuntimeError, match="real bug"):
-        spin_node(lambda: nodes.append(_Publisher(shut_down_first=False)) or nodes[-1],
-                  close=lambda node: setattr(node, "closed", True))
+        spin_node(
+            lambda: nodes.append(_Publisher(shut_down_first=False)) or nodes[-1],
+            close=lambda node: setattr(node, "closed", True),
+        )
     assert nodes[0].closed and not rclpy.ok()  # torn down all the same

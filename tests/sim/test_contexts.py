@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ript.sim.contexts import (Context, check_disjoint, distance_to_set, evaluation_contexts, load_contexts,
-                               save_contexts, training_contexts)
+from ript.sim.contexts import (
+    Context,
+    check_disjoint,
+    distance_to_set,
+    evaluation_contexts,
+    load_contexts,
+    save_contexts,
+    training_contexts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +31,18 @@ def test_training_contexts_are_disjoint_and_reproducible(tmp_path, eval_states):
     assert np.abs(other_seed[0].init_state[1:] - train[0].init_state[1:]).max() > 1e-3
     path = save_contexts(tmp_path / "contexts.npz", train)
     loaded = load_contexts(path)
-    assert [(c.suite, c.task_id, c.index, c.seed) for c in loaded] == [(c.suite, c.task_id, c.index, c.seed) for c in train]
+    assert [(c.suite, c.task_id, c.index, c.seed) for c in loaded] == [
+        (c.suite, c.task_id, c.index, c.seed) for c in train
+    ]
     np.testing.assert_array_equal(loaded[2].init_state, train[2].init_state)
 
 
-def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_redrawn(tmp_path, caplog, monkeypatch,
-                                                                                          eval_states):
+def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_redrawn(
+    tmp_path, caplog, monkeypatch, eval_states
+):
+    from ript.cli import up as up_cli
     from ript.sim import contexts as contexts_module
     from ript.sim.contexts import is_stale
-    from ript.cli import up as up_cli
 
     train = [Context("libero_spatial", 0, eval_states[0] + 0.1, "train", 0, 11)]
     fresh = save_contexts(tmp_path / "fresh.npz", train)

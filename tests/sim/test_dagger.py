@@ -49,7 +49,7 @@ def test_expert_regrasps_an_object_it_dropped(memoryless):
             heights.append(obs["object_state"][2])
         # Back to the grasp (approach passes in one step when the bowl falls right below it), and
         # carried again: the bowl left the table a second time.
-        assert "close" in phases and "carry" in phases[phases.index("close"):], phases
+        assert "close" in phases and "carry" in phases[phases.index("close") :], phases
         assert max(heights) > rested + 0.1, "the expert did not pick the dropped bowl up again"
     finally:
         env.close()
@@ -97,20 +97,47 @@ def test_labelling_agent_executes_the_learner_and_records_the_expert(vector_env)
 
 
 def test_record_demos_with_a_learner_keeps_failed_episodes(tmp_path):
+    from ript.core.paths import files_under
     from ript.policies.checkpoint import save_checkpoint
     from ript.policies.config import VLAConfig
     from ript.policies.libero_data import read_demos, state_dim
-    from ript.core.paths import files_under
     from ript.policies.vla import build_policy
     from ript.sim.env import LiberoEnvConfig
 
-    config = VLAConfig(input_mode="state", state_dim=state_dim(LiberoEnvConfig().object_state_dim),
-                       use_language=False, hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)
+    config = VLAConfig(
+        input_mode="state",
+        state_dim=state_dim(LiberoEnvConfig().object_state_dim),
+        use_language=False,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=4,
+    )
     learner = save_checkpoint(tmp_path / "learner.pt", build_policy(config))
     result = subprocess.run(
-        [sys.executable, "-m", "ript.cli.main", "record-demos", "--tasks", "0", "--demos", "2", "--state-only",
-         "--learner", str(learner), "--beta", "0", "--out", str(tmp_path / "dagger"), "--no-progress"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "ript.cli.main",
+            "record-demos",
+            "--tasks",
+            "0",
+            "--demos",
+            "2",
+            "--state-only",
+            "--learner",
+            str(learner),
+            "--beta",
+            "0",
+            "--out",
+            str(tmp_path / "dagger"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "learner (beta 0.0) success" in result.stdout and "| 0 | 0/2 | 2 |" in result.stdout
     [file] = files_under([tmp_path / "dagger"], ".hdf5", "demo")

@@ -24,7 +24,7 @@ def test_reset_to_init_state_and_step(state_env, eval_states):
     body = state_env.robosuite_env.obj_body_id["akita_black_bowl_1"]
     qpos_address = model.jnt_qposadr[model.body_jntadr[body]]  # the bowl's free joint: xyz first
     # x, y only: init states hold objects slightly above their support and they drop while settling.
-    np.testing.assert_allclose(obs["object_state"][:2], eval_states[0][1 + qpos_address:3 + qpos_address], atol=0.01)
+    np.testing.assert_allclose(obs["object_state"][:2], eval_states[0][1 + qpos_address : 3 + qpos_address], atol=0.01)
     obs2, reward, done, info = state_env.step(np.array([0.5, 0, 0, 0, 0, 0, -1.0]))
     assert obs2["ee_pos"][0] > obs["ee_pos"][0]  # +x command moves the hand along +x
     assert reward == 0.0 and not done and info["steps"] == 1
@@ -55,6 +55,7 @@ def test_fresh_placements_put_objects_where_the_benchmark_does():
 
     env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=9, render=False))
     try:
+
         def bowl_after_reset(state: np.ndarray) -> np.ndarray:
             env.reset(init_state=state)  # settled: where it rests when the episode starts
             body = env.robosuite_env.obj_body_id["akita_black_bowl_1"]
@@ -136,10 +137,10 @@ def test_rendered_env_gives_upright_images(eval_states):
         # dark pixels, and the brighter table fills the bottom rows while the wall is at the top.
         matrix = get_camera_transform_matrix(env.sim, "agentview", size, size)
         row, col = project_points_from_world_to_camera(obs["object_state"][None, :3], matrix, size, size)[0]
-        patch = image[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3].mean()
+        patch = image[max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3].mean()
         assert patch < image.mean(), "the bowl should be darker than the scene average at its projection"
         flipped = image[::-1]
-        flipped_patch = flipped[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3].mean()
+        flipped_patch = flipped[max(row - 2, 0) : row + 3, max(col - 2, 0) : col + 3].mean()
         assert patch < flipped_patch
     finally:
         env.close()

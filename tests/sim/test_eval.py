@@ -22,8 +22,15 @@ def test_wilson_interval():
 
 @pytest.mark.slow
 def test_evaluate_expert_two_episodes(vector_env, tmp_path):
-    report = evaluate(ScriptedExpert(), "libero_spatial", [0], episodes=2, vec=vector_env, progress=False,
-                      policy_name="scripted expert")
+    report = evaluate(
+        ScriptedExpert(),
+        "libero_spatial",
+        [0],
+        episodes=2,
+        vec=vector_env,
+        progress=False,
+        policy_name="scripted expert",
+    )
     assert report.episodes_per_task == 2 and report.max_steps == 220
     task = report.tasks[0]
     assert task.episodes == 2 and task.successes == 2 and task.success_rate == 1.0

@@ -14,17 +14,29 @@ from ript.policies.libero_data import Demo, policy_observation, read_demos, stat
 
 def _demo(length: int, images: bool = True, seed: int = 0) -> Demo:
     rng = np.random.default_rng(seed)
-    obs = {"joint_states": rng.normal(size=(length, 7)), "gripper_states": rng.normal(size=(length, 2)),
-           "ee_pos": rng.normal(size=(length, 3)), "ee_ori": rng.normal(size=(length, 3)),
-           "object_state": rng.normal(size=(length, 21))}
+    obs = {
+        "joint_states": rng.normal(size=(length, 7)),
+        "gripper_states": rng.normal(size=(length, 2)),
+        "ee_pos": rng.normal(size=(length, 3)),
+        "ee_ori": rng.normal(size=(length, 3)),
+        "object_state": rng.normal(size=(length, 21)),
+    }
     obs["ee_states"] = np.concatenate([obs["ee_pos"], obs["ee_ori"]], axis=1)
     if images:
         obs["agentview_rgb"] = rng.integers(0, 256, size=(length, 16, 16, 3), dtype=np.uint8)
         obs["eye_in_hand_rgb"] = rng.integers(0, 256, size=(length, 16, 16, 3), dtype=np.uint8)
     rewards = np.zeros(length)
     rewards[-1] = 1
-    return Demo(obs, rng.uniform(-1, 1, size=(length, 7)), rng.normal(size=(length, 92)), rewards, rewards.copy(),
-                "pick up the black bowl", "a_task", {"seed": seed})
+    return Demo(
+        obs,
+        rng.uniform(-1, 1, size=(length, 7)),
+        rng.normal(size=(length, 92)),
+        rewards,
+        rewards.copy(),
+        "pick up the black bowl",
+        "a_task",
+        {"seed": seed},
+    )
 
 
 def test_round_trip(tmp_path):
@@ -53,7 +65,9 @@ def test_reads_official_layout(tmp_path):
     path = tmp_path / "KITCHEN_SCENE3_turn_on_the_stove_demo.hdf5"
     with h5py.File(path, "w") as f:
         data = f.create_group("data")
-        data.attrs["problem_info"] = json.dumps({"problem_name": "libero_kitchen", "language_instruction": "turn on the stove"})
+        data.attrs["problem_info"] = json.dumps(
+            {"problem_name": "libero_kitchen", "language_instruction": "turn on the stove"}
+        )
         data.attrs["env_args"] = json.dumps({"env_name": "Libero_Kitchen"})
         for i in (0, 2, 10):
             group = data.create_group(f"demo_{i}")

@@ -1,5 +1,6 @@
 """`ript sim-outcomes` on real LIBERO: expert trials run state-only, their states are re-rendered
 and labelled by LIBERO's success check at that state."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,9 @@ pytestmark = pytest.mark.slow
 def test_outcome_frames_are_rendered_and_labelled_by_the_success_check(vector_env):
     from ript.cli.outcomes import OutcomeConfig, collect_outcomes
 
-    config = OutcomeConfig(task_ids=[0], episodes_per_task=2, intermediate_per_episode=1, expert_noise=0.0,
-                           image_size=64)
+    config = OutcomeConfig(
+        task_ids=[0], episodes_per_task=2, intermediate_per_episode=1, expert_noise=0.0, image_size=64
+    )
     data = collect_outcomes(config, vec=vector_env, progress=False)
     assert data["images"].shape == (4, 64, 64, 3) and data["images"].dtype == np.uint8
     final = data["final"]

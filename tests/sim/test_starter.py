@@ -27,8 +27,9 @@ def calls(monkeypatch, tmp_path):
         elif args[0] == "eval":  # what save_report writes: per-task successes of N episodes
             wins = 3 if "--stochastic" in args else 2
             (out / "libero_spatial").mkdir(parents=True)
-            (out / "libero_spatial" / "eval.json").write_text(json.dumps(
-                {"tasks": [{"task_id": 0, "episodes": 4, "successes": wins}]}))
+            (out / "libero_spatial" / "eval.json").write_text(
+                json.dumps({"tasks": [{"task_id": 0, "episodes": 4, "successes": wins}]})
+            )
         else:
             out.write_text("calibrated")
 
@@ -71,8 +72,20 @@ def tiny_checkpoint(path: Path) -> Path:
     from ript.policies.vla import build_policy
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(path, build_policy(VLAConfig(input_mode="state", state_dim=5, use_language=False,
-                                                        hidden_dim=16, num_layers=1, num_heads=2, chunk_size=4)))
+    return save_checkpoint(
+        path,
+        build_policy(
+            VLAConfig(
+                input_mode="state",
+                state_dim=5,
+                use_language=False,
+                hidden_dim=16,
+                num_layers=1,
+                num_heads=2,
+                chunk_size=4,
+            )
+        ),
+    )
 
 
 def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkeypatch, capsys):
@@ -80,8 +93,10 @@ def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkey
     built = tiny_checkpoint(tmp_path / "built" / "policy.pt")
     shipped = starter.ship(built, "0", 4, "ript starter --ship")
     record = json.loads((shipped.parent / "starter.json").read_text())
-    assert record["success"] == {"benchmark_deterministic": {"successes": 2, "episodes": 4},
-                                 "benchmark_sampled": {"successes": 3, "episodes": 4}}
+    assert record["success"] == {
+        "benchmark_deterministic": {"successes": 2, "episodes": 4},
+        "benchmark_sampled": {"successes": 3, "episodes": 4},
+    }
     assert record["recipe"] == starter.recipe() and record["command"] == "ript starter --ship"
     calls.clear()
     assert starter.ensure_starter_policy(tmp_path / "runs", "0") == shipped and calls == []

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
+from ript.core.safe_io import load_verified
 from ript.policies.checkpoint import load_checkpoint, save_checkpoint
 from ript.policies.config import VLAConfig
 from ript.policies.libero_data import state_dim as libero_state_dim
-from ript.core.safe_io import load_verified
 from ript.policies.vla import build_policy
 
 pytestmark = pytest.mark.slow
@@ -23,9 +23,18 @@ def tiny_config(head: str) -> VLAConfig:
     from ript.sim.env import LiberoEnvConfig
 
     state_dim = libero_state_dim(LiberoEnvConfig().object_state_dim)
-    return VLAConfig(input_mode="state", state_dim=state_dim, use_language=False, hidden_dim=32, num_layers=1,
-                     num_heads=2, chunk_size=4, execute_steps=4, head=head,
-                     tokenized={"fsq_levels": (5, 5), "tokens_per_chunk": 2, "tokenizer_hidden_dim": 32})
+    return VLAConfig(
+        input_mode="state",
+        state_dim=state_dim,
+        use_language=False,
+        hidden_dim=32,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=4,
+        head=head,
+        tokenized={"fsq_levels": (5, 5), "tokens_per_chunk": 2, "tokenizer_hidden_dim": 32},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +45,39 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def ript_train(*args):
-    return subprocess.run([sys.executable, "-m", "ript.cli.main", "train", "--no-progress", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ript.cli.main", "train", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
-    settings = ["--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=1", "--set", "max_steps=24",
-                "--set", "num_envs=2", "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
-                "--set", "train.sampler.dynamic=false", "--set", "train.eval_every=2",
-                "--set", "train.iterations=1", "--set", "exploration_scale=3.0", "--set", "execute_steps=2"]
+    settings = [
+        "--set",
+        "contexts_per_task=2",
+        "--set",
+        "eval_episodes_per_task=1",
+        "--set",
+        "max_steps=24",
+        "--set",
+        "num_envs=2",
+        "--set",
+        "train.sampler.group_size=2",
+        "--set",
+        "train.sampler.batch_size=2",
+        "--set",
+        "train.sampler.dynamic=false",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "train.iterations=1",
+        "--set",
+        "exploration_scale=3.0",
+        "--set",
+        "execute_steps=2",
+    ]
     first = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), *settings)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())
@@ -91,10 +124,30 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
 def test_tokenized_head_trains_with_top_k_sampling(tmp_path):
     checkpoint = tmp_path / "tokenized.ckpt"
     save_checkpoint(checkpoint, build_policy(tiny_config("tokenized")))
-    settings = ["--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=0", "--set", "max_steps=16",
-                "--set", "num_envs=2", "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
-                "--set", "train.sampler.dynamic=false", "--set", "train.eval_every=0", "--set", "train.iterations=1",
-                "--set", "temperature=1.5", "--set", "top_k=5"]
+    settings = [
+        "--set",
+        "contexts_per_task=2",
+        "--set",
+        "eval_episodes_per_task=0",
+        "--set",
+        "max_steps=16",
+        "--set",
+        "num_envs=2",
+        "--set",
+        "train.sampler.group_size=2",
+        "--set",
+        "train.sampler.batch_size=2",
+        "--set",
+        "train.sampler.dynamic=false",
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        "train.iterations=1",
+        "--set",
+        "temperature=1.5",
+        "--set",
+        "top_k=5",
+    ]
     run = ript_train("--checkpoint", str(checkpoint), "--out", str(tmp_path / "run"), *settings)
     assert run.returncode == 0, run.stderr[-3000:]
     run_dir = next((tmp_path / "run").iterdir())

@@ -34,8 +34,9 @@ def test_a_partial_section_keeps_the_section_defaults():
     from ript.core.config_io import load_config
 
     default = LiberoTrainConfig()
-    config = load_config(LiberoTrainConfig, overrides=["train.iterations=3", "train.loop.target_kl=0.05",
-                                                       "train.learning_rate=3e-5"])
+    config = load_config(
+        LiberoTrainConfig, overrides=["train.iterations=3", "train.loop.target_kl=0.05", "train.learning_rate=3e-5"]
+    )
     assert config.train.iterations == 3 and config.train.loop.target_kl == 0.05
     assert config.train.learning_rate == 3e-5  # YAML 1.1 alone would give the string "3e-5"
     assert load_config(LiberoTrainConfig, overrides=["suite=1e5x"]).suite == "1e5x"
@@ -68,16 +69,32 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
 
     config, knobs = config_from_parameters(lambda name, default: default)
     assert asdict(config) == asdict(TrainConfig()) and knobs == {}
-    given = {"target_kl": 0.05, "frozen_parameters": "head.scale_head", "loss_normalization": "trial",
-             "context_selection": "uniform", "learning_rate": "3e-6", "batch_size": 48, "dynamic": "false",
-             "fixed_action_dims": "3,4,5", "exploration_floor": 0.02, "execute_steps": 4, "gripper_temperature": "0.5"}
+    given = {
+        "target_kl": 0.05,
+        "frozen_parameters": "head.scale_head",
+        "loss_normalization": "trial",
+        "context_selection": "uniform",
+        "learning_rate": "3e-6",
+        "batch_size": 48,
+        "dynamic": "false",
+        "fixed_action_dims": "3,4,5",
+        "exploration_floor": 0.02,
+        "execute_steps": 4,
+        "gripper_temperature": "0.5",
+    }
     config, knobs = config_from_parameters(lambda name, default: given.get(name, default))
     assert config.loop.target_kl == 0.05 and config.frozen_parameters == ["head.scale_head"]
     assert config.loop.loss_normalization == "trial" and config.sampler.context_selection == "uniform"
     assert config.learning_rate == 3e-6 and config.sampler.batch_size == 48 and config.sampler.dynamic is False
-    assert knobs == {"fixed_action_dims": [3, 4, 5], "exploration_floor": 0.02, "execute_steps": 4,
-                     "gripper_temperature": 0.5}
-    assert config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
+    assert knobs == {
+        "fixed_action_dims": [3, 4, 5],
+        "exploration_floor": 0.02,
+        "execute_steps": 4,
+        "gripper_temperature": 0.5,
+    }
+    assert (
+        config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
+    )
     unset = config_from_parameters(lambda name, default: "auto")  # launch arguments left unset: the recipe
     assert asdict(unset[0]) == asdict(TrainConfig()) and unset[1] == {}
     with pytest.raises(ValueError, match="loss_normalization"):
@@ -86,13 +103,29 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
 
 # A valid value other than the recipe's for every field of the training tree the node takes.
 OTHER_VALUES = {
-    "iterations": 7, "max_env_steps": 5000, "learning_rate": 3e-6, "weight_decay": 0.01, "keep_checkpoints": 3,
-    "frozen_parameters": ["head.scale_head"], "sampler.group_size": 4, "sampler.batch_size": 16,
-    "sampler.dynamic": False, "sampler.skip_solved": False, "sampler.retry_after_skips": 5,
-    "sampler.context_selection": "uniform", "sampler.uniform_fraction": 0.5, "sampler.history_trials": 32,
-    "sampler.early_stop_fraction": 0.8, "sampler.max_group_attempts": 9, "loop.ppo_epochs": 2,
-    "loop.minibatch_size": 64, "loop.clip_low": 0.1, "loop.clip_high": 0.28, "loop.max_grad_norm": 0.5,
-    "loop.loss_normalization": "token", "loop.target_kl": 0.05,
+    "iterations": 7,
+    "max_env_steps": 5000,
+    "learning_rate": 3e-6,
+    "weight_decay": 0.01,
+    "keep_checkpoints": 3,
+    "frozen_parameters": ["head.scale_head"],
+    "sampler.group_size": 4,
+    "sampler.batch_size": 16,
+    "sampler.dynamic": False,
+    "sampler.skip_solved": False,
+    "sampler.retry_after_skips": 5,
+    "sampler.context_selection": "uniform",
+    "sampler.uniform_fraction": 0.5,
+    "sampler.history_trials": 32,
+    "sampler.early_stop_fraction": 0.8,
+    "sampler.max_group_attempts": 9,
+    "loop.ppo_epochs": 2,
+    "loop.minibatch_size": 64,
+    "loop.clip_low": 0.1,
+    "loop.clip_high": 0.28,
+    "loop.max_grad_norm": 0.5,
+    "loop.loss_normalization": "token",
+    "loop.target_kl": 0.05,
 }
 
 
@@ -104,7 +137,7 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
     import yaml
 
     from ript.core.train import TrainConfig
-    from ript.ros.trainer_node import train_fields, config_from_parameters
+    from ript.ros.trainer_node import config_from_parameters, train_fields
 
     def value_at(config, path):
         node = asdict(config)
@@ -124,7 +157,9 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
     assert none.loop.target_kl is None
 
     file = tmp_path / "train.yaml"  # the same file `ript train --config` reads: its train section
-    file.write_text(yaml.safe_dump({"train": {"sampler": {"group_size": 4, "batch_size": 16}, "loop": {"clip_low": 0.1}}}))
+    file.write_text(
+        yaml.safe_dump({"train": {"sampler": {"group_size": 4, "batch_size": 16}, "loop": {"clip_low": 0.1}}})
+    )
     layers = {"config": str(file), "batch_size": 24, "train.loop.clip_low": 0.15}
     config, _ = config_from_parameters(lambda name, default: layers.get(name, default))
     assert (config.sampler.group_size, config.sampler.batch_size, config.loop.clip_low) == (4, 24, 0.15)

@@ -7,16 +7,16 @@ a trainer killed mid-iteration resumes from stored trials to the very same weigh
 import pytest
 import torch
 
-from ript.policies.config import VLAConfig
 from ript.core.constants import OBS_STATE
-from ript.core.safe_io import load_verified, save_verified
-from ript.policies.vla import build_policy
 from ript.core.interactive import ContextInfo, InteractiveTrainer
 from ript.core.loop import LoopConfig
+from ript.core.safe_io import load_verified, save_verified
 from ript.core.sampler import SamplerConfig
 from ript.core.train import TrainConfig
 from ript.core.trial_store import StoredTrial, TrialStore
 from ript.core.trials import Trajectory
+from ript.policies.config import VLAConfig
+from ript.policies.vla import build_policy
 
 STATE_DIM = 5
 CONTEXTS = [ContextInfo(f"ctx{i}", f"task {i}") for i in range(2)]
@@ -24,8 +24,16 @@ CONTEXTS = [ContextInfo(f"ctx{i}", f"task {i}") for i in range(2)]
 
 def tiny_policy():
     torch.manual_seed(0)
-    config = VLAConfig(input_mode="state", state_dim=STATE_DIM, use_language=False, hidden_dim=16, num_layers=1,
-                       num_heads=2, chunk_size=4, execute_steps=4)
+    config = VLAConfig(
+        input_mode="state",
+        state_dim=STATE_DIM,
+        use_language=False,
+        hidden_dim=16,
+        num_layers=1,
+        num_heads=2,
+        chunk_size=4,
+        execute_steps=4,
+    )
     return build_policy(config).eval()
 
 
@@ -34,15 +42,24 @@ def trajectory(policy, seed: int, queries: int = 3) -> Trajectory:
     obs = {OBS_STATE: torch.randn(queries, STATE_DIM, generator=gen)}
     with torch.no_grad():
         sample = policy.sample(obs, generator=gen)
-    return Trajectory(obs=obs, scored=sample.scored, log_probs=sample.log_probs,
-                      mask=torch.ones_like(sample.log_probs, dtype=torch.bool), num_steps=queries * 4)
+    return Trajectory(
+        obs=obs,
+        scored=sample.scored,
+        log_probs=sample.log_probs,
+        mask=torch.ones_like(sample.log_probs, dtype=torch.bool),
+        num_steps=queries * 4,
+    )
 
 
 def make_trainer(run_dir, iterations=1):
     policy = tiny_policy()
-    config = TrainConfig(iterations=iterations, learning_rate=1e-2, eval_every=0,
-                         sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
-                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None))
+    config = TrainConfig(
+        iterations=iterations,
+        learning_rate=1e-2,
+        eval_every=0,
+        sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
+        loop=LoopConfig(ppo_epochs=1, minibatch_size=12, loss_normalization="token", target_kl=None),
+    )
 
     def save_weights(path):
         save_verified(policy.state_dict(), path)

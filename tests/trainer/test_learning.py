@@ -34,7 +34,9 @@ def test_without_updates_nothing_improves(tmp_path):
 def test_ript_toy_cli_writes_run_outputs(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ript.cli.main", "toy", "--iterations", "2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     run_dirs = list(tmp_path.iterdir())
@@ -53,8 +55,9 @@ def test_env_step_budget_stops_the_run_and_evaluates_last(tmp_path):
     config = ReachTrainConfig()
     config.train.iterations, config.train.eval_every = 30, 10
     steps_per_group = config.train.sampler.group_size * config.task.episode_steps
-    config.train.max_env_steps = 3 * config.train.sampler.batch_size // config.train.sampler.group_size \
-        * steps_per_group  # ~3 iterations when every group is informative
+    config.train.max_env_steps = (
+        3 * config.train.sampler.batch_size // config.train.sampler.group_size * steps_per_group
+    )  # ~3 iterations when every group is informative
     history = train_reach(config, tmp_path)
     assert 1 <= history[-1]["iteration"] < 30
     assert history[-1]["env_steps"] >= config.train.max_env_steps > history[-2]["env_steps"]

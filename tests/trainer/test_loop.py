@@ -10,10 +10,12 @@ from ript.core.loop import LoopBatch, LoopConfig, LoopUpdater, approx_kl, ppo_cl
 
 def test_rloo_hand_computed():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
-    expected = torch.tensor([
-        [1 - 1 / 3, 0 - 2 / 3, 0 - 2 / 3, 1 - 1 / 3],
-        [1.0, -1 / 3, -1 / 3, -1 / 3],
-    ])
+    expected = torch.tensor(
+        [
+            [1 - 1 / 3, 0 - 2 / 3, 0 - 2 / 3, 1 - 1 / 3],
+            [1.0, -1 / 3, -1 / 3, -1 / 3],
+        ]
+    )
     torch.testing.assert_close(rloo_advantages(rewards), expected)
 
 
@@ -138,11 +140,19 @@ def test_updater_moves_logprobs_by_advantage_sign_and_clips_grad():
         return torch.log_softmax(logits, dim=0)[scored]  # [N, 1]
 
     arms = torch.tensor([[0], [1], [2], [3]])
-    batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((4, 1), -math.log(4)),
-                      mask=torch.ones(4, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]))
-    updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=10.0),
-                          LoopConfig(ppo_epochs=3, minibatch_size=2, max_grad_norm=0.01, loss_normalization="token",
-                                     target_kl=None))
+    batch = LoopBatch(
+        obs={},
+        scored=arms,
+        logp_old=torch.full((4, 1), -math.log(4)),
+        mask=torch.ones(4, 1, dtype=torch.bool),
+        advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]),
+    )
+    updater = LoopUpdater(
+        log_prob_fn,
+        [logits],
+        torch.optim.SGD([logits], lr=10.0),
+        LoopConfig(ppo_epochs=3, minibatch_size=2, max_grad_norm=0.01, loss_normalization="token", target_kl=None),
+    )
     metrics = updater.update(batch)
     assert logits[0] > logits[2] > logits[1]
     assert metrics["stats/num_minibatches"] == 6
@@ -170,14 +180,23 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
         return torch.log_softmax(logits, dim=0)[scored]
 
     arms = torch.tensor([[0], [1], [2], [3]] * 4)
-    batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((16, 1), -math.log(4)),
-                      mask=torch.ones(16, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0] * 4))
+    batch = LoopBatch(
+        obs={},
+        scored=arms,
+        logp_old=torch.full((16, 1), -math.log(4)),
+        mask=torch.ones(16, 1, dtype=torch.bool),
+        advantages=torch.tensor([1.0, -1.0, 0.0, 0.0] * 4),
+    )
 
     def run(target_kl):
         logits.data.zero_()
-        updater = LoopUpdater(log_prob_fn, [logits], torch.optim.SGD([logits], lr=0.5),
-                              LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl, loss_normalization="token"),
-                              generator=torch.Generator().manual_seed(0))
+        updater = LoopUpdater(
+            log_prob_fn,
+            [logits],
+            torch.optim.SGD([logits], lr=0.5),
+            LoopConfig(ppo_epochs=4, minibatch_size=4, target_kl=target_kl, loss_normalization="token"),
+            generator=torch.Generator().manual_seed(0),
+        )
         return updater.update(batch)
 
     free = run(None)
@@ -188,8 +207,10 @@ def test_target_kl_stops_before_the_minibatch_that_went_too_far():
     # the logged final KL (whole batch, after the update) is that policy's, not a pre-step average.
     kept = logits.detach().clone()
     assert stopped["stats/approx_kl_final"] <= 0.01 < free["stats/approx_kl_final"]
-    torch.testing.assert_close(torch.tensor(stopped["stats/approx_kl_final"]),
-                               approx_kl(torch.log_softmax(kept, 0)[arms], batch.logp_old, batch.mask))
+    torch.testing.assert_close(
+        torch.tensor(stopped["stats/approx_kl_final"]),
+        approx_kl(torch.log_softmax(kept, 0)[arms], batch.logp_old, batch.mask),
+    )
     # ...and the KL that stopped it is reported, since the averages above never see it.
     assert stopped["stats/approx_kl_at_stop"] > 0.01 and "stats/approx_kl_at_stop" not in free
 
@@ -199,10 +220,19 @@ def test_logged_final_kl_sees_the_last_step():
     # left behind is not. approx_kl_final must measure the latter.
     logits = torch.nn.Parameter(torch.zeros(4))
     arms = torch.tensor([[0], [1], [2], [3]])
-    batch = LoopBatch(obs={}, scored=arms, logp_old=torch.full((4, 1), -math.log(4)),
-                      mask=torch.ones(4, 1, dtype=torch.bool), advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]))
-    updater = LoopUpdater(lambda obs, scored: torch.log_softmax(logits, dim=0)[scored], [logits],
-                          torch.optim.SGD([logits], lr=10.0), LoopConfig(ppo_epochs=1, minibatch_size=4, loss_normalization="token", target_kl=None))
+    batch = LoopBatch(
+        obs={},
+        scored=arms,
+        logp_old=torch.full((4, 1), -math.log(4)),
+        mask=torch.ones(4, 1, dtype=torch.bool),
+        advantages=torch.tensor([1.0, -1.0, 0.0, 0.0]),
+    )
+    updater = LoopUpdater(
+        lambda obs, scored: torch.log_softmax(logits, dim=0)[scored],
+        [logits],
+        torch.optim.SGD([logits], lr=10.0),
+        LoopConfig(ppo_epochs=1, minibatch_size=4, loss_normalization="token", target_kl=None),
+    )
     metrics = updater.update(batch)
     assert metrics["stats/approx_kl"] == pytest.approx(0.0, abs=1e-7)
     assert metrics["stats/approx_kl_final"] > 0.05

@@ -1,6 +1,7 @@
 """`ript report` on the run folders ript writes: a real `ript toy` run and a run folder of the ROS
 trainer's core (metrics + stored trials, some with camera frames), read in headless Chromium; a
 damaged metrics line is skipped and counted, a folder that is no run is refused."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,7 @@ AGENTVIEW = "observation.images.agentview"
 
 
 def ript(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ript.cli.main", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "ript.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +41,39 @@ def toy_run(tmp_path_factory) -> Path:
 def ros_run(tmp_path_factory) -> Path:
     """What the ROS trainer node leaves: one LOOP iteration from stored trials, plus stored trials
     of the open iteration with camera frames (an image-mode policy's trajectories)."""
-    from ript.policies.config import VLAConfig
     from ript.core.safe_io import save_verified
+    from ript.policies.config import VLAConfig
     from ript.policies.vla import build_policy
 
     run_dir = tmp_path_factory.mktemp("ros") / "run"
     torch.manual_seed(0)
-    policy = build_policy(VLAConfig(input_mode="state", state_dim=5, use_language=False, hidden_dim=16,
-                                    num_layers=1, num_heads=2, chunk_size=4, execute_steps=4)).eval()
-    config = TrainConfig(iterations=2, learning_rate=1e-2, eval_every=0,
-                         sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
-                         loop=LoopConfig(ppo_epochs=1, minibatch_size=12))
-    trainer = InteractiveTrainer(policy, [ContextInfo(f"ctx{i}", f"task {i}") for i in range(2)], config, run_dir,
-                                 lambda path: save_verified(policy.state_dict(), path), run_dir / "initial.ckpt")
+    policy = build_policy(
+        VLAConfig(
+            input_mode="state",
+            state_dim=5,
+            use_language=False,
+            hidden_dim=16,
+            num_layers=1,
+            num_heads=2,
+            chunk_size=4,
+            execute_steps=4,
+        )
+    ).eval()
+    config = TrainConfig(
+        iterations=2,
+        learning_rate=1e-2,
+        eval_every=0,
+        sampler=SamplerConfig(group_size=2, batch_size=4, dynamic=True),
+        loop=LoopConfig(ppo_epochs=1, minibatch_size=12),
+    )
+    trainer = InteractiveTrainer(
+        policy,
+        [ContextInfo(f"ctx{i}", f"task {i}") for i in range(2)],
+        config,
+        run_dir,
+        lambda path: save_verified(policy.state_dict(), path),
+        run_dir / "initial.ckpt",
+    )
 
     def trajectory(seed: int, images: bool = False) -> Trajectory:
         gen = torch.Generator().manual_seed(seed)
@@ -62,8 +82,13 @@ def ros_run(tmp_path_factory) -> Path:
             sample = policy.sample(obs, generator=gen)
         if images:  # a bright first frame, a dark last one
             obs[AGENTVIEW] = torch.stack([torch.full((16, 16, 3), v, dtype=torch.uint8) for v in (250, 120, 10)])
-        return Trajectory(obs=obs, scored=sample.scored, log_probs=sample.log_probs,
-                          mask=torch.ones_like(sample.log_probs, dtype=torch.bool), num_steps=12)
+        return Trajectory(
+            obs=obs,
+            scored=sample.scored,
+            log_probs=sample.log_probs,
+            mask=torch.ones_like(sample.log_probs, dtype=torch.bool),
+            num_steps=12,
+        )
 
     for n, reward in enumerate([1.0, 0.0, 0.0, 1.0]):
         ticket = trainer.next_trial()
@@ -73,8 +98,19 @@ def ros_run(tmp_path_factory) -> Path:
     trainer.close()
     store = TrialStore(run_dir / "trials")
     for n, reward in enumerate([1.0, 0.0]):
-        store.save(StoredTrial(f"it0002-g000-c000-k{n}-aaaaa{n}", 2, 0, 0, "ctx0", reward, "classifier", 1,
-                               trajectory(10 + n, images=True)))
+        store.save(
+            StoredTrial(
+                f"it0002-g000-c000-k{n}-aaaaa{n}",
+                2,
+                0,
+                0,
+                "ctx0",
+                reward,
+                "classifier",
+                1,
+                trajectory(10 + n, images=True),
+            )
+        )
     return run_dir
 
 
@@ -109,8 +145,10 @@ def test_damaged_metrics_lines_are_counted_and_a_non_run_refused(toy_run, tmp_pa
     assert result.returncode != 0 and "is not a run folder" in result.stderr
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="needs Debian's chromium and chromium-driver (scripts/apt-packages.txt)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (scripts/apt-packages.txt)",
+)
 def test_reports_render_in_a_browser(toy_run, ros_run, tmp_path, browser):
     """Every plot and frame of the self-contained page decodes in Chromium (no file beside it is
     needed: the page is copied alone to another folder first)."""
@@ -122,7 +160,8 @@ def test_reports_render_in_a_browser(toy_run, ros_run, tmp_path, browser):
         shutil.copyfile(folder / "report.html", alone)
         browser.get(alone.as_uri())
         images = browser.execute_script(
-            "return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth > 0]);")
+            "return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth > 0]);"
+        )
         assert len(images) >= 3 and all(ok for _, ok in images), images
         headings = [h.text for h in browser.find_elements("tag name", "h2")]
         assert headings[:2] == ["Summary", "Curves"] and "Configuration" in headings, headings

@@ -9,10 +9,12 @@ from ript.core.sampler import DynamicSampler, SamplerConfig, Trial
 
 def scripted_rollout(outcomes, calls=None):
     """rollout_fn whose K rewards per context come from outcomes[context] (a list, or a callable)."""
+
     def rollout(contexts):
         if calls is not None:
             calls.extend(contexts)
         return [list(outcomes[c]() if callable(outcomes[c]) else outcomes[c]) for c in contexts]
+
     return rollout
 
 
@@ -26,8 +28,10 @@ def test_rejects_all_equal_groups_and_refills():
     assert batch.stats["sampler/groups_accepted"] == 2
     assert batch.stats["sampler/groups_rejected"] == batch.stats["sampler/groups_sampled"] - 2
     assert batch.stats["sampler/groups_rejected"] >= 1
-    assert batch.stats["sampler/groups_rejected"] == \
-        batch.stats["sampler/groups_rejected_all_success"] + batch.stats["sampler/groups_rejected_all_fail"]
+    assert (
+        batch.stats["sampler/groups_rejected"]
+        == batch.stats["sampler/groups_rejected_all_success"] + batch.stats["sampler/groups_rejected_all_fail"]
+    )
 
 
 def test_non_dynamic_keeps_every_group():
@@ -57,8 +61,9 @@ def test_skips_solved_context_then_retries_it():
 def test_skip_disabled_draws_solved_context_every_cycle():
     outcomes = {"solved": [1, 1], "mixed": [1, 0]}
     calls = []
-    sampler = DynamicSampler(list(outcomes), SamplerConfig(group_size=2, batch_size=2, skip_solved=False,
-                                                                   context_selection="uniform"))
+    sampler = DynamicSampler(
+        list(outcomes), SamplerConfig(group_size=2, batch_size=2, skip_solved=False, context_selection="uniform")
+    )
     for _ in range(6):
         sampler.collect(scripted_rollout(outcomes, calls))
     assert calls.count("solved") >= 4
@@ -155,12 +160,15 @@ def test_history_state_round_trip():
         DynamicSampler(["x"], config).load_state_dict(a.state_dict())
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(group_size=1), "group_size"),
-    (dict(group_size=4, batch_size=6), "multiple"),
-    (dict(early_stop_fraction=0.0), "early_stop_fraction"),
-    (dict(max_group_attempts=0), "max_group_attempts"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(group_size=1), "group_size"),
+        (dict(group_size=4, batch_size=6), "multiple"),
+        (dict(early_stop_fraction=0.0), "early_stop_fraction"),
+        (dict(max_group_attempts=0), "max_group_attempts"),
+    ],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplerConfig(**kwargs)
@@ -181,8 +189,10 @@ def test_success_rate_per_task_when_contexts_name_their_task():
     contexts = [Context(0, 0), Context(0, 1), Context(3, 0)]
     # Task 0 succeeds 3 times in 4 (both groups mixed), task 3 fails every trial (rejected).
     outcomes = {Context(0, 0): [1, 0], Context(0, 1): [1, 1], Context(3, 0): [0, 0]}
-    sampler = DynamicSampler(contexts, SamplerConfig(group_size=2, batch_size=6, skip_solved=False,
-                                                     max_group_attempts=3, context_selection="uniform"))
+    sampler = DynamicSampler(
+        contexts,
+        SamplerConfig(group_size=2, batch_size=6, skip_solved=False, max_group_attempts=3, context_selection="uniform"),
+    )
     batch = sampler.collect(scripted_rollout(outcomes), parallel_groups=3)
     assert batch.stats["rollout/success_rate/task_0"] == pytest.approx(3 / 4)
     assert batch.stats["rollout/success_rate/task_3"] == 0.0
@@ -196,6 +206,7 @@ def _bernoulli_rollout(rates, k, rng, trials_run):
     def rollout(chosen):
         trials_run.extend(chosen)
         return [[float(rng.random() < rates[c]) for _ in range(k)] for c in chosen]
+
     return rollout
 
 
@@ -208,8 +219,10 @@ def test_mixed_selection_finds_more_mixed_groups_and_visits_every_context(dynami
     results = {}
     for selection in ("uniform", "mixed"):
         rng, run = random.Random(0), []
-        sampler = DynamicSampler(list(rates), SamplerConfig(group_size=8, batch_size=32, dynamic=dynamic,
-                                                            context_selection=selection, seed=1))
+        sampler = DynamicSampler(
+            list(rates),
+            SamplerConfig(group_size=8, batch_size=32, dynamic=dynamic, context_selection=selection, seed=1),
+        )
         mixed = trials = 0.0
         while trials < 4000:  # equal env steps for both
             stats = sampler.collect(_bernoulli_rollout(rates, 8, rng, run)).stats
@@ -221,7 +234,8 @@ def test_mixed_selection_finds_more_mixed_groups_and_visits_every_context(dynami
 
 
 def test_mixed_groups_metric_counts_groups_whatever_dynamic_does():
-    sampler = DynamicSampler(["a", "b"], SamplerConfig(group_size=2, batch_size=4, dynamic=False,
-                                                       context_selection="uniform"))
+    sampler = DynamicSampler(
+        ["a", "b"], SamplerConfig(group_size=2, batch_size=4, dynamic=False, context_selection="uniform")
+    )
     stats = sampler.collect(scripted_rollout({"a": [1, 0], "b": [0, 0]})).stats
     assert stats["sampler/mixed_groups"] == 1.0 and stats["sampler/mixed_groups_per_100_trials"] == 25.0

@@ -8,8 +8,12 @@ from ript.core.trials import Trajectory, build_loop_batch
 
 
 def traj(num_queries, value):
-    return Trajectory(obs={"s": torch.full((num_queries, 2), value)}, scored=torch.full((num_queries, 3), value),
-                      log_probs=torch.full((num_queries, 3), -value), mask=torch.ones(num_queries, 3, dtype=torch.bool))
+    return Trajectory(
+        obs={"s": torch.full((num_queries, 2), value)},
+        scored=torch.full((num_queries, 3), value),
+        log_probs=torch.full((num_queries, 3), -value),
+        mask=torch.ones(num_queries, 3, dtype=torch.bool),
+    )
 
 
 def test_build_loop_batch_rows_and_advantages():
@@ -39,7 +43,11 @@ def test_trial_weights_make_every_trial_weigh_the_same():
 
 def test_trajectory_validates_rows():
     with pytest.raises(ValueError, match="rows"):
-        Trajectory(obs={"s": torch.zeros(3, 2)}, scored=torch.zeros(2, 3), log_probs=torch.zeros(2, 3),
-                   mask=torch.ones(2, 3, dtype=torch.bool))
+        Trajectory(
+            obs={"s": torch.zeros(3, 2)},
+            scored=torch.zeros(2, 3),
+            log_probs=torch.zeros(2, 3),
+            mask=torch.ones(2, 3, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match="no groups"):
         build_loop_batch([])

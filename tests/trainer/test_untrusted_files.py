@@ -8,13 +8,12 @@ import os
 
 import pytest
 import torch
+from test_interactive import STATE_DIM, make_trainer, trajectory
 
 from ript.core.constants import OBS_STATE
 from ript.core.safe_io import MAGIC, CorruptFileError, RefusedFileError, confined_file, load_verified, save_verified
 from ript.core.trial_store import TrajectorySchemaError, trajectory_from_dict
 from ript.core.trials import Trajectory
-
-from test_interactive import STATE_DIM, make_trainer, trajectory
 
 
 class WritesMarker:
@@ -55,8 +54,13 @@ def test_confined_file_refuses_names_outside_their_folder(tmp_path):
     outside.write_bytes(b"x")
     (inside / "link.traj").symlink_to(outside)
     assert confined_file(inside / "a.traj", inside) == (inside / "a.traj").resolve()
-    for name, why in [(outside, "outside"), (inside / ".." / "secret.traj", "outside"),
-                      (inside / "link.traj", "outside"), (inside, "outside"), (inside / "missing", "cannot be resolved")]:
+    for name, why in [
+        (outside, "outside"),
+        (inside / ".." / "secret.traj", "outside"),
+        (inside / "link.traj", "outside"),
+        (inside, "outside"),
+        (inside / "missing", "cannot be resolved"),
+    ]:
         with pytest.raises(RefusedFileError, match=why):
             confined_file(name, inside)
     (inside / "sub").mkdir()
@@ -90,12 +94,18 @@ def test_a_trajectory_the_policy_cannot_score_is_refused_and_the_trial_stays_ope
     trainer = make_trainer(tmp_path)
     ticket = trainer.next_trial()
     good = trajectory(trainer.policy, 0)
-    wrong_width = Trajectory(obs={OBS_STATE: torch.randn(3, STATE_DIM + 4)}, scored=good.scored,
-                             log_probs=good.log_probs, mask=good.mask, num_steps=12)
+    wrong_width = Trajectory(
+        obs={OBS_STATE: torch.randn(3, STATE_DIM + 4)},
+        scored=good.scored,
+        log_probs=good.log_probs,
+        mask=good.mask,
+        num_steps=12,
+    )
     verdict = trainer.on_trajectory(ticket.trial_id, wrong_width)
     assert not verdict.accepted and "cannot score it" in verdict.reason
-    wrong_elements = Trajectory(obs=good.obs, scored=good.scored, log_probs=good.log_probs[:, :2],
-                                mask=good.mask[:, :2], num_steps=12)
+    wrong_elements = Trajectory(
+        obs=good.obs, scored=good.scored, log_probs=good.log_probs[:, :2], mask=good.mask[:, :2], num_steps=12
+    )
     verdict = trainer.on_trajectory(ticket.trial_id, wrong_elements)
     assert not verdict.accepted and "the file says" in verdict.reason
     # The real trajectory still completes the trial.

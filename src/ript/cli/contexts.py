@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="all", help="task ids: 'all' (default), '0,3' or '0-4'")
     parser.add_argument("--per-task", type=int, default=16, help="contexts per task (default 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="output .npz (default runs/contexts/<suite>_seed<seed>.npz)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output .npz (default runs/contexts/<suite>_seed<seed>.npz)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,17 +10,26 @@ from ript.cli.common import add_expert_argument, add_suite_arguments, parse_task
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_suite_arguments(parser)
-    parser.add_argument("--episodes", type=int, default=50, help="episodes per task, from benchmark init states 0.. "
-                        "(standard: 50)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="VLA checkpoint (from `ript sft` or `ript train`); default: the scripted expert. "
-                        "Its own config sets the render mode and image size")
+    parser.add_argument(
+        "--episodes", type=int, default=50, help="episodes per task, from benchmark init states 0.. (standard: 50)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="VLA checkpoint (from `ript sft` or `ript train`); default: the scripted expert. "
+        "Its own config sets the render mode and image size",
+    )
     parser.add_argument("--state-only", action="store_true", help="no cameras (the expert; ignored with --checkpoint)")
     parser.add_argument("--image-size", type=int, default=128, help="camera height = width (default 128)")
     add_expert_argument(parser)
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    parser.add_argument("--execute-steps", type=int, default=None,
-                        help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)")
+    parser.add_argument(
+        "--execute-steps",
+        type=int,
+        default=None,
+        help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
 
@@ -38,10 +47,19 @@ def run(args: argparse.Namespace) -> int:
         agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
         name = args.checkpoint.name
     env_config = LiberoEnvConfig(suite=args.suite, **env)
-    report = evaluate(agent, args.suite, parse_task_ids(args.tasks), args.episodes, num_envs=args.num_envs,
-                      env_config=env_config, policy_name=name)
+    report = evaluate(
+        agent,
+        args.suite,
+        parse_task_ids(args.tasks),
+        args.episodes,
+        num_envs=args.num_envs,
+        env_config=env_config,
+        policy_name=name,
+    )
     paths = save_report(report, args.out / args.suite)
     print("\n" + markdown_table(report))
-    print(f"wrote {', '.join(str(p) for p in paths.values())} ({report.wall_time_s:.0f} s, "
-          f"{report.worker_restarts} worker restarts)")
+    print(
+        f"wrote {', '.join(str(p) for p in paths.values())} ({report.wall_time_s:.0f} s, "
+        f"{report.worker_restarts} worker restarts)"
+    )
     return 0

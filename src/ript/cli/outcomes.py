@@ -14,9 +14,9 @@ chosen states are rendered one by one and labelled by LIBERO's own success check
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -81,23 +81,26 @@ def collect_outcomes(config: OutcomeConfig, vec=None, progress: bool = True) -> 
     rng = np.random.default_rng(config.seed)
     out: dict[str, list] = {"images": [], "labels": [], "groups": [], "tasks": [], "final": [], "trial_success": []}
     env_config = LiberoEnvConfig(suite=config.suite, render=False)
-    bar = tqdm(total=len(config.task_ids) * config.episodes_per_task, desc="sim trials", unit="trial",
-               disable=not progress)
-    with (contextlib.nullcontext(vec) if vec is not None else VectorEnv(config.num_envs, env_config)) as vec:
+    bar = tqdm(
+        total=len(config.task_ids) * config.episodes_per_task, desc="sim trials", unit="trial", disable=not progress
+    )
+    with contextlib.nullcontext(vec) if vec is not None else VectorEnv(config.num_envs, env_config) as vec:
         for task_id in config.task_ids:
             contexts = training_contexts(config.suite, [task_id], config.episodes_per_task, seed=config.seed)
-            recorder = RecordingAgent(ScriptedExpert(ExpertConfig(noise_std=config.expert_noise,
-                                                                  seed=config.seed + task_id)))
+            recorder = RecordingAgent(
+                ScriptedExpert(ExpertConfig(noise_std=config.expert_noise, seed=config.seed + task_id))
+            )
             run_episodes(vec, contexts, recorder, on_result=lambda _: bar.update())
             renderer = FrameRenderer(config.suite, task_id, config.camera, config.image_size)
             try:
-                for trial, (result, steps) in sorted(recorder.finished.items()):
+                for _trial, (result, steps) in sorted(recorder.finished.items()):
                     states = [o[SIM_STATE] for o in steps["obs"]]
                     group = f"{config.suite}/{task_id}/train{result.context.index:03d}"
                     # The last frame: the state the last action led to.
                     frames = [(renderer.render(states[-1], steps["actions"][-1]), True)]
-                    for t in rng.choice(len(states) - 1, size=min(config.intermediate_per_episode, len(states) - 1),
-                                        replace=False):
+                    for t in rng.choice(
+                        len(states) - 1, size=min(config.intermediate_per_episode, len(states) - 1), replace=False
+                    ):
                         frames.append((renderer.render(states[t]), False))
                     for (image, success), final in frames:
                         out["images"].append(image)
@@ -116,10 +119,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_suite_arguments(parser)
     parser.set_defaults(tasks="0-3")
     parser.add_argument("--episodes", type=int, default=40, help="trials per task (default 40)")
-    parser.add_argument("--intermediate", type=int, default=2,
-                        help="extra frames from random earlier steps of each trial (default 2)")
-    parser.add_argument("--noise", type=float, default=OutcomeConfig.expert_noise,
-                        help=f"expert command noise std, makes some trials fail (default {OutcomeConfig.expert_noise})")
+    parser.add_argument(
+        "--intermediate", type=int, default=2, help="extra frames from random earlier steps of each trial (default 2)"
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=OutcomeConfig.expert_noise,
+        help=f"expert command noise std, makes some trials fail (default {OutcomeConfig.expert_noise})",
+    )
     parser.add_argument("--camera", choices=sorted(CAMERAS), default="agentview")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1, help="training-context seed (default 1)")
@@ -135,13 +143,23 @@ def run(args: argparse.Namespace) -> int:
         from ript.sim.env import num_tasks
 
         task_ids = list(range(num_tasks(args.suite)))
-    config = OutcomeConfig(suite=args.suite, task_ids=task_ids, episodes_per_task=args.episodes,
-                           intermediate_per_episode=args.intermediate, expert_noise=args.noise, camera=args.camera,
-                           image_size=args.image_size, num_envs=args.num_envs, seed=args.seed)
+    config = OutcomeConfig(
+        suite=args.suite,
+        task_ids=task_ids,
+        episodes_per_task=args.episodes,
+        intermediate_per_episode=args.intermediate,
+        expert_noise=args.noise,
+        camera=args.camera,
+        image_size=args.image_size,
+        num_envs=args.num_envs,
+        seed=args.seed,
+    )
     data = collect_outcomes(config, progress=not args.no_progress)
     save_examples(args.out, data["images"], data["labels"], data["groups"], data["final"])
     final = data["final"].astype(bool)
-    print(f"{len(data['labels'])} frames from {final.sum()} trials -> {args.out}: "
-          f"{int(data['labels'][final].sum())}/{final.sum()} trials succeeded; "
-          f"{int(data['labels'].sum())} success frames in all")
+    print(
+        f"{len(data['labels'])} frames from {final.sum()} trials -> {args.out}: "
+        f"{int(data['labels'][final].sum())}/{final.sum()} trials succeeded; "
+        f"{int(data['labels'].sum())} success frames in all"
+    )
     return 0

@@ -19,10 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the training contexts (default 0)")
     add_expert_argument(parser)
     dagger = parser.add_argument_group("DAgger (the learner drives, the expert labels every state it visits)")
-    dagger.add_argument("--learner", type=Path, default=None,
-                        help="policy checkpoint that drives; every episode is kept, labelled with the expert's actions")
-    dagger.add_argument("--beta", type=float, default=0.0,
-                        help="probability per step of executing the expert's action instead (default 0)")
+    dagger.add_argument(
+        "--learner",
+        type=Path,
+        default=None,
+        help="policy checkpoint that drives; every episode is kept, labelled with the expert's actions",
+    )
+    dagger.add_argument(
+        "--beta",
+        type=float,
+        default=0.0,
+        help="probability per step of executing the expert's action instead (default 0)",
+    )
     parser.add_argument("--out", type=Path, default=Path("data/demos"), help="output folder (default data/demos)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs and the table only)")
 
@@ -31,11 +39,18 @@ def run(args: argparse.Namespace) -> int:
     from ript.sim.expert import ExpertConfig
     from ript.sim.record import RecordConfig, record_demos
 
-    config = RecordConfig(suite=args.suite, task_ids=parse_task_ids(args.tasks), demos_per_task=args.demos,
-                          num_envs=args.num_envs, render=not args.state_only, image_size=args.image_size,
-                          seed=args.seed, expert=ExpertConfig(noise_std=args.noise, seed=args.seed,
-                                                                     memoryless=args.memoryless_expert),
-                          learner=None if args.learner is None else str(args.learner), beta=args.beta)
+    config = RecordConfig(
+        suite=args.suite,
+        task_ids=parse_task_ids(args.tasks),
+        demos_per_task=args.demos,
+        num_envs=args.num_envs,
+        render=not args.state_only,
+        image_size=args.image_size,
+        seed=args.seed,
+        expert=ExpertConfig(noise_std=args.noise, seed=args.seed, memoryless=args.memoryless_expert),
+        learner=None if args.learner is None else str(args.learner),
+        beta=args.beta,
+    )
     out = args.out / args.suite
     records = record_demos(config, out, progress=not args.no_progress)
     driver = "expert" if args.learner is None else f"learner (beta {args.beta})"

@@ -1,7 +1,7 @@
 """`ript report RUN_DIR`: the run's report.html and report.md (ript.core.report).
 
-    ript report runs/libero/20261205-101500            # -> runs/libero/20261205-101500/report.html
-    ript report runs/ros/sim --out /tmp/sim_report
+ript report runs/libero/20261205-101500            # -> runs/libero/20261205-101500/report.html
+ript report runs/ros/sim --out /tmp/sim_report
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a run folder (ript train, the ROS trainer's run_dir, ript toy)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write report.html/.md (default: the run folder)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write report.html/.md (default: the run folder)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

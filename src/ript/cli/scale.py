@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ript.cli.sft import embed_instructions, load_demos, plot_losses
     from ript.policies.checkpoint import load_checkpoint, save_checkpoint
     from ript.policies.sft import DemoDataset, SFTConfig, calibrate_scale
-    from ript.cli.sft import embed_instructions, load_demos, plot_losses
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     policy, payload = load_checkpoint(args.checkpoint, device)
@@ -48,9 +48,14 @@ def run(args: argparse.Namespace) -> int:
         _, scale = policy.regression_params(obs)
     mean_scale = scale.mean(dim=(0, 1)).cpu().tolist()
     out = args.out or args.checkpoint
-    metadata = {**payload.get("metadata", {}), "scale_calibration": {
-        "steps": args.steps, "final_nll": history[-1]["loss/scale"] if history else None,
-        "mean_scale_per_dim": mean_scale}}
+    metadata = {
+        **payload.get("metadata", {}),
+        "scale_calibration": {
+            "steps": args.steps,
+            "final_nll": history[-1]["loss/scale"] if history else None,
+            "mean_scale_per_dim": mean_scale,
+        },
+    }
     embeddings = {**payload.get("instruction_embeddings", {}), **embeddings}
     save_checkpoint(out, policy, stats=payload.get("stats"), instruction_embeddings=embeddings, metadata=metadata)
     if history:

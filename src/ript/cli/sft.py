@@ -16,20 +16,32 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--demos", type=Path, nargs="+", required=True,
-                      help="HDF5 demo files, or folders searched for *.hdf5 (multi-task: one file per task)")
+    data.add_argument(
+        "--demos",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="HDF5 demo files, or folders searched for *.hdf5 (multi-task: one file per task)",
+    )
     data.add_argument("--max-demos", type=int, default=None, help="use at most this many demos per file")
     model = parser.add_argument_group("model (ignored with --init, which brings its own config)")
     model.add_argument("--init", type=Path, default=None, help="start from this checkpoint (e.g. stage-1 pre-training)")
     model.add_argument("--head", choices=("regression", "tokenized"), default="regression")
     model.add_argument("--input-mode", choices=("image", "state"), default="image")
-    model.add_argument("--loss", choices=("l1", "mse"), default="l1", help="regression loss (l1: Laplace, mse: Gaussian)")
-    model.add_argument("--gripper", choices=("bernoulli", "continuous"), default=None,
-                       help="regression head: the gripper as open/close (bernoulli, BCE; default for a new model) or "
-                            "as a continuous dimension; with --init, switches the checkpoint's (its weights are kept)")
+    model.add_argument(
+        "--loss", choices=("l1", "mse"), default="l1", help="regression loss (l1: Laplace, mse: Gaussian)"
+    )
+    model.add_argument(
+        "--gripper",
+        choices=("bernoulli", "continuous"),
+        default=None,
+        help="regression head: the gripper as open/close (bernoulli, BCE; default for a new model) or "
+        "as a continuous dimension; with --init, switches the checkpoint's (its weights are kept)",
+    )
     model.add_argument("--chunk-size", type=int, default=8, help="H: actions predicted per query (default 8)")
-    model.add_argument("--execute-steps", type=int, default=None,
-                       help="h: actions executed per query (default: the whole chunk)")
+    model.add_argument(
+        "--execute-steps", type=int, default=None, help="h: actions executed per query (default: the whole chunk)"
+    )
     model.add_argument("--image-size", type=int, default=128)
     model.add_argument("--backbone", choices=("cnn", "resnet18"), default="cnn")
     model.add_argument("--pretrained-backbone", default=None, help="ResNet-18 weights: a path or 'auto'")
@@ -40,18 +52,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--tokenizer-steps", type=int, default=1000, help="tokenized head: FSQ autoencoder steps")
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=3e-4,
-                       help="Adam learning rate (default 3e-4, for training from scratch; to fine-tune an --init "
-                            "policy on a few demos use ~3e-5: at 3e-4 the first steps undo the pre-training)")
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=3e-4,
+        help="Adam learning rate (default 3e-4, for training from scratch; to fine-tune an --init "
+        "policy on a few demos use ~3e-5: at 3e-4 the first steps undo the pre-training)",
+    )
     train.add_argument("--image-shift", type=int, default=4, help="random-shift augmentation in pixels (0: off)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None, help="torch device (default: cuda when available)")
-    train.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (on a small CPU shared with a busy process, 1 is often fastest)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any field the flags do not reach, after them: sft.<field> (SFTConfig, e.g. "
-                        "sft.weight_decay=0) or policy.<field> (VLAConfig of a new policy, e.g. "
-                        "policy.regression.gripper_temperature=0.5); repeatable")
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (on a small CPU shared with a busy process, 1 is often fastest)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any field the flags do not reach, after them: sft.<field> (SFTConfig, e.g. "
+        "sft.weight_decay=0) or policy.<field> (VLAConfig of a new policy, e.g. "
+        "policy.regression.gripper_temperature=0.5); repeatable",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/sft"), help="run folder root (default runs/sft)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -62,7 +87,9 @@ def split_overrides(assignments: list[str], sections: tuple[str, ...]) -> dict[s
     for assignment in assignments:
         section, _, rest = assignment.partition(".")
         if section not in split or not rest:
-            raise SystemExit(f"--set {assignment}: the key must start with one of {', '.join(s + '.' for s in sections)}")
+            raise SystemExit(
+                f"--set {assignment}: the key must start with one of {', '.join(s + '.' for s in sections)}"
+            )
         split[section].append(rest)
     return split
 
@@ -70,8 +97,8 @@ def split_overrides(assignments: list[str], sections: tuple[str, ...]) -> dict[s
 def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
     from tqdm import tqdm
 
-    from ript.policies.libero_data import read_demos
     from ript.core.paths import files_under
+    from ript.policies.libero_data import read_demos
 
     demos = []
     for file in tqdm(files_under(paths, ".hdf5", "demo"), desc="reading demos", unit="file", disable=not progress):
@@ -119,13 +146,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ript.core.config_io import load_config
-
+    from ript.core.metrics import MetricsLogger
     from ript.policies.checkpoint import load_checkpoint, save_checkpoint
     from ript.policies.config import RegressionHeadConfig, VLAConfig
     from ript.policies.libero_data import PROPRIO_DIM, state_features
     from ript.policies.sft import DemoDataset, SFTConfig, train_sft
     from ript.policies.vla import build_policy
-    from ript.core.metrics import MetricsLogger
 
     sections = split_overrides(args.set, ("sft", "policy"))
     if args.init is not None and sections["policy"]:
@@ -135,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     progress = not args.no_progress
     demos = load_demos(args.demos, args.max_demos, progress)
-    print(f"{len(demos)} demos, {sum(len(d) for d in demos)} steps, "
-          f"{len({d.instruction for d in demos})} instructions")
+    print(f"{len(demos)} demos, {sum(len(d) for d in demos)} steps, {len({d.instruction for d in demos})} instructions")
 
     cached, stats = {}, None
     if args.init is not None:
@@ -154,24 +179,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         full_state = state_features(demos[0].obs).shape[-1]
         config = VLAConfig(
-            input_mode=args.input_mode, state_dim=PROPRIO_DIM if args.input_mode == "image" else full_state,
-            image_size=args.image_size, backbone=args.backbone, pretrained_backbone=args.pretrained_backbone,
-            use_language=not args.no_language, hidden_dim=args.hidden_dim, num_layers=args.num_layers,
-            chunk_size=args.chunk_size, execute_steps=args.execute_steps, head=args.head,
-            regression=RegressionHeadConfig(loss=args.loss, gripper=args.gripper or "bernoulli"))
+            input_mode=args.input_mode,
+            state_dim=PROPRIO_DIM if args.input_mode == "image" else full_state,
+            image_size=args.image_size,
+            backbone=args.backbone,
+            pretrained_backbone=args.pretrained_backbone,
+            use_language=not args.no_language,
+            hidden_dim=args.hidden_dim,
+            num_layers=args.num_layers,
+            chunk_size=args.chunk_size,
+            execute_steps=args.execute_steps,
+            head=args.head,
+            regression=RegressionHeadConfig(loss=args.loss, gripper=args.gripper or "bernoulli"),
+        )
         if sections["policy"]:
             config = load_config(VLAConfig, overrides=sections["policy"], base=config.to_dict())
         policy = build_policy(config).to(device)
-    flags = SFTConfig(steps=args.steps, tokenizer_steps=args.tokenizer_steps, batch_size=args.batch_size,
-                      learning_rate=args.lr, image_shift=args.image_shift, seed=args.seed)
+    flags = SFTConfig(
+        steps=args.steps,
+        tokenizer_steps=args.tokenizer_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        image_shift=args.image_shift,
+        seed=args.seed,
+    )
     sft_config = load_config(SFTConfig, overrides=sections["sft"], base=asdict(flags))
     embeddings = embed_instructions(demos, config.use_language, cached)
     dataset = DemoDataset(demos, config, embeddings)
 
     run_dir = args.out / time.strftime("%Y%m%d-%H%M%S")
     logger = MetricsLogger(run_dir, tensorboard=False)
-    logger.save_config({"policy": config.to_dict(), "sft": vars(sft_config),
-                        "demos": [str(p) for p in args.demos], "num_demos": len(demos)})
+    logger.save_config(
+        {
+            "policy": config.to_dict(),
+            "sft": vars(sft_config),
+            "demos": [str(p) for p in args.demos],
+            "num_demos": len(demos),
+        }
+    )
     step = 0
 
     def log(row: dict) -> None:
@@ -181,9 +226,13 @@ def run(args: argparse.Namespace) -> int:
 
     history = train_sft(policy, dataset, sft_config, log=log, progress=progress, stats=stats)
     logger.close()
-    path = save_checkpoint(run_dir / "policy.pt", policy, stats=stats or dataset.stats(),
-                           instruction_embeddings=embeddings,
-                           metadata={"stage": "sft", "num_demos": len(demos), "steps": sft_config.steps})
+    path = save_checkpoint(
+        run_dir / "policy.pt",
+        policy,
+        stats=stats or dataset.stats(),
+        instruction_embeddings=embeddings,
+        metadata={"stage": "sft", "num_demos": len(demos), "steps": sft_config.steps},
+    )
     curve = plot_losses(history, run_dir / "loss_curve.png", f"SFT ({config.head} head, {config.input_mode} input)")
     final = [r for r in history if r["phase"] == "sft"]
     if final:

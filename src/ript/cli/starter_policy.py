@@ -34,8 +34,18 @@ DAGGER_EPISODES_PER_TASK = 10
 DAGGER_BETA = 0.5
 DAGGER_SFT_STEPS = 1000
 DEMO_SEED, DAGGER_SEED = 1, 11
-MODEL = ["--input-mode", "state", "--hidden-dim", "128", "--num-layers", "3", "--chunk-size", "4",
-         "--execute-steps", "1"]
+MODEL = [
+    "--input-mode",
+    "state",
+    "--hidden-dim",
+    "128",
+    "--num-layers",
+    "3",
+    "--chunk-size",
+    "4",
+    "--execute-steps",
+    "1",
+]
 """Re-planning every step: the same recipe with whole chunks executed measured 0/20 on task 0's
 benchmark states, deterministic and sampled (built in 5 min on 2 busy cores; docs/results.md)."""
 
@@ -47,9 +57,15 @@ STARTER_FORMAT = 1
 
 def recipe() -> dict:
     """What makes a starter: a shipped one built with another recipe is not used."""
-    return {"demos_per_task": DEMOS_PER_TASK, "demo_noise": DEMO_NOISE, "sft_steps": SFT_STEPS,
-            "dagger_episodes_per_task": DAGGER_EPISODES_PER_TASK, "dagger_beta": DAGGER_BETA,
-            "dagger_sft_steps": DAGGER_SFT_STEPS, "model": list(MODEL)}
+    return {
+        "demos_per_task": DEMOS_PER_TASK,
+        "demo_noise": DEMO_NOISE,
+        "sft_steps": SFT_STEPS,
+        "dagger_episodes_per_task": DAGGER_EPISODES_PER_TASK,
+        "dagger_beta": DAGGER_BETA,
+        "dagger_sft_steps": DAGGER_SFT_STEPS,
+        "model": list(MODEL),
+    }
 
 
 def starter_name(tasks: str) -> str:
@@ -64,8 +80,8 @@ def shipped_folder(tasks: str) -> Path:
 def shipped_starter(tasks: str) -> tuple[Path | None, dict, str]:
     """(checkpoint, its record, "") when a starter for `tasks` ships with the project and verifies;
     else (None, {}, why not)."""
-    from ript.policies.checkpoint import read_checkpoint
     from ript.core.safe_io import CorruptFileError, file_digest
+    from ript.policies.checkpoint import read_checkpoint
 
     folder = shipped_folder(tasks)
     rebuild = f"`ript starter --tasks {tasks} --rebuild` makes one"
@@ -74,8 +90,14 @@ def shipped_starter(tasks: str) -> tuple[Path | None, dict, str]:
     try:
         record = json.loads((folder / "starter.json").read_text())
         if record.get("format") != STARTER_FORMAT:
-            return None, {}, (f"the shipped starter's record is format {record.get('format')!r}, this ript reads "
-                              f"{STARTER_FORMAT}; {rebuild}")
+            return (
+                None,
+                {},
+                (
+                    f"the shipped starter's record is format {record.get('format')!r}, this ript reads "
+                    f"{STARTER_FORMAT}; {rebuild}"
+                ),
+            )
         if record.get("recipe") != recipe():
             return None, {}, f"the shipped starter was built with another recipe than this ript's; {rebuild}"
         path = folder / "policy.pt"
@@ -103,8 +125,9 @@ def _newest_policy(folder: Path) -> Path:
     return found[-1]
 
 
-def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool = True, rebuild: bool = False,
-                          use_shipped: bool = True) -> Path:
+def ensure_starter_policy(
+    folder: str | Path, tasks: str = "0", progress: bool = True, rebuild: bool = False, use_shipped: bool = True
+) -> Path:
     """The shipped starter for `tasks` if one verifies (and `use_shipped`), else the one built in
     `folder` (built first if missing, or anew with `rebuild`). Each finished step of a build leaves
     its folder behind, so an interrupted build resumes at the step it was in."""
@@ -122,8 +145,11 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
     if final.exists():
         return final
     quiet = [] if progress else ["--no-progress"]
-    print(f"no policy checkpoint given: building a starter policy for libero_spatial task(s) {tasks} in {folder} "
-          f"(once, tens of minutes on a 2-core CPU; scripted demos -> SFT -> DAgger -> scale calibration)", flush=True)
+    print(
+        f"no policy checkpoint given: building a starter policy for libero_spatial task(s) {tasks} in {folder} "
+        f"(once, tens of minutes on a 2-core CPU; scripted demos -> SFT -> DAgger -> scale calibration)",
+        flush=True,
+    )
     demos, dagger = folder / "demos", folder / "dagger"
     common = ["--tasks", tasks, "--state-only", "--memoryless-expert", *quiet]
     # One torch thread: a small state model gains nothing from more, and loses a lot beside a busy process.
@@ -135,13 +161,39 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
     # A step's output folder appears when the step starts: build under a temporary name, then rename,
     # so that an existing folder means a finished step. Arguments are built when the step runs.
     for out, make_args in (
-        (demos, lambda: ["record-demos", "--demos", str(DEMOS_PER_TASK), "--noise", str(DEMO_NOISE), "--seed", str(DEMO_SEED),
-                         *common]),
+        (
+            demos,
+            lambda: [
+                "record-demos",
+                "--demos",
+                str(DEMOS_PER_TASK),
+                "--noise",
+                str(DEMO_NOISE),
+                "--seed",
+                str(DEMO_SEED),
+                *common,
+            ],
+        ),
         (folder / "sft", lambda: [*sft, "--demos", str(demos), *MODEL, "--steps", str(SFT_STEPS)]),
-        (dagger, lambda: ["record-demos", "--demos", str(DAGGER_EPISODES_PER_TASK), "--learner", first_sft(),
-                          "--beta", str(DAGGER_BETA), "--seed", str(DAGGER_SEED), *common]),
-        (folder / "sft_dagger", lambda: [*sft, "--demos", str(demos), str(dagger), "--init", first_sft(),
-                                         "--steps", str(DAGGER_SFT_STEPS)]),
+        (
+            dagger,
+            lambda: [
+                "record-demos",
+                "--demos",
+                str(DAGGER_EPISODES_PER_TASK),
+                "--learner",
+                first_sft(),
+                "--beta",
+                str(DAGGER_BETA),
+                "--seed",
+                str(DAGGER_SEED),
+                *common,
+            ],
+        ),
+        (
+            folder / "sft_dagger",
+            lambda: [*sft, "--demos", str(demos), str(dagger), "--init", first_sft(), "--steps", str(DAGGER_SFT_STEPS)],
+        ),
     ):
         if out.exists():
             continue
@@ -149,8 +201,16 @@ def ensure_starter_policy(folder: str | Path, tasks: str = "0", progress: bool =
         shutil.rmtree(partial, ignore_errors=True)  # what an interrupted try of this step left
         _ript(*make_args(), "--out", str(partial))
         partial.rename(out)
-    _ript("calibrate-scale", "--checkpoint", str(_newest_policy(folder / "sft_dagger")),
-          "--demos", str(demos), "--out", str(folder / "policy.partial.pt"), *quiet)
+    _ript(
+        "calibrate-scale",
+        "--checkpoint",
+        str(_newest_policy(folder / "sft_dagger")),
+        "--demos",
+        str(demos),
+        "--out",
+        str(folder / "policy.partial.pt"),
+        *quiet,
+    )
     (folder / "policy.partial.pt").rename(final)
     print(f"starter policy: {final}", flush=True)
     return final
@@ -173,15 +233,23 @@ def ship(built: Path, tasks: str, episodes: int, command: str) -> Path:
     success = {}
     for name, extra in (("benchmark_deterministic", []), ("benchmark_sampled", ["--stochastic"])):
         out = built.parent / f"eval_{name}"
-        _ript("eval", "--checkpoint", str(built), "--tasks", tasks, "--episodes", str(episodes), *extra,
-              "--out", str(out))
+        _ript(
+            "eval", "--checkpoint", str(built), "--tasks", tasks, "--episodes", str(episodes), *extra, "--out", str(out)
+        )
         report = json.loads(next(out.glob("*/eval.json")).read_text())
         wins = sum(t["successes"] for t in report["tasks"])
         total = sum(t["episodes"] for t in report["tasks"])
         success[name] = {"successes": wins, "episodes": total}
     shutil.copyfile(built, folder / "policy.pt")
-    record = {"format": STARTER_FORMAT, "tasks": tasks, "recipe": recipe(), "sha256": file_digest(folder / "policy.pt"),
-              "command": command, "seeds": {"demos": DEMO_SEED, "dagger": DAGGER_SEED}, "success": success}
+    record = {
+        "format": STARTER_FORMAT,
+        "tasks": tasks,
+        "recipe": recipe(),
+        "sha256": file_digest(folder / "policy.pt"),
+        "command": command,
+        "seeds": {"demos": DEMO_SEED, "dagger": DAGGER_SEED},
+        "success": success,
+    }
     (folder / "starter.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"shipped {folder / 'policy.pt'} ({describe(record)})", flush=True)
     return folder / "policy.pt"

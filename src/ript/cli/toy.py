@@ -16,8 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dynamic", action="store_true", help="keep all-equal groups (ablation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="run folder root (default runs/toy)")
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its newest valid checkpoint")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest valid checkpoint",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,14 +31,21 @@ def run(args: argparse.Namespace) -> int:
     from ript.core.sampler import SamplerConfig
     from ript.sim.toy_task import ReachTrainConfig, TrainConfig, make_reach_trainer
 
-    config = ReachTrainConfig(train=TrainConfig(
-        iterations=args.iterations, learning_rate=args.lr, seed=args.seed, eval_every=1,
-        parallel_groups=args.batch_size // args.group_size,
-        sampler=SamplerConfig(group_size=args.group_size, batch_size=args.batch_size,
-                              dynamic=not args.no_dynamic, seed=args.seed),
-        loop=LoopConfig(ppo_epochs=args.ppo_epochs, minibatch_size=args.batch_size, loss_normalization="token",
-                        target_kl=None),
-    ))
+    config = ReachTrainConfig(
+        train=TrainConfig(
+            iterations=args.iterations,
+            learning_rate=args.lr,
+            seed=args.seed,
+            eval_every=1,
+            parallel_groups=args.batch_size // args.group_size,
+            sampler=SamplerConfig(
+                group_size=args.group_size, batch_size=args.batch_size, dynamic=not args.no_dynamic, seed=args.seed
+            ),
+            loop=LoopConfig(
+                ppo_epochs=args.ppo_epochs, minibatch_size=args.batch_size, loss_normalization="token", target_kl=None
+            ),
+        )
+    )
     run_dir = args.resume or args.out / time.strftime("%Y%m%d-%H%M%S")
     trainer = make_reach_trainer(config, run_dir)
     if trainer.resume():
@@ -42,12 +54,19 @@ def run(args: argparse.Namespace) -> int:
         history = trainer.run(progress=True)
     finally:
         trainer.close()
-    curve = plot_curves(history, ["eval/success_rate", "rollout/success_rate"], run_dir / "learning_curve.png",
-                        title="RIPT on 1-D reach (sparse success)", x_key="iteration")
+    curve = plot_curves(
+        history,
+        ["eval/success_rate", "rollout/success_rate"],
+        run_dir / "learning_curve.png",
+        title="RIPT on 1-D reach (sparse success)",
+        x_key="iteration",
+    )
     first, last = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
     print(f"success rate {first:.2f} -> {last:.2f} after {config.train.iterations} iterations")
     from ript.core.report import write_report
 
-    print(f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\nreport:  {write_report(run_dir)}\n"
-          f"tensorboard --logdir {run_dir / 'tb'}")
+    print(
+        f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\nreport:  {write_report(run_dir)}\n"
+        f"tensorboard --logdir {run_dir / 'tb'}"
+    )
     return 0

@@ -62,14 +62,25 @@ class LiberoTrainConfig:
         if not self.task_ids:
             raise ValueError("task_ids must name at least one task")
         if self.contexts_per_task < 1 or self.num_envs < 1 or self.eval_episodes_per_task < 0:
-            raise ValueError(f"need contexts_per_task >= 1, num_envs >= 1, eval_episodes_per_task >= 0; got "
-                             f"{self.contexts_per_task}, {self.num_envs}, {self.eval_episodes_per_task}")
+            raise ValueError(
+                f"need contexts_per_task >= 1, num_envs >= 1, eval_episodes_per_task >= 0; got "
+                f"{self.contexts_per_task}, {self.num_envs}, {self.eval_episodes_per_task}"
+            )
 
 
 # Settings that define a run's contexts, starting weights and trainable set: a resumed run's
 # checkpoint (sampler state, optimizer state) only makes sense with the values it was saved under.
-RESUME_LOCKED = {"checkpoint", "suite", "task_ids", "contexts_per_task", "context_seed", "train.seed",
-                 "train.frozen_parameters", "train.sampler.seed", "train.sampler.group_size"}
+RESUME_LOCKED = {
+    "checkpoint",
+    "suite",
+    "task_ids",
+    "contexts_per_task",
+    "context_seed",
+    "train.seed",
+    "train.frozen_parameters",
+    "train.sampler.seed",
+    "train.sampler.group_size",
+}
 
 
 def _changed_fields(before: dict, after: dict, prefix: str = "") -> list[str]:
@@ -84,12 +95,25 @@ def _changed_fields(before: dict, after: dict, prefix: str = "") -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="SFT policy checkpoint (same as --set checkpoint=PATH)")
-    parser.add_argument("--config", type=Path, help="YAML file with LiberoTrainConfig fields (sections: train, "
-                                                    "train.sampler, train.loop)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one field, e.g. --set train.iterations=50 --set task_ids=[0,1,2]")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its newest valid checkpoint; --set may extend it "
-                             "(e.g. --set train.iterations=20) or change the update, not its contexts or weights")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML file with LiberoTrainConfig fields (sections: train, train.sampler, train.loop)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set train.iterations=50 --set task_ids=[0,1,2]",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run from its newest valid checkpoint; --set may extend it "
+        "(e.g. --set train.iterations=20) or change the update, not its contexts or weights",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder root (default runs/train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -101,8 +125,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[LiberoTrainConfig, Path]:
         saved = json.loads((args.resume / "config.json").read_text())["libero"]
         locked = sorted({a.split("=", 1)[0].strip() for a in args.set} & RESUME_LOCKED)
         if locked or args.checkpoint or args.config:
-            raise SystemExit(f"ript train --resume: {locked or ['--checkpoint/--config']} cannot change in a "
-                             f"resumed run (they define its data and model); start a new run instead")
+            raise SystemExit(
+                f"ript train --resume: {locked or ['--checkpoint/--config']} cannot change in a "
+                f"resumed run (they define its data and model); start a new run instead"
+            )
         before = asdict(from_dict(LiberoTrainConfig, saved))
         config = load_config(LiberoTrainConfig, overrides=list(args.set), base=saved)
         changed = _changed_fields(before, asdict(config))
@@ -120,8 +146,8 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
     from ript.policies.checkpoint import load_checkpoint
     from ript.policies.encoders import LanguageEncoder
-    from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
     from ript.policies.sft import libero_policy_inputs
+    from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
     from ript.sim.contexts import check_disjoint, evaluation_contexts, training_contexts
     from ript.sim.env import LiberoEnvConfig
     from ript.sim.rollout_source import LiberoRolloutSource
@@ -130,28 +156,33 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     policy, payload = load_checkpoint(config.checkpoint)
     apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
     language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
-    train_contexts = training_contexts(config.suite, config.task_ids, config.contexts_per_task,
-                                       seed=config.context_seed, progress=progress)
+    train_contexts = training_contexts(
+        config.suite, config.task_ids, config.contexts_per_task, seed=config.context_seed, progress=progress
+    )
     check_disjoint(train_contexts)
-    eval_contexts = evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task) \
-        if config.eval_episodes_per_task else []
+    eval_contexts = (
+        evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task)
+        if config.eval_episodes_per_task
+        else []
+    )
     embeddings = {c.instruction: language(c.instruction) for c in train_contexts + eval_contexts}
 
     def featurize(obs, context):
         return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
 
     image_mode = policy.config.input_mode == "image"
-    env_config = LiberoEnvConfig(suite=config.suite, render=image_mode, image_size=policy.config.image_size,
-                                 max_steps=config.max_steps)
+    env_config = LiberoEnvConfig(
+        suite=config.suite, render=image_mode, image_size=policy.config.image_size, max_steps=config.max_steps
+    )
     vec = VectorEnv(config.num_envs, env_config)
     source = LiberoRolloutSource(vec, train_contexts, eval_contexts, featurize, policy.config.execute_steps)
     return policy, payload, source
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript.policies.checkpoint import checkpoint_header, save_checkpoint
     from ript.core.metrics import plot_curves
     from ript.core.train import RiptTrainer
+    from ript.policies.checkpoint import checkpoint_header, save_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     # resume=fresh is an instruction for this start only (it must not land in config.json, where
@@ -166,8 +197,9 @@ def run(args: argparse.Namespace) -> int:
     stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
     metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
     header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)
-    trainer = RiptTrainer(policy, source, config.train, run_dir, extra_config={"libero": asdict(config)},
-                          policy_checkpoint=header)
+    trainer = RiptTrainer(
+        policy, source, config.train, run_dir, extra_config={"libero": asdict(config)}, policy_checkpoint=header
+    )
     try:
         try:
             if args.resume is not None and not trainer.resume(fresh=fresh):
@@ -178,14 +210,26 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
         source.vec.close()
-    final = save_checkpoint(run_dir / "policy_final.ckpt", policy, stats=stats, instruction_embeddings=embeddings,
-                            metadata={**metadata, "ript_iterations": trainer.iteration})
-    plot_curves(history, ["eval/success_rate", "rollout/success_rate"], run_dir / "learning_curve.png",
-                title=f"RIPT on {config.suite} tasks {config.task_ids}", x_key="iteration")
+    final = save_checkpoint(
+        run_dir / "policy_final.ckpt",
+        policy,
+        stats=stats,
+        instruction_embeddings=embeddings,
+        metadata={**metadata, "ript_iterations": trainer.iteration},
+    )
+    plot_curves(
+        history,
+        ["eval/success_rate", "rollout/success_rate"],
+        run_dir / "learning_curve.png",
+        title=f"RIPT on {config.suite} tasks {config.task_ids}",
+        x_key="iteration",
+    )
     evals = [row for row in history if "eval/success_rate" in row]
     if evals:
-        print(f"eval success {evals[0]['eval/success_rate']:.2f} -> {evals[-1]['eval/success_rate']:.2f} "
-              f"({evals[-1].get('eval/episodes', 0):.0f} episodes), env steps {trainer.env_steps}")
+        print(
+            f"eval success {evals[0]['eval/success_rate']:.2f} -> {evals[-1]['eval/success_rate']:.2f} "
+            f"({evals[-1].get('eval/episodes', 0):.0f} episodes), env steps {trainer.env_steps}"
+        )
     from ript.core.report import write_report
 
     print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")

@@ -22,22 +22,41 @@ import sys
 import time
 from pathlib import Path
 
-from ript.ros.graph import (ARGUMENTS, MODES, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, NodeSpec, Text, active_nodes,
-                                is_true, resolve)
+from ript.ros.graph import (
+    ARGUMENTS,
+    MODES,
+    RESPAWN_DELAY_S,
+    RESPAWN_MAX_RETRIES,
+    NodeSpec,
+    Text,
+    active_nodes,
+    is_true,
+    resolve,
+)
 
 STOP_GRACE_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mode", choices=MODES)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="launch argument, as ros2 launch's name:=value; see --list")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="launch argument, as ros2 launch's name:=value; see --list",
+    )
     parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
-    parser.add_argument("--tasks", default="0", help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'; sim without "
-                             "contexts_file: drawn into runs/contexts/libero_spatial_tasks<ids>_<per-task>each_seed0.npz); "
-                             "sim: also the tasks of the starter policy built when no checkpoint is given")
-    parser.add_argument("--per-task", type=int, default=4,
-                        help="sim, use_sim: contexts per task for a missing contexts_file")
+    parser.add_argument(
+        "--tasks",
+        default="0",
+        help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'; sim without "
+        "contexts_file: drawn into runs/contexts/libero_spatial_tasks<ids>_<per-task>each_seed0.npz); "
+        "sim: also the tasks of the starter policy built when no checkpoint is given",
+    )
+    parser.add_argument(
+        "--per-task", type=int, default=4, help="sim, use_sim: contexts per task for a missing contexts_file"
+    )
 
 
 def launch_arguments(mode: str, assignments: list[str]) -> dict[str, str]:
@@ -77,8 +96,15 @@ class Supervisor:
     """The graph's processes under the exit policy of `ript.ros.graph` (launch's respawn,
     respawn_delay, respawn_max_retries, and a Shutdown on the exit of a node that is not respawned)."""
 
-    def __init__(self, specs: list[NodeSpec], commands: list[list[str]], log=print,
-                 delay_s: float = RESPAWN_DELAY_S, max_retries: int = RESPAWN_MAX_RETRIES, **popen) -> None:
+    def __init__(
+        self,
+        specs: list[NodeSpec],
+        commands: list[list[str]],
+        log=print,
+        delay_s: float = RESPAWN_DELAY_S,
+        max_retries: int = RESPAWN_MAX_RETRIES,
+        **popen,
+    ) -> None:
         self.specs, self.commands, self.log, self.popen = specs, commands, log, popen
         self.delay_s, self.max_retries = delay_s, max_retries
         self.processes = [subprocess.Popen(command, **popen) for command in commands]
@@ -110,8 +136,10 @@ class Supervisor:
                 return code or 1
             self.restarts[i] += 1
             self.restart_at[i] = now + self.delay_s
-            self.log(f"{spec.name} exited with {code}; restarting it in {self.delay_s:g} s "
-                     f"(restart {self.restarts[i]} of {self.max_retries})")
+            self.log(
+                f"{spec.name} exited with {code}; restarting it in {self.delay_s:g} s "
+                f"(restart {self.restarts[i]} of {self.max_retries})"
+            )
         return None
 
 
@@ -131,11 +159,13 @@ def check_dds_security(environ: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-2:]
-        raise SystemExit("ript up: ROS_SECURITY_ENABLE=true, but this ROS 2 cannot create a secured node: "
-                         + " ".join(line.strip() for line in last)
-                         + "\nThe pip ROS wheels' Fast DDS is built without its security plugins (SROS2 needs "
-                           "-DSECURITY=ON): use a ROS 2 install that has them, or unset ROS_SECURITY_ENABLE and "
-                           "keep discovery on this machine (docs/ros.md, 'Who can talk to the graph').")
+        raise SystemExit(
+            "ript up: ROS_SECURITY_ENABLE=true, but this ROS 2 cannot create a secured node: "
+            + " ".join(line.strip() for line in last)
+            + "\nThe pip ROS wheels' Fast DDS is built without its security plugins (SROS2 needs "
+            "-DSECURITY=ON): use a ROS 2 install that has them, or unset ROS_SECURITY_ENABLE and "
+            "keep discovery on this machine (docs/ros.md, 'Who can talk to the graph')."
+        )
 
 
 def stop(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -190,22 +220,27 @@ def run(args: argparse.Namespace) -> int:
     if not arguments["checkpoint"] and args.mode == "sim":
         from ript.cli.starter_policy import ensure_starter_policy, starter_name
 
-        arguments["checkpoint"] = str(ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks))
+        arguments["checkpoint"] = str(
+            ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks)
+        )
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
     named_here = arguments["contexts_file"] == ARGUMENTS[args.mode]["contexts_file"][0]
     arguments["contexts_file"] = sim_contexts_file(args.mode, arguments, args.tasks, args.per_task)
     if simulated and args.mode == "franka" and not arguments["contexts_file"].endswith(".npz"):
-        raise SystemExit("ript up franka: use_sim needs LIBERO contexts: --set contexts_file=PATH.npz "
-                         "(written if missing)")
+        raise SystemExit(
+            "ript up franka: use_sim needs LIBERO contexts: --set contexts_file=PATH.npz (written if missing)"
+        )
     if simulated and arguments["contexts_file"].endswith(".npz"):
         ensure_contexts(arguments, args.tasks, args.per_task, redraw_stale=named_here and args.mode == "sim")
     if not simulated:
-        print(f"ript up franka: franka_ros2 is not started by ript: start it for the robot at "
-              f"{arguments['robot_ip'] or '(robot_ip)'} first. franka_bridge is "
-              f"{'in DRY RUN (set dry_run=false to move the robot)' if is_true(arguments['dry_run']) else 'LIVE'}",
-              flush=True)
+        print(
+            f"ript up franka: franka_ros2 is not started by ript: start it for the robot at "
+            f"{arguments['robot_ip'] or '(robot_ip)'} first. franka_bridge is "
+            f"{'in DRY RUN (set dry_run=false to move the robot)' if is_true(arguments['dry_run']) else 'LIVE'}",
+            flush=True,
+        )
     stopping = False
 
     def on_signal(signum, frame):
@@ -216,10 +251,17 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     environment = graph_environment(dict(os.environ))
     check_dds_security(environment)
-    graph = Supervisor(active_nodes(args.mode, arguments), plan(args.mode, arguments),
-                       log=lambda text: print(f"ript up {args.mode}: {text}", flush=True), env=environment)
-    print(f"ript up {args.mode}: DDS discovery {environment['ROS_AUTOMATIC_DISCOVERY_RANGE']}, "
-          f"domain {environment.get('ROS_DOMAIN_ID') or 0}", flush=True)
+    graph = Supervisor(
+        active_nodes(args.mode, arguments),
+        plan(args.mode, arguments),
+        log=lambda text: print(f"ript up {args.mode}: {text}", flush=True),
+        env=environment,
+    )
+    print(
+        f"ript up {args.mode}: DDS discovery {environment['ROS_AUTOMATIC_DISCOVERY_RANGE']}, "
+        f"domain {environment.get('ROS_DOMAIN_ID') or 0}",
+        flush=True,
+    )
     started = ", ".join(f"{name} (pid {pid})" for name, pid in graph.pids().items())
     print(f"ript up {args.mode}: started {started}", flush=True)
     code = 0

@@ -58,8 +58,9 @@ def set_dotted(data: dict, assignment: str) -> None:
     node[keys[-1]] = value
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None
+) -> T:
     """Defaults of `cls`, then `base`, then the YAML file, then the overrides (later wins)."""
     data: dict = {}
     for layer in (base or {}, yaml.safe_load(Path(path).read_text()) if path else {}):

@@ -56,8 +56,9 @@ def standard_cdf(kind: str, eps: Tensor) -> Tensor:
     raise ValueError(f"distribution must be one of {sorted(DISTRIBUTIONS)}, got {kind!r}")
 
 
-def standard_noise(kind: str, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                   device: torch.device | str = "cpu") -> Tensor:
+def standard_noise(
+    kind: str, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> Tensor:
     """Draws eps from the unit member of a location-scale family: x = loc + scale * eps.
 
     Drawing eps first lets a torch policy and an onnxruntime policy sample the same actions from

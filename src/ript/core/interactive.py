@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -100,9 +101,17 @@ SaveWeights = Callable[[Path], None]
 
 
 class InteractiveTrainer(RiptTrainer):
-    def __init__(self, policy: Policy, contexts: Sequence[ContextInfo], config: TrainConfig,
-                 run_dir: str | Path, save_weights: SaveWeights, initial_weights: str | Path,
-                 extra_config: dict | None = None, tensorboard: bool = False) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        contexts: Sequence[ContextInfo],
+        config: TrainConfig,
+        run_dir: str | Path,
+        save_weights: SaveWeights,
+        initial_weights: str | Path,
+        extra_config: dict | None = None,
+        tensorboard: bool = False,
+    ) -> None:
         super().__init__(policy, _NoRollouts(contexts), config, run_dir, extra_config, tensorboard)
         self.contexts = list(contexts)
         self.store = TrialStore(self.run_dir / "trials")
@@ -144,8 +153,9 @@ class InteractiveTrainer(RiptTrainer):
         except FileNotFoundError:
             log.error("weights v%d missing at %s; rebuilding it", self.weights_version, path)
         except CorruptFileError as exc:
-            log.error("weights v%d do not verify (%s); setting the file aside and rebuilding it",
-                      self.weights_version, exc)
+            log.error(
+                "weights v%d do not verify (%s); setting the file aside and rebuilding it", self.weights_version, exc
+            )
             path.rename(path.with_suffix(".corrupt"))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.save_weights(path)
@@ -167,11 +177,21 @@ class InteractiveTrainer(RiptTrainer):
                 return self.next_trial()
         group = self.group
         k = len(group.trials)
-        trial_id = f"it{self.iteration + 1:04d}-g{group.group_id:03d}-c{group.context_index:03d}-k{k}-" \
-                   f"{secrets.token_hex(3)}"  # random tail: a restarted trainer never reuses an id
-        ticket = TrialTicket(trial_id, self.iteration + 1, group.group_id, group.context_index,
-                             group.context.context_id, group.context.instruction, k,
-                             self.config.sampler.group_size, self.weights_version)
+        trial_id = (
+            f"it{self.iteration + 1:04d}-g{group.group_id:03d}-c{group.context_index:03d}-k{k}-"
+            f"{secrets.token_hex(3)}"
+        )  # random tail: a restarted trainer never reuses an id
+        ticket = TrialTicket(
+            trial_id,
+            self.iteration + 1,
+            group.group_id,
+            group.context_index,
+            group.context.context_id,
+            group.context.instruction,
+            k,
+            self.config.sampler.group_size,
+            self.weights_version,
+        )
         self.pending = _Pending(ticket)
         return ticket
 
@@ -246,8 +266,9 @@ class InteractiveTrainer(RiptTrainer):
         if why == "stored" and reward is None:
             return Verdict(True, f"duplicate {what} for finished trial {trial_id}: already stored")
         if why == "stored":
-            return Verdict(False, f"{what} {reward:g} for finished trial {trial_id}: stored with reward "
-                                  f"{self.rewards[trial_id]:g}")
+            return Verdict(
+                False, f"{what} {reward:g} for finished trial {trial_id}: stored with reward {self.rewards[trial_id]:g}"
+            )
         return Verdict(False, f"{what} for finished trial {trial_id}: {why}")
 
     def _maybe_complete(self, partial: str) -> Verdict:
@@ -255,20 +276,31 @@ class InteractiveTrainer(RiptTrainer):
         if pending.reward is None or pending.trajectory is None:
             return Verdict(True, partial)
         ticket = pending.ticket
-        stored = StoredTrial(ticket.trial_id, ticket.iteration, ticket.group_id, ticket.context_index,
-                             ticket.context_id, pending.reward, pending.reward_source, ticket.weights_version,
-                             pending.trajectory)
+        stored = StoredTrial(
+            ticket.trial_id,
+            ticket.iteration,
+            ticket.group_id,
+            ticket.context_index,
+            ticket.context_id,
+            pending.reward,
+            pending.reward_source,
+            ticket.weights_version,
+            pending.trajectory,
+        )
         self.store.save(stored)  # durable before the trial counts anywhere
         self.pending = None
         row = self._add_to_sampler(stored)
-        return Verdict(True, f"stored {ticket.trial_id} (reward {stored.reward:g})", trial_stored=True,
-                       iteration_row=row)
+        return Verdict(
+            True, f"stored {ticket.trial_id} (reward {stored.reward:g})", trial_stored=True, iteration_row=row
+        )
 
     def _add_to_sampler(self, stored: StoredTrial) -> dict | None:
         group = self.group
         if group is None or group.group_id != stored.group_id or group.context_index != stored.context_index:
-            raise RuntimeError(f"trial {stored.trial_id} belongs to group {stored.group_id}/context "
-                               f"{stored.context_index}, the open group is {group and group.group_id}")
+            raise RuntimeError(
+                f"trial {stored.trial_id} belongs to group {stored.group_id}/context "
+                f"{stored.context_index}, the open group is {group and group.group_id}"
+            )
         self.closed[stored.trial_id] = "stored"
         self.rewards[stored.trial_id] = stored.reward
         self.env_steps += stored.trajectory.num_steps
@@ -315,7 +347,8 @@ class InteractiveTrainer(RiptTrainer):
                 f"{self.run_dir}: trials are stored for iteration(s) {ahead()} but the newest usable checkpoint "
                 f"and the stored trials after it reach only iteration {self.iteration}; refusing to train past them "
                 "as if they never happened. Restore the checkpoints, or start over here with resume=fresh (the old "
-                "history is moved aside)")
+                "history is moved aside)"
+            )
 
         if ahead() and fresh:
             self._set_history_aside()
@@ -341,8 +374,10 @@ class InteractiveTrainer(RiptTrainer):
             if self.group is None:
                 self.group = self.sampler.open_group()
             if self.group is None or self.group.group_id != stored.group_id:
-                raise RuntimeError(f"replay diverged at {stored.trial_id}: sampler opened group "
-                                   f"{self.group and self.group.group_id}, the trial was stored for {stored.group_id}")
+                raise RuntimeError(
+                    f"replay diverged at {stored.trial_id}: sampler opened group "
+                    f"{self.group and self.group.group_id}, the trial was stored for {stored.group_id}"
+                )
             self._add_to_sampler(stored)
         if replayed:
             log.info("replayed %d stored trials of iteration %d", len(replayed), iteration)

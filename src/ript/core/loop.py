@@ -15,8 +15,8 @@ a failing trial that runs to the step limit then no longer outweighs a success t
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -147,7 +147,9 @@ class LoopConfig:
         if self.max_grad_norm <= 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(f"loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}")
+            raise ValueError(
+                f"loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}"
+            )
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl}")
 
@@ -171,7 +173,7 @@ class LoopBatch:
     def __len__(self) -> int:
         return self.logp_old.shape[0]
 
-    def index(self, idx: Tensor) -> "LoopBatch":
+    def index(self, idx: Tensor) -> LoopBatch:
         return LoopBatch(
             obs={key: value[idx] for key, value in self.obs.items()},
             scored=self.scored[idx],
@@ -230,9 +232,14 @@ class LoopUpdater:
                     continue
                 logp_new = self.log_prob_fn(mb.obs, mb.scored)
                 loss, stats = ppo_clip_loss(
-                    logp_new, mb.logp_old, mb.advantages, mb.mask,
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                    token_level=cfg.loss_normalization != "query", weights=None if weights is None else mb.weights,
+                    logp_new,
+                    mb.logp_old,
+                    mb.advantages,
+                    mb.mask,
+                    clip_low=cfg.clip_low,
+                    clip_high=cfg.clip_high,
+                    token_level=cfg.loss_normalization != "query",
+                    weights=None if weights is None else mb.weights,
                 )
                 saved = self._snapshot() if cfg.target_kl is not None else None
                 self.optimizer.zero_grad(set_to_none=True)
@@ -247,8 +254,11 @@ class LoopUpdater:
                         stopped_early = True
                         stop_kl = kl_after  # logged: the averages below only cover the steps kept
                         break
-                stats = {"loss/policy": float(loss.detach()), "stats/grad_norm": float(grad_norm), **{
-                    f"stats/{key}": value for key, value in stats.items()}}
+                stats = {
+                    "loss/policy": float(loss.detach()),
+                    "stats/grad_norm": float(grad_norm),
+                    **{f"stats/{key}": value for key, value in stats.items()},
+                }
                 for key, value in stats.items():
                     sums[key] = sums.get(key, 0.0) + value
                 num_minibatches += 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 
 class MetricsLogger:
@@ -60,8 +60,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(rows: Iterable[Mapping], keys: list[str], path: str | Path, title: str = "",
-                x_key: str = "step") -> Path:
+def plot_curves(
+    rows: Iterable[Mapping], keys: list[str], path: str | Path, title: str = "", x_key: str = "step"
+) -> Path:
     """One line per metric key against x_key; saved as PNG."""
     import matplotlib
 

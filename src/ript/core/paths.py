@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def files_under(paths: Iterable[str | Path], suffix: str, what: str) -> list[Path]:

@@ -7,7 +7,8 @@ in the defaults below)."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Registry:

@@ -43,7 +43,7 @@ def read_run(folder: str | Path, max_filmstrips: int = 4) -> Run:
         raise SystemExit(f"ript report: {folder} is not a run folder")
     rows, skipped = [], 0
     metrics = folder / "metrics.jsonl"
-    for line in (metrics.read_text(errors="replace").splitlines() if metrics.exists() else []):
+    for line in metrics.read_text(errors="replace").splitlines() if metrics.exists() else []:
         try:
             row = json.loads(line)
             if not isinstance(row, dict) or "iteration" not in row:
@@ -72,8 +72,14 @@ def _stored_trials(root: Path, max_filmstrips: int) -> list[dict]:
     store, trials, wanted = TrialStore(root), [], {1.0: max_filmstrips // 2, 0.0: max_filmstrips - max_filmstrips // 2}
     for folder in sorted(root.glob("iter_*")):
         for stored in store.load(int(folder.name.split("_")[1])):
-            entry = {"trial_id": stored.trial_id, "iteration": stored.iteration, "context_id": stored.context_id,
-                     "reward": stored.reward, "reward_source": stored.reward_source, "frames": []}
+            entry = {
+                "trial_id": stored.trial_id,
+                "iteration": stored.iteration,
+                "context_id": stored.context_id,
+                "reward": stored.reward,
+                "reward_source": stored.reward_source,
+                "frames": [],
+            }
             images = [k for k in stored.trajectory.obs if k.startswith(IMAGE_PREFIX)]
             if images and wanted.get(stored.reward, 0) > 0:
                 wanted[stored.reward] -= 1
@@ -98,7 +104,6 @@ def _figure(draw) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
@@ -121,11 +126,19 @@ def _with_ci(ax, rows: list[dict], key: str, count_key: str, label: str) -> None
         return
     counts = {r["iteration"]: r.get(count_key) for r in rows}
     line = ax.plot(xs, ys, marker="o", markersize=3, label=label)[0]
-    bands = [(x, wilson_interval(round(y * counts[x]), int(counts[x]))) for x, y in zip(xs, ys)
-             if isinstance(counts.get(x), (int, float)) and counts[x] > 0]
+    bands = [
+        (x, wilson_interval(round(y * counts[x]), int(counts[x])))
+        for x, y in zip(xs, ys)
+        if isinstance(counts.get(x), (int, float)) and counts[x] > 0
+    ]
     if bands:
-        ax.fill_between([b[0] for b in bands], [b[1][0] for b in bands], [b[1][1] for b in bands],
-                        color=line.get_color(), alpha=0.15)
+        ax.fill_between(
+            [b[0] for b in bands],
+            [b[1][0] for b in bands],
+            [b[1][1] for b in bands],
+            color=line.get_color(),
+            alpha=0.15,
+        )
 
 
 def figures(run: Run) -> dict[str, bytes]:
@@ -142,13 +155,20 @@ def figures(run: Run) -> dict[str, bytes]:
         ax.set(xlabel="iteration", ylabel="success", ylim=(-0.02, 1.02), title="Success per iteration (95 % CI)")
 
     def sampler(ax):
-        ax.plot(*_series(rows, "sampler/mixed_groups_per_100_trials"), marker="o", markersize=3,
-                label="mixed groups / 100 trials")
+        ax.plot(
+            *_series(rows, "sampler/mixed_groups_per_100_trials"),
+            marker="o",
+            markersize=3,
+            label="mixed groups / 100 trials",
+        )
         ax.set(xlabel="iteration", title="Informative (mixed) groups")
 
     def update(ax):
-        for key, label in (("stats/approx_kl_final", "KL of the policy the update left"),
-                           ("stats/approx_kl", "KL during the update (mean)"), ("stats/clip_frac", "clip fraction")):
+        for key, label in (
+            ("stats/approx_kl_final", "KL of the policy the update left"),
+            ("stats/approx_kl", "KL during the update (mean)"),
+            ("stats/clip_frac", "clip fraction"),
+        ):
             ax.plot(*_series(rows, key), marker="o", markersize=3, label=label)
         ax.set(xlabel="iteration", title="How far each update moved")
 
@@ -168,9 +188,13 @@ def figures(run: Run) -> dict[str, bytes]:
                     stacked[x] += y
         ax.set(xlabel="iteration", ylabel="seconds", title="Where the time went")
 
-    for name, draw, key in (("success", success, "rollout/success_rate"), ("sampler", sampler, "sampler/mixed_groups_per_100_trials"),
-                            ("update", update, "stats/approx_kl"), ("exploration", exploration, "policy/"),
-                            ("time", timing, "time/")):
+    for name, draw, key in (
+        ("success", success, "rollout/success_rate"),
+        ("sampler", sampler, "sampler/mixed_groups_per_100_trials"),
+        ("update", update, "stats/approx_kl"),
+        ("exploration", exploration, "policy/"),
+        ("time", timing, "time/"),
+    ):
         if any(k.startswith(key) for r in rows for k in r):
             out[name] = _figure(draw)
     return out
@@ -199,19 +223,29 @@ def summary(run: Run) -> list[tuple[str, str]]:
     if run.rows:
         lines.append(("env steps", f"{int(max(r.get('env_steps', 0) for r in run.rows)):,}"))
         spent = {k: sum(r.get(f"time/{k}_s", 0.0) for r in run.rows) for k in ("rollout", "update", "eval")}
-        lines.append(("wall time", f"{_duration(sum(spent.values()))} (" +
-                      ", ".join(f"{k} {_duration(v)}" for k, v in spent.items()) + ")"))
+        lines.append(
+            (
+                "wall time",
+                f"{_duration(sum(spent.values()))} ("
+                + ", ".join(f"{k} {_duration(v)}" for k, v in spent.items())
+                + ")",
+            )
+        )
     if evals:
+
         def rate(r):
             n = r.get("eval/episodes")
             if not n:
                 return f"{r['eval/success_rate']:.0%} at iteration {r['iteration']}"
             low, high = wilson_interval(round(r["eval/success_rate"] * n), int(n))
             return f"{r['eval/success_rate']:.0%} [{low:.0%}, {high:.0%}] of {int(n)} at iteration {r['iteration']}"
+
         lines.append(("evaluation", f"{rate(evals[0])} → {rate(evals[-1])}"))
     trials = [r for r in rows if "rollout/success_rate" in r]
     if trials:
-        lines.append(("sampled success", f"{trials[0]['rollout/success_rate']:.0%} → {trials[-1]['rollout/success_rate']:.0%}"))
+        lines.append(
+            ("sampled success", f"{trials[0]['rollout/success_rate']:.0%} → {trials[-1]['rollout/success_rate']:.0%}")
+        )
         mixed = [r["sampler/mixed_groups_per_100_trials"] for r in rows if "sampler/mixed_groups_per_100_trials" in r]
         if mixed:
             lines.append(("mixed groups per 100 trials", f"{sum(mixed) / len(mixed):.1f} (mean over iterations)"))
@@ -219,7 +253,9 @@ def summary(run: Run) -> list[tuple[str, str]]:
         judges = defaultdict(int)
         for trial in run.trials:
             judges[trial["reward_source"] or "unknown"] += 1
-        lines.append(("stored trials", f"{len(run.trials)} (" + ", ".join(f"{k}: {v}" for k, v in sorted(judges.items())) + ")"))
+        lines.append(
+            ("stored trials", f"{len(run.trials)} (" + ", ".join(f"{k}: {v}" for k, v in sorted(judges.items())) + ")")
+        )
     if run.skipped_lines:
         lines.append(("damaged metrics lines", f"{run.skipped_lines} skipped"))
     return lines
@@ -249,16 +285,24 @@ def _table(rows, header) -> tuple[str, str]:
     """The same table as HTML and as markdown."""
     cells = lambda r, tag: "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in r)
     page = f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>"
-    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + \
-        "".join("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |\n" for r in rows)
+    md = (
+        "| "
+        + " | ".join(header)
+        + " |\n|"
+        + "---|" * len(header)
+        + "\n"
+        + "".join("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |\n" for r in rows)
+    )
     return page, md
 
 
-STYLE = ("body{font:14px system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}"
-         "h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}"
-         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}"
-         "img.plot{max-width:100%}figure{display:inline-block;margin:.3em}figcaption{font-size:12px}"
-         "img.frame{width:160px;image-rendering:pixelated}")
+STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}"
+    "h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}"
+    "img.plot{max-width:100%}figure{display:inline-block;margin:.3em}figcaption{font-size:12px}"
+    "img.frame{width:160px;image-rendering:pixelated}"
+)
 
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
@@ -269,8 +313,10 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
     files = out / "report_files"
     files.mkdir(parents=True, exist_ok=True)
     title = f"ript run {run.folder.name}"
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    page = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     md = [f"# {title}\n"]
 
     def section(name: str) -> None:
@@ -300,17 +346,25 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> Path:
             page.append("<p>This run rendered no camera images.</p>")
             md.append("This run rendered no camera images.\n")
         for trial in strips:
-            caption = (f"{trial['trial_id']}: {'success' if trial['reward'] else 'failure'} "
-                       f"(judged by {trial['reward_source'] or 'unknown'})")
-            page.append("<figure>" + "".join(
-                f"<img class='frame' alt='{html.escape(trial['trial_id'])} {which}' "
-                f"src='data:image/png;base64,{base64.b64encode(_png(frame)).decode()}'>"
-                for which, frame in zip(("first", "last"), trial["frames"])) +
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            caption = (
+                f"{trial['trial_id']}: {'success' if trial['reward'] else 'failure'} "
+                f"(judged by {trial['reward_source'] or 'unknown'})"
+            )
+            page.append(
+                "<figure>"
+                + "".join(
+                    f"<img class='frame' alt='{html.escape(trial['trial_id'])} {which}' "
+                    f"src='data:image/png;base64,{base64.b64encode(_png(frame)).decode()}'>"
+                    for which, frame in zip(("first", "last"), trial["frames"])
+                )
+                + f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
             for which, frame in zip(("first", "last"), trial["frames"]):
                 (files / f"{trial['trial_id']}_{which}.png").write_bytes(_png(frame))
-            md.append(f"{caption}: ![first](report_files/{trial['trial_id']}_first.png) "
-                      f"![last](report_files/{trial['trial_id']}_last.png)\n")
+            md.append(
+                f"{caption}: ![first](report_files/{trial['trial_id']}_first.png) "
+                f"![last](report_files/{trial['trial_id']}_last.png)\n"
+            )
     if run.config:
         section("Configuration")
         table(flat_config(run.config), ("setting", "value"))

@@ -19,8 +19,9 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import torch
 
@@ -94,7 +95,7 @@ def file_digest(path: str | Path) -> str:
         header = f.read(len(MAGIC) + 65)
     if not header.startswith(MAGIC) or len(header) < len(MAGIC) + 65:
         raise CorruptFileError(f"{path}: not a ript checkpoint (bad header)")
-    return header[len(MAGIC):len(MAGIC) + 64].decode()
+    return header[len(MAGIC) : len(MAGIC) + 64].decode()
 
 
 def load_verified(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
@@ -107,9 +108,9 @@ def load_verified(path: str | Path, map_location: str | torch.device = "cpu") ->
     except OSError as exc:
         raise CorruptFileError(f"{path}: cannot be read ({exc})") from exc
     header_len = len(MAGIC) + 65
-    if not data.startswith(MAGIC) or len(data) < header_len or data[header_len - 1:header_len] != b"\n":
+    if not data.startswith(MAGIC) or len(data) < header_len or data[header_len - 1 : header_len] != b"\n":
         raise CorruptFileError(f"{path}: not a ript checkpoint or truncated header ({len(data)} bytes)")
-    expected = data[len(MAGIC):header_len - 1].decode(errors="replace")
+    expected = data[len(MAGIC) : header_len - 1].decode(errors="replace")
     payload = data[header_len:]
     actual = hashlib.sha256(payload).hexdigest()
     if actual != expected:
@@ -121,8 +122,10 @@ def load_verified(path: str | Path, map_location: str | torch.device = "cpu") ->
     except Exception as exc:  # pickle.UnpicklingError for a global outside the allowlist, and torch's own
         # torch's message suggests weights_only=False; quote only the line that names what was refused
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = next((line for line in lines if "Unsupported" in line or "GLOBAL" in line),
-                      lines[0] if lines else type(exc).__name__)
+        reason = next(
+            (line for line in lines if "Unsupported" in line or "GLOBAL" in line),
+            lines[0] if lines else type(exc).__name__,
+        )
         raise CorruptFileError(f"{path}: payload refused, not plain tensors and containers ({reason[:200]})") from exc
 
 

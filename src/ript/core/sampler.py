@@ -27,16 +27,16 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
-
+from typing import Any
 
 CONTEXT_SELECTIONS = ("mixed", "uniform")
 
 
 def mixed_probability(p: float, k: int) -> float:
     """P(a group of k trials at success rate p is mixed) = 1 - p^k - (1 - p)^k."""
-    return 1.0 - p ** k - (1.0 - p) ** k
+    return 1.0 - p**k - (1.0 - p) ** k
 
 
 @dataclass
@@ -142,8 +142,10 @@ class DynamicSampler:
     # ---- incremental API -------------------------------------------------------------------
     @property
     def target_trials(self) -> int:
-        return math.ceil(self.config.early_stop_fraction * self.config.batch_size / self.config.group_size) \
+        return (
+            math.ceil(self.config.early_stop_fraction * self.config.batch_size / self.config.group_size)
             * self.config.group_size
+        )
 
     @property
     def max_group_attempts(self) -> int:
@@ -160,7 +162,7 @@ class DynamicSampler:
         return self.config.history_trials or 2 * self.config.group_size
 
     def is_solved(self, context_index: int) -> bool:
-        outcomes = list(self.history[context_index])[-self.config.group_size:]
+        outcomes = list(self.history[context_index])[-self.config.group_size :]
         return len(outcomes) == self.config.group_size and all(r >= 1.0 for r in outcomes)
 
     def open_group(self) -> Group | None:
@@ -172,8 +174,9 @@ class DynamicSampler:
             self._stop_reason = "no_contexts"
             return None
         if self._attempts >= self.max_group_attempts:
-            self._stop_reason = "all_contexts_solved" if all(map(self.is_solved, range(len(self.contexts)))) \
-                else "budget_exhausted"
+            self._stop_reason = (
+                "all_contexts_solved" if all(map(self.is_solved, range(len(self.contexts)))) else "budget_exhausted"
+            )
             return None
         index = self._next_context_index()
         self._drawn.add(index)
@@ -191,7 +194,9 @@ class DynamicSampler:
         group = self._open[group_id]
         trial = result if isinstance(result, Trial) else Trial(group.context_index, float(result))
         if trial.context_index != group.context_index:
-            raise ValueError(f"trial for context {trial.context_index} added to a group of context {group.context_index}")
+            raise ValueError(
+                f"trial for context {trial.context_index} added to a group of context {group.context_index}"
+            )
         group.trials.append(trial)
         self.history[group.context_index].append(trial.reward)
         self._stats["trials"] += 1
@@ -207,8 +212,13 @@ class DynamicSampler:
         all_equal = all(r == rewards[0] for r in rewards)
         self._stats["mixed"] += float(not all_equal)
         if all_equal and self.config.dynamic:
-            key = "rejected_all_success" if rewards[0] >= 1.0 else "rejected_all_fail" if rewards[0] <= 0.0 \
+            key = (
+                "rejected_all_success"
+                if rewards[0] >= 1.0
+                else "rejected_all_fail"
+                if rewards[0] <= 0.0
                 else "rejected_all_equal"
+            )
             self._stats[key] += 1
         else:
             self._accepted.append(group)
@@ -222,8 +232,12 @@ class DynamicSampler:
         """True when no group is open and no more will be opened for this batch."""
         if self._open:
             return False
-        return self.accepted_trials >= self.target_trials or self._stop_reason is not None \
-            or self._attempts >= self.max_group_attempts or not self.contexts
+        return (
+            self.accepted_trials >= self.target_trials
+            or self._stop_reason is not None
+            or self._attempts >= self.max_group_attempts
+            or not self.contexts
+        )
 
     def finish_batch(self) -> SampledBatch:
         """Close this batch (open groups are abandoned) and start the next one."""
@@ -250,8 +264,10 @@ class DynamicSampler:
             "sampler/mixed_groups": float(s["mixed"]),
             "sampler/mixed_groups_per_100_trials": 100.0 * s["mixed"] / s["trials"] if s["trials"] else 0.0,
             "rollout/success_rate": s["reward_sum"] / s["trials"] if s["trials"] else 0.0,
-            **{f"rollout/success_rate/task_{task}": successes / trials
-               for task, (trials, successes) in sorted(self._per_task.items())},
+            **{
+                f"rollout/success_rate/task_{task}": successes / trials
+                for task, (trials, successes) in sorted(self._per_task.items())
+            },
         }
         batch = SampledBatch(groups=self._accepted, reason=reason, stats=stats)
         self._start_batch()
@@ -277,7 +293,9 @@ class DynamicSampler:
                 raise ValueError(f"rollout_fn returned {len(results)} groups for {len(groups)} contexts")
             for group, group_results in zip(groups, results):
                 if len(group_results) != self.config.group_size:
-                    raise ValueError(f"rollout_fn returned {len(group_results)} trials, expected K={self.config.group_size}")
+                    raise ValueError(
+                        f"rollout_fn returned {len(group_results)} trials, expected K={self.config.group_size}"
+                    )
                 for result in group_results:
                     if isinstance(result, Trial):
                         result.context_index = group.context_index
@@ -313,8 +331,17 @@ class DynamicSampler:
         self._drawn: set[int] = set()  # contexts drawn in this batch
         self._stop_reason: str | None = None
         self._stats = dict.fromkeys(
-            ("trials", "reward_sum", "skipped", "mixed", "rejected_all_success", "rejected_all_fail",
-             "rejected_all_equal"), 0.0)
+            (
+                "trials",
+                "reward_sum",
+                "skipped",
+                "mixed",
+                "rejected_all_success",
+                "rejected_all_fail",
+                "rejected_all_equal",
+            ),
+            0.0,
+        )
         self._per_task: dict[Any, tuple[int, float]] = {}  # task id -> (trials, summed reward)
 
     def _next_context_index(self) -> int:

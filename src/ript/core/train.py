@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
-from ript.core.policy import Policy
-from ript.core.safe_io import load_or_set_aside, save_verified
 from ript.core.loop import LoopConfig, LoopUpdater
 from ript.core.metrics import MetricsLogger
+from ript.core.policy import Policy
+from ript.core.safe_io import load_or_set_aside, save_verified
 from ript.core.sampler import DynamicSampler, SampledBatch, SamplerConfig, Trial
 from ript.core.trials import build_loop_batch
 
@@ -79,8 +80,10 @@ class TrainConfig:
         if self.learning_rate < 0:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
         if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
-            raise ValueError(f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
-                             f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}")
+            raise ValueError(
+                f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
+                f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}"
+            )
 
 
 class UnresumableRunError(RuntimeError):
@@ -101,16 +104,25 @@ def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list
     named = list(policy.named_parameters())
     for prefix in frozen_prefixes:
         if not any(name.startswith(prefix) for name, _ in named):
-            raise ValueError(f"frozen parameter prefix {prefix!r} matches no parameter of the policy "
-                             f"(names start with: {sorted({name.split('.')[0] for name, _ in named})})")
+            raise ValueError(
+                f"frozen parameter prefix {prefix!r} matches no parameter of the policy "
+                f"(names start with: {sorted({name.split('.')[0] for name, _ in named})})"
+            )
     return [p for name, p in named if not name.startswith(tuple(frozen_prefixes))]
 
 
 class RiptTrainer:
-    def __init__(self, policy: Policy, source: RolloutSource, config: TrainConfig, run_dir: str | Path,
-                 extra_config: dict | None = None, tensorboard: bool = True,
-                 on_status: Callable[[str, str], None] | None = None,
-                 policy_checkpoint: dict | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        source: RolloutSource,
+        config: TrainConfig,
+        run_dir: str | Path,
+        extra_config: dict | None = None,
+        tensorboard: bool = True,
+        on_status: Callable[[str, str], None] | None = None,
+        policy_checkpoint: dict | None = None,
+    ) -> None:
         self.policy = policy
         self.source = source
         self.config = config
@@ -145,8 +157,13 @@ class RiptTrainer:
         while self.iteration < cfg.iterations and not self.budget_spent():
             row = self.step(bar)
             bar.update(1)
-            bar.set_postfix({k.split("/")[-1]: f"{v:.2f}" for k, v in row.items()
-                             if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl_final")})
+            bar.set_postfix(
+                {
+                    k.split("/")[-1]: f"{v:.2f}"
+                    for k, v in row.items()
+                    if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl_final")
+                }
+            )
         bar.close()
         self.on_status("idle", "done")
         return self.history
@@ -198,14 +215,19 @@ class RiptTrainer:
     def budget_spent(self) -> bool:
         return self.config.max_env_steps is not None and self.env_steps >= self.config.max_env_steps
 
-    def update_from_batch(self, batch: SampledBatch, iteration: int,
-                          on_epoch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    def update_from_batch(
+        self, batch: SampledBatch, iteration: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
         """The LOOP update of one sampled batch (shared with the ROS trainer's interactive core):
         RLOO advantages + N epochs of PPO clip, seeded from (seed, iteration). Returns the log row."""
         row: dict[str, Any] = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
         if batch.reason not in ("complete", "early_stop"):
-            log.warning("iteration %d: sampler stopped early (%s) with %d informative trials",
-                        iteration, batch.reason, len(batch.trials))
+            log.warning(
+                "iteration %d: sampler stopped early (%s) with %d informative trials",
+                iteration,
+                batch.reason,
+                len(batch.trials),
+            )
         if batch.groups:
             # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
             # would make log pi_theta differ from the sampling distribution at ratio = 1.
@@ -224,12 +246,16 @@ class RiptTrainer:
                 row.update(describe({key: value[rows] for key, value in loop_batch.obs.items()}))
             if row["stats/stopped_early"] and row["stats/num_minibatches"] <= 1:
                 # A run in this state barely learns, and its metrics alone do not say why.
-                log.warning("iteration %d: target_kl stopped the update after %d optimizer step(s) kept "
-                            "(approx KL %.3f > %g): the step is too large for the policy's sampling "
-                            "scale; lower train.learning_rate, or raise exploration_floor / fix the "
-                            "dims with a tiny calibrated scale (docs/policy.md)", iteration,
-                            int(row["stats/num_minibatches"]), row["stats/approx_kl_at_stop"],
-                            self.updater.config.target_kl)
+                log.warning(
+                    "iteration %d: target_kl stopped the update after %d optimizer step(s) kept "
+                    "(approx KL %.3f > %g): the step is too large for the policy's sampling "
+                    "scale; lower train.learning_rate, or raise exploration_floor / fix the "
+                    "dims with a tiny calibrated scale (docs/policy.md)",
+                    iteration,
+                    int(row["stats/num_minibatches"]),
+                    row["stats/approx_kl_at_stop"],
+                    self.updater.config.target_kl,
+                )
         return row
 
     def _evaluate(self, iteration: int = 0) -> dict[str, float]:
@@ -261,7 +287,7 @@ class RiptTrainer:
     def save_checkpoint(self) -> Path:
         path = self.checkpoint_dir / f"iter_{self.iteration:06d}.ckpt"
         save_verified(self.state_dict(), path)
-        for old in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))[:-self.config.keep_checkpoints]:
+        for old in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))[: -self.config.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path
 
@@ -294,7 +320,8 @@ class RiptTrainer:
             raise UnresumableRunError(
                 f"{self.run_dir}: every checkpoint is unreadable ({', '.join(p.name for p in lost)} set aside); "
                 "refusing to start again at iteration 1 beside that run's history. Resume from a copy of the "
-                "checkpoints, or start over here with resume=fresh (the old history is moved aside, not deleted)")
+                "checkpoints, or start over here with resume=fresh (the old history is moved aside, not deleted)"
+            )
         if fresh:
             self._set_history_aside()
         return False

@@ -70,8 +70,11 @@ class TrialRunner:
     def act(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, Query | None]:
         """The next bounded action [A]; the new Query when this step called the policy."""
         query = None
-        bad = [key for key, value in inputs.items() if np.issubdtype(np.asarray(value).dtype, np.floating)
-               and not np.isfinite(value).all()]
+        bad = [
+            key
+            for key, value in inputs.items()
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()
+        ]
         if bad:
             raise UnsafeAction(f"trial {self.trial_id}: non-finite inputs {bad} at step {self.steps}")
         if not self._queue:
@@ -99,14 +102,21 @@ class TrialRunner:
         if not self.stochastic or not self.queries:
             return None
         log_probs = torch.stack([q.log_probs for q in self.queries])  # [Q, T]
-        mask = executed_mask(torch.tensor([q.executed for q in self.queries]),
-                             log_probs.shape[1], self.policy.scores_per_step)
+        mask = executed_mask(
+            torch.tensor([q.executed for q in self.queries]), log_probs.shape[1], self.policy.scores_per_step
+        )
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in self.queries])) for key in self.queries[0].obs}
-        return {"obs": obs, "scored": torch.stack([q.scored for q in self.queries]), "log_probs": log_probs,
-                "mask": mask, "num_steps": self.steps}
+        return {
+            "obs": obs,
+            "scored": torch.stack([q.scored for q in self.queries]),
+            "log_probs": log_probs,
+            "mask": mask,
+            "num_steps": self.steps,
+        }
 
 
 def save_trajectory(path: str | Path, trajectory: dict, trial_id: str, weights_version: int) -> str:
     """Atomic, verified trajectory file; returns its SHA-256 (quoted in TrialRecord)."""
-    return save_verified({"kind": TRAJECTORY_KIND, "trial_id": trial_id, "weights_version": weights_version,
-                          **trajectory}, path)
+    return save_verified(
+        {"kind": TRAJECTORY_KIND, "trial_id": trial_id, "weights_version": weights_version, **trajectory}, path
+    )

@@ -23,7 +23,6 @@ import torch
 from ript.core.safe_io import CorruptFileError, atomic_write, load_verified, save_verified
 from ript.core.trials import Trajectory
 
-
 TRIAL_SUFFIX = ".trial"
 REPLICA_DIR = ".replica"
 UNREPLAYED_DIR = "unreplayed"
@@ -49,9 +48,13 @@ class StoredTrial:
 
 def trajectory_to_dict(trajectory: Trajectory) -> dict:
     """Plain tensors only (no pickled classes), so stored files outlive refactors of Trajectory."""
-    return {"obs": {k: v.cpu() for k, v in trajectory.obs.items()}, "scored": trajectory.scored.cpu(),
-            "log_probs": trajectory.log_probs.cpu(), "mask": trajectory.mask.cpu(),
-            "num_steps": int(trajectory.num_steps)}
+    return {
+        "obs": {k: v.cpu() for k, v in trajectory.obs.items()},
+        "scored": trajectory.scored.cpu(),
+        "log_probs": trajectory.log_probs.cpu(),
+        "mask": trajectory.mask.cpu(),
+        "num_steps": int(trajectory.num_steps),
+    }
 
 
 class TrajectorySchemaError(ValueError):
@@ -67,8 +70,11 @@ def trajectory_from_dict(data) -> Trajectory:
     if missing:
         raise TrajectorySchemaError(f"trajectory lacks {missing}")
     obs = data["obs"]
-    if not isinstance(obs, dict) or not obs or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                      for k, v in obs.items()):
+    if (
+        not isinstance(obs, dict)
+        or not obs
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obs.items())
+    ):
         raise TrajectorySchemaError("trajectory obs must be a non-empty dict of name -> tensor")
     fields = {"scored": data["scored"], "log_probs": data["log_probs"], "mask": data["mask"]}
     for name, value in fields.items():
@@ -77,9 +83,13 @@ def trajectory_from_dict(data) -> Trajectory:
     log_probs, mask = fields["log_probs"], fields["mask"]
     queries = log_probs.shape[0] if log_probs.dim() == 2 else -1
     if queries < 1 or mask.shape != log_probs.shape:
-        raise TrajectorySchemaError(f"log_probs must be [queries >= 1, elements] with a mask alike; got "
-                                    f"{tuple(log_probs.shape)} and {tuple(mask.shape)}")
-    rows = {name: tensor.shape[0] if tensor.dim() else 0 for name, tensor in [*obs.items(), ("scored", fields["scored"])]}
+        raise TrajectorySchemaError(
+            f"log_probs must be [queries >= 1, elements] with a mask alike; got "
+            f"{tuple(log_probs.shape)} and {tuple(mask.shape)}"
+        )
+    rows = {
+        name: tensor.shape[0] if tensor.dim() else 0 for name, tensor in [*obs.items(), ("scored", fields["scored"])]
+    }
     if any(n != queries for n in rows.values()):
         raise TrajectorySchemaError(f"every field needs one row per query ({queries}); got {rows}")
     if not log_probs.is_floating_point() or not bool(torch.isfinite(log_probs).all()):
@@ -87,12 +97,14 @@ def trajectory_from_dict(data) -> Trajectory:
     num_steps = data.get("num_steps", 0)
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
         raise TrajectorySchemaError(f"num_steps must be an int >= 0, got {num_steps!r}")
-    return Trajectory(obs=dict(obs), scored=fields["scored"], log_probs=log_probs, mask=mask.bool(),
-                      num_steps=num_steps)
+    return Trajectory(
+        obs=dict(obs), scored=fields["scored"], log_probs=log_probs, mask=mask.bool(), num_steps=num_steps
+    )
 
 
-def load_announced_trajectory(path: str | Path, sha256: str, trial_id: str, folder: str | Path,
-                              max_bytes: int) -> tuple[Path, Trajectory]:
+def load_announced_trajectory(
+    path: str | Path, sha256: str, trial_id: str, folder: str | Path, max_bytes: int
+) -> tuple[Path, Trajectory]:
     """The trajectory a message (TrialRecord) says is at `path`, for trial `trial_id`: the path must
     be a regular file inside `folder` of at most `max_bytes`, its digest the announced one, its
     payload plain tensors and containers (no code runs) holding that trial, in the trajectory schema.
@@ -140,17 +152,26 @@ class TrialStore:
         trials are moved to iter_<N>/unreplayed/ for inspection, and the trainer collects from there."""
         trials = []
         folder = self.iteration_dir(iteration)
-        names = sorted({p.name for p in self._files(iteration)} |
-                       {p.name for p in (self.root / REPLICA_DIR / folder.name).glob(f"*{TRIAL_SUFFIX}")})
+        names = sorted(
+            {p.name for p in self._files(iteration)}
+            | {p.name for p in (self.root / REPLICA_DIR / folder.name).glob(f"*{TRIAL_SUFFIX}")}
+        )
         for n, name in enumerate(names):
             # a sequence number skipped: both copies of trial n were deleted, not merely damaged
             present = name.split("-", 1)[0] == f"{n:06d}"
             trial = self._load_one(folder / name) if present else None
             if trial is None:
-                later = names[n + 1:] if present else names[n:]
-                log.error("trial %s of iteration %d is lost (file and replica %s); replaying the %d "
-                          "before it, setting aside the %d after it in %s", name if present else f"number {n}",
-                          iteration, "unreadable" if present else "gone", n, len(later), folder / UNREPLAYED_DIR)
+                later = names[n + 1 :] if present else names[n:]
+                log.error(
+                    "trial %s of iteration %d is lost (file and replica %s); replaying the %d "
+                    "before it, setting aside the %d after it in %s",
+                    name if present else f"number {n}",
+                    iteration,
+                    "unreadable" if present else "gone",
+                    n,
+                    len(later),
+                    folder / UNREPLAYED_DIR,
+                )
                 for other in later:
                     for path in (folder / other, self.replica(folder / other)):
                         if path.exists():

@@ -6,8 +6,8 @@ Shared by every source of trials (toy task, vector of LIBERO envs, ROS episodes)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor

@@ -20,11 +20,12 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Literal, Optional, Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import cv2
-from fastapi import Depends, FastAPI, Path as PathParam, Request, Security
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -122,13 +123,13 @@ class TrialOut(BaseModel):
 
 
 class StateOut(BaseModel):
-    trial: Optional[TrialOut]
+    trial: TrialOut | None
     trial_closed: str
-    suggestion: Optional[bool]
-    suggestion_source: Optional[str]
-    suggestion_confidence: Optional[float]
+    suggestion: bool | None
+    suggestion_source: str | None
+    suggestion_confidence: float | None
     trainer: dict
-    last_mark: Optional[MarkOut]
+    last_mark: MarkOut | None
     undo_left_s: float
     cameras: dict[str, int]
     auto_accept: bool
@@ -155,8 +156,11 @@ ERRORS = {401: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": Err
 
 
 def _error(status: int, error: str, detail: object = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": error, "detail": jsonable_encoder(detail)},
-                        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+    return JSONResponse(
+        status_code=status,
+        content={"error": error, "detail": jsonable_encoder(detail)},
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
 
 
 def host_allowed(host: str, allowed: set[str]) -> bool:
@@ -184,17 +188,29 @@ def origin_allowed(origin: str | None, host: str, cors_origins: tuple[str, ...])
 
 
 def _mark_out(mark: Mark) -> MarkOut:
-    return MarkOut(mark_id=mark.mark_id, trial_id=mark.trial_id, success=mark.success, source=mark.source,
-                   status=mark.status, auto=mark.auto, publish_at=mark.publish_at)
+    return MarkOut(
+        mark_id=mark.mark_id,
+        trial_id=mark.trial_id,
+        success=mark.success,
+        source=mark.source,
+        status=mark.status,
+        auto=mark.auto,
+        publish_at=mark.publish_at,
+    )
 
 
 def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     app = FastAPI(title="ript operator panel", version="1", description=__doc__, docs_url=None, redoc_url=None)
     bearer = HTTPBearer(auto_error=False)
-    allowed_hosts = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower(),
-                     state.config.host.lower(), *(h.lower() for h in state.config.allowed_hosts)}
+    allowed_hosts = {
+        "localhost",
+        socket.gethostname().lower(),
+        socket.getfqdn().lower(),
+        state.config.host.lower(),
+        *(h.lower() for h in state.config.allowed_hosts),
+    }
 
-    def require_token(credentials: Optional[HTTPAuthorizationCredentials] = Security(bearer)) -> None:
+    def require_token(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
         given = credentials.credentials if credentials else ""
         # constant-time comparison: the token must not leak through response timing
         if not given or not secrets.compare_digest(given.encode(), state.config.token.encode()):
@@ -204,7 +220,9 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
 
     @app.exception_handler(PanelError)
     async def on_panel_error(request: Request, exc: PanelError):
-        return _error(exc.status, {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status, "error"), exc.message)
+        return _error(
+            exc.status, {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status, "error"), exc.message
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_malformed(request: Request, exc: RequestValidationError):
@@ -213,8 +231,9 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"),
-                      exc.detail)
+        return _error(
+            exc.status_code, {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"), exc.detail
+        )
 
     @app.exception_handler(TrainerUnavailable)
     async def on_unavailable(request: Request, exc: TrainerUnavailable):
@@ -233,23 +252,33 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     async def headers(request: Request, call_next):
         host = request.headers.get("host", "")
         if not host_allowed(host, allowed_hosts):
-            response = _error(403, "forbidden_host", f"Host {host[:100]!r} is not this panel's; add it to "
-                                                     "allowed_hosts if the operator's screen uses that name")
+            response = _error(
+                403,
+                "forbidden_host",
+                f"Host {host[:100]!r} is not this panel's; add it to "
+                "allowed_hosts if the operator's screen uses that name",
+            )
         elif request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(
-                request.headers.get("origin"), host, state.config.cors_origins):
+            request.headers.get("origin"), host, state.config.cors_origins
+        ):
             response = _error(403, "forbidden_origin", "requests from another site's page are refused")
         else:
             response = await call_next(request)
         # nothing external is ever loaded: forbid it, and forbid framing (clickjacking the buttons)
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; "
-                                                               "frame-ancestors 'none'")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'"
+        )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
     if state.config.cors_origins:  # closed by default: no CORS headers, so only same-origin pages call in
-        app.add_middleware(CORSMiddleware, allow_origins=list(state.config.cors_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(state.config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -296,16 +325,22 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
     def get_history() -> dict:
         return state.history()
 
-    @app.get("/api/camera/{camera}.jpg", responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut},
-                                                    401: {"model": ErrorOut}},
-             response_class=Response, dependencies=authorized)
+    @app.get(
+        "/api/camera/{camera}.jpg",
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}, 401: {"model": ErrorOut}},
+        response_class=Response,
+        dependencies=authorized,
+    )
     def get_camera(camera: str = PathParam(pattern=r"^[A-Za-z0-9_]{1,40}$")) -> Response:
         frame = state.frame(camera)
         if frame is None:
             return _error(404, "not_found", f"no frame from camera {camera!r} yet")
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        return Response(jpeg.tobytes() if ok else b"", media_type="image/jpeg",
-                        headers={"Cache-Control": "no-store", "X-Frame-Seq": str(frame.seq)})
+        return Response(
+            jpeg.tobytes() if ok else b"",
+            media_type="image/jpeg",
+            headers={"Cache-Control": "no-store", "X-Frame-Seq": str(frame.seq)},
+        )
 
     @app.post("/api/mark", response_model=MarkOut, dependencies=authorized, responses=ERRORS)
     def post_mark(body: MarkRequest) -> MarkOut:

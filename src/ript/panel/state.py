@@ -20,9 +20,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -181,13 +182,20 @@ class PanelState:
                         raise TypeError("mark_id and trial_id must be strings")
                     by_id[mark.mark_id] = mark
                 elif event == "outcome":
-                    self._record_outcome(str(record["trial_id"]), bool(record["success"]),
-                                         int(record.get("iteration", 0)), str(record.get("context_id", "")),
-                                         journal=False)
+                    self._record_outcome(
+                        str(record["trial_id"]),
+                        bool(record["success"]),
+                        int(record.get("iteration", 0)),
+                        str(record.get("context_id", "")),
+                        journal=False,
+                    )
                 elif record.get("mark_id") in by_id:
-                    by_id[record["mark_id"]].status = {"undo": "undone", "published": "published",
-                                                       "stored": "stored", "overridden": "overridden"
-                                                       }.get(event, "held")
+                    by_id[record["mark_id"]].status = {
+                        "undo": "undone",
+                        "published": "published",
+                        "stored": "stored",
+                        "overridden": "overridden",
+                    }.get(event, "held")
             except (ValueError, KeyError, TypeError, AttributeError):
                 skipped += 1  # torn by a crash, or not written by this panel
         if skipped:
@@ -196,8 +204,9 @@ class PanelState:
             if mark.status == "held":
                 mark.status = "lost"  # never published before the restart; its trial is gone
             elif mark.status == "stored":  # journals without outcome lines: the trainer stored this mark
-                self._record_outcome(mark.trial_id, bool(mark.success), int(mark.iteration), str(mark.context_id),
-                                     journal=False)
+                self._record_outcome(
+                    mark.trial_id, bool(mark.success), int(mark.iteration), str(mark.context_id), journal=False
+                )
         self.marks = list(by_id.values())
 
     # ---- what the adapter hears ------------------------------------------------------------------
@@ -233,13 +242,21 @@ class PanelState:
                         self._append(mark.status, mark_id=mark.mark_id)
             trial_id = str(status.get("trial_id", ""))
             if status.get("state") == "collecting" and trial_id and trial_id not in self.trials:
-                self.on_trial_start(ActiveTrial(trial_id, str(status.get("context_id", "")),
-                                                int(status.get("iteration", 0)), int(status.get("trial_index", 0)),
-                                                int(status.get("group_size", 0)), self.instruction))
+                self.on_trial_start(
+                    ActiveTrial(
+                        trial_id,
+                        str(status.get("context_id", "")),
+                        int(status.get("iteration", 0)),
+                        int(status.get("trial_index", 0)),
+                        int(status.get("group_size", 0)),
+                        self.instruction,
+                    )
+                )
                 log.warning("trial %s recovered from the trainer's status (its TrialStart was missed)", trial_id)
 
-    def _record_outcome(self, trial_id: str, success: bool, iteration: int, context_id: str,
-                        journal: bool = True) -> None:
+    def _record_outcome(
+        self, trial_id: str, success: bool, iteration: int, context_id: str, journal: bool = True
+    ) -> None:
         if trial_id in self.outcomes:
             return
         self.outcomes[trial_id] = (success, iteration, context_id)
@@ -256,8 +273,9 @@ class PanelState:
             active = self.trial is not None and self.trial.trial_id == trial_id
             if source in ("simulator", "classifier") and self.config.reward_mode == "operator":
                 self.suggestion[trial_id] = (bool(success), source, float(confidence))
-                accept = (self.config.auto_accept if source == "simulator"
-                          else confidence >= self.config.classifier_threshold)
+                accept = (
+                    self.config.auto_accept if source == "simulator" else confidence >= self.config.classifier_threshold
+                )
                 if accept and active and not self.trial_closed:
                     # a learned judge can be wrong: its mark waits out the undo window like the operator's
                     return self.mark(trial_id, bool(success), auto=True, hold=source == "classifier")
@@ -275,13 +293,21 @@ class PanelState:
             self.frames[camera] = Frame(pixels, previous.seq + 1 if previous else 1)
 
     # ---- what the operator asks ------------------------------------------------------------------
-    def _new_mark(self, trial_id: str, success: bool, source: str, auto: bool, status: str,
-                  hold: bool = False) -> Mark:
+    def _new_mark(self, trial_id: str, success: bool, source: str, auto: bool, status: str, hold: bool = False) -> Mark:
         trial = self.trial if self.trial and self.trial.trial_id == trial_id else None
         now = self.clock()
-        mark = Mark(secrets.token_hex(6), trial_id, success, source, trial.iteration if trial else 0,
-                    trial.context_id if trial else "", now, auto,
-                    now + self.config.undo_window_s if hold else now, status)
+        mark = Mark(
+            secrets.token_hex(6),
+            trial_id,
+            success,
+            source,
+            trial.iteration if trial else 0,
+            trial.context_id if trial else "",
+            now,
+            auto,
+            now + self.config.undo_window_s if hold else now,
+            status,
+        )
         self._append("mark", **asdict(mark))  # persisted before anything else happens to it
         self.marks.append(mark)
         return mark
@@ -370,8 +396,10 @@ class PanelState:
             per_iteration.setdefault(iteration, []).append(success)
             per_context.setdefault(context_id or "?", []).append(success)
         return {
-            "iterations": [{"iteration": it, "trials": len(v), "success_rate": sum(v) / len(v)}
-                           for it, v in sorted(per_iteration.items())],
+            "iterations": [
+                {"iteration": it, "trials": len(v), "success_rate": sum(v) / len(v)}
+                for it, v in sorted(per_iteration.items())
+            ],
             "contexts": [{"context_id": c, "outcomes": v} for c, v in sorted(per_context.items())],
         }
 

@@ -11,6 +11,7 @@ from ript.policies.checkpoint import load_checkpoint
 from ript.policies.onnx_export import export_onnx
 from ript.policies.onnx_policy import POLICY_JSON, OnnxPolicy
 
+
 def load_policy(path: str | Path, backend: str = "torch", device: str | None = None) -> Policy:
     """A `Policy` from a checkpoint file or an ONNX export folder.
 

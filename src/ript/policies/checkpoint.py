@@ -24,17 +24,28 @@ class CheckpointError(CorruptFileError):
     """The file is not a ript policy checkpoint, or it is truncated or corrupted."""
 
 
-def save_checkpoint(path: str | Path, policy: VLAPolicy, stats: dict | None = None,
-                    instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    policy: VLAPolicy,
+    stats: dict | None = None,
+    instruction_embeddings: dict[str, Any] | None = None,
+    metadata: dict | None = None,
+) -> Path:
     """Writes policy weights with its config and the SFT statistics (state/action mean, std, min, max)."""
-    payload = {**checkpoint_header(policy, stats, instruction_embeddings, metadata),
-               "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}}
+    payload = {
+        **checkpoint_header(policy, stats, instruction_embeddings, metadata),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+    }
     save_verified(payload, path)
     return Path(path)
 
 
-def checkpoint_header(policy: VLAPolicy, stats: dict | None = None,
-                      instruction_embeddings: dict[str, Any] | None = None, metadata: dict | None = None) -> dict:
+def checkpoint_header(
+    policy: VLAPolicy,
+    stats: dict | None = None,
+    instruction_embeddings: dict[str, Any] | None = None,
+    metadata: dict | None = None,
+) -> dict:
     """Everything of a policy checkpoint but the weights. A RIPT trainer checkpoint carries it (key
     `policy_checkpoint`, weights under `policy`), so any iteration can be loaded as a policy."""
     return {
@@ -53,11 +64,13 @@ def live_config(policy: VLAPolicy) -> dict:
     distribution, and an RL run may have changed them since the policy was built)."""
     config = policy.config.to_dict()
     if policy.head_type == "regression":
-        config["regression"].update(exploration_scale=float(policy.exploration_scale),
-                                    exploration_floor=float(policy.exploration_floor),
-                                    fixed_action_dims=list(policy.fixed_action_dims),
-                                    gripper_temperature=float(policy.gripper_temperature),
-                                    noise_correlation=float(policy.noise_correlation))
+        config["regression"].update(
+            exploration_scale=float(policy.exploration_scale),
+            exploration_floor=float(policy.exploration_floor),
+            fixed_action_dims=list(policy.fixed_action_dims),
+            gripper_temperature=float(policy.gripper_temperature),
+            noise_correlation=float(policy.noise_correlation),
+        )
     else:
         config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
     return config
@@ -75,8 +88,9 @@ def read_checkpoint(path: str | Path) -> dict:
     if isinstance(payload, dict) and "policy_checkpoint" in payload and "policy" in payload:
         payload = {**payload["policy_checkpoint"], "state_dict": payload["policy"]}  # a RIPT iteration
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
-        raise CheckpointError(f"{path} is a ript file but not a policy checkpoint (nor a `ript train` iteration "
-                              "that carries one)")
+        raise CheckpointError(
+            f"{path} is a ript file but not a policy checkpoint (nor a `ript train` iteration that carries one)"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format {payload.get('format_version')}, this code reads {FORMAT_VERSION}")
     return payload

@@ -186,16 +186,19 @@ class VLAConfig:
         if not -self.action_dim <= self.regression.gripper_dim < self.action_dim:
             raise ValueError(f"gripper_dim {self.regression.gripper_dim} is outside action_dim {self.action_dim}")
         if any(d >= self.action_dim for d in self.regression.fixed_action_dims):
-            raise ValueError(f"fixed_action_dims {self.regression.fixed_action_dims} must be < action_dim {self.action_dim}")
+            raise ValueError(
+                f"fixed_action_dims {self.regression.fixed_action_dims} must be < action_dim {self.action_dim}"
+            )
         if self.head == "tokenized" and self.chunk_size % self.tokenized.tokens_per_chunk:
-            raise ValueError(f"chunk_size {self.chunk_size} must be divisible by "
-                             f"tokens_per_chunk {self.tokenized.tokens_per_chunk}")
+            raise ValueError(
+                f"chunk_size {self.chunk_size} must be divisible by tokens_per_chunk {self.tokenized.tokens_per_chunk}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VLAConfig":
+    def from_dict(cls, data: dict) -> VLAConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

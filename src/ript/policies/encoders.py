@@ -7,8 +7,8 @@ float conversion inside, so an exported ONNX graph takes the same bytes the robo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +22,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _conv_gn(c_in: int, c_out: int, stride: int, kernel: int = 3) -> nn.Sequential:
     # GroupNorm, not BatchNorm: batch statistics would make log_prob depend on the minibatch.
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.GroupNorm(8, c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True)
+    )
 
 
 class SmallCNN(nn.Module):
@@ -35,8 +36,11 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            _conv_gn(3, 32, 2, kernel=5), _conv_gn(32, 64, 2), _conv_gn(64, 64, 1),
-            _conv_gn(64, 128, 2), _conv_gn(128, 128, 2),
+            _conv_gn(3, 32, 2, kernel=5),
+            _conv_gn(32, 64, 2),
+            _conv_gn(64, 64, 1),
+            _conv_gn(64, 128, 2),
+            _conv_gn(128, 128, 2),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,7 +94,9 @@ class ResNet18(nn.Module):
         c_in = 64
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(_BasicBlock(c_in, width, stride), _BasicBlock(width, width, 1)))
+            setattr(
+                self, f"layer{i + 1}", nn.Sequential(_BasicBlock(c_in, width, stride), _BasicBlock(width, width, 1))
+            )
             c_in = width
 
     def forward(self, x: Tensor) -> Tensor:
@@ -102,7 +108,9 @@ class ResNet18(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith("fc.") and "num_batches_tracked" not in k}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path} is not a ResNet-18 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ValueError(
+                f"{path} is not a ResNet-18 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
 
 
 def find_pretrained_resnet18(spec: str | None) -> Path | None:
@@ -122,8 +130,9 @@ def find_pretrained_resnet18(spec: str | None) -> Path | None:
 class CameraEncoder(nn.Module):
     """uint8 [B, H, W, 3] -> tokens [B, side*side, D] with a learned position embedding."""
 
-    def __init__(self, backbone: str, image_size: int, tokens_side: int, dim: int,
-                 pretrained: str | None = None) -> None:
+    def __init__(
+        self, backbone: str, image_size: int, tokens_side: int, dim: int, pretrained: str | None = None
+    ) -> None:
         super().__init__()
         self.image_size = image_size
         self.backbone = SmallCNN() if backbone == "cnn" else ResNet18()
@@ -133,8 +142,10 @@ class CameraEncoder(nn.Module):
                 self.backbone.load_pretrained(weights)
         feature_side = image_size // self.backbone.stride
         if feature_side < tokens_side or feature_side % tokens_side:
-            raise ValueError(f"feature map {feature_side}x{feature_side} (image {image_size}) cannot be pooled "
-                             f"to {tokens_side}x{tokens_side} tokens")
+            raise ValueError(
+                f"feature map {feature_side}x{feature_side} (image {image_size}) cannot be pooled "
+                f"to {tokens_side}x{tokens_side} tokens"
+            )
         # Fixed-kernel pooling (not adaptive) so the ONNX graph is a plain AveragePool.
         self.pool = nn.AvgPool2d(feature_side // tokens_side)
         self.proj = nn.Conv2d(self.backbone.out_channels, dim, 1)

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -105,7 +105,8 @@ def write_demos(path: str | Path, demos: Sequence[Demo], env_args: dict | None =
     with h5py.File(path, "w") as f:
         data = f.create_group("data")
         data.attrs["problem_info"] = json.dumps(
-            {"problem_name": "libero", "language_instruction": first.instruction, "task_name": first.task_name})
+            {"problem_name": "libero", "language_instruction": first.instruction, "task_name": first.task_name}
+        )
         data.attrs["env_args"] = json.dumps(env_args or {})
         data.attrs["bddl_file_name"] = str((env_args or {}).get("bddl_file", ""))
         data.attrs["total"] = int(sum(len(d) for d in demos))
@@ -154,16 +155,18 @@ def read_demos(path: str | Path, max_demos: int | None = None) -> list[Demo]:
             obs = {key: group["obs"][key][()] for key in group["obs"].keys()} if "obs" in group else {}
             length = len(group["actions"])
             attrs = {k: v for k, v in group.attrs.items() if k not in ("num_samples", "instruction", "task_name")}
-            demos.append(Demo(
-                obs=obs,
-                actions=group["actions"][()],
-                states=group["states"][()] if "states" in group else np.zeros((length, 0)),
-                rewards=group["rewards"][()] if "rewards" in group else np.zeros(length),
-                dones=group["dones"][()] if "dones" in group else np.zeros(length),
-                instruction=str(group.attrs.get("instruction", file_instruction)),
-                task_name=str(group.attrs.get("task_name", file_task_name)),
-                attrs=attrs,
-            ))
+            demos.append(
+                Demo(
+                    obs=obs,
+                    actions=group["actions"][()],
+                    states=group["states"][()] if "states" in group else np.zeros((length, 0)),
+                    rewards=group["rewards"][()] if "rewards" in group else np.zeros(length),
+                    dones=group["dones"][()] if "dones" in group else np.zeros(length),
+                    instruction=str(group.attrs.get("instruction", file_instruction)),
+                    task_name=str(group.attrs.get("task_name", file_task_name)),
+                    attrs=attrs,
+                )
+            )
     return demos
 
 
@@ -188,8 +191,10 @@ def state_features(obs: Mapping[str, np.ndarray]) -> np.ndarray:
     if OBJECT_STATE in obs:
         objects = np.asarray(obs[OBJECT_STATE], dtype=np.float32)
         if objects.shape[-1] % OBJECT_POSE_DIM:
-            raise ValueError(f"object_state must hold {OBJECT_POSE_DIM} numbers (pos + quat xyzw) per object, "
-                             f"got {objects.shape[-1]}")
+            raise ValueError(
+                f"object_state must hold {OBJECT_POSE_DIM} numbers (pos + quat xyzw) per object, "
+                f"got {objects.shape[-1]}"
+            )
         parts.append(objects)
         # Where each object is *from the gripper*: the quantity a reaching action is proportional
         # to. A small policy that must subtract absolute positions itself drifts in closed loop.

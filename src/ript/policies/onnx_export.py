@@ -56,12 +56,27 @@ class _DecodeGraph(nn.Module):
         return self.policy.tokenizer.decode(ids)
 
 
-def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-            dynamic: dict[str, dict[int, str]]) -> None:
+def _export(
+    module: nn.Module,
+    args: tuple,
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python control flow on fixed shapes
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def export_onnx(checkpoint: str | Path, out_dir: str | Path) -> Path:
@@ -78,19 +93,43 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path) -> Path:
     with torch.no_grad():
         if policy.head_type == "regression":
             graph = _ObsGraph(policy, keys, lambda o: policy.regression_params(o))
-            _export(graph, inputs, out_dir / "policy.onnx", list(keys), ["mean", "scale"],
-                    {**batch_axes, "mean": {0: "batch"}, "scale": {0: "batch"}})
+            _export(
+                graph,
+                inputs,
+                out_dir / "policy.onnx",
+                list(keys),
+                ["mean", "scale"],
+                {**batch_axes, "mean": {0: "batch"}, "scale": {0: "batch"}},
+            )
             graphs["policy"] = "policy.onnx"
         else:
             encode = _ObsGraph(policy, keys, lambda o: policy.encode(o))
-            _export(encode, inputs, out_dir / "encode.onnx", list(keys), ["context"],
-                    {**batch_axes, "context": {2: "batch"}})
+            _export(
+                encode,
+                inputs,
+                out_dir / "encode.onnx",
+                list(keys),
+                ["context"],
+                {**batch_axes, "context": {2: "batch"}},
+            )
             context = policy.encode(obs)
             tokens = torch.zeros((context.shape[2], policy.prior.num_tokens), dtype=torch.long)
-            _export(_PriorGraph(policy), (context, tokens), out_dir / "prior.onnx", ["context", "tokens_in"],
-                    ["logits"], {"context": {2: "batch"}, "tokens_in": {0: "batch"}, "logits": {0: "batch"}})
-            _export(_DecodeGraph(policy), (tokens,), out_dir / "decode.onnx", ["ids"], ["actions"],
-                    {"ids": {0: "batch"}, "actions": {0: "batch"}})
+            _export(
+                _PriorGraph(policy),
+                (context, tokens),
+                out_dir / "prior.onnx",
+                ["context", "tokens_in"],
+                ["logits"],
+                {"context": {2: "batch"}, "tokens_in": {0: "batch"}, "logits": {0: "batch"}},
+            )
+            _export(
+                _DecodeGraph(policy),
+                (tokens,),
+                out_dir / "decode.onnx",
+                ["ids"],
+                ["actions"],
+                {"ids": {0: "batch"}, "actions": {0: "batch"}},
+            )
             graphs.update(encode="encode.onnx", prior="prior.onnx", decode="decode.onnx")
     meta = {
         "config": config.to_dict(),

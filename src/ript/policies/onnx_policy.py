@@ -27,8 +27,10 @@ _UINT8_KEYS = (OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST)
 def example_observation(config, batch: int = 2) -> dict[str, Tensor]:
     """Random inputs of the right dtypes and shapes (also used by tests and the benchmark)."""
     size = config.image_size
-    obs = {OBS_STATE: torch.randn(batch, config.state_dim),
-           OBS_LANGUAGE: torch.nn.functional.normalize(torch.randn(batch, config.language_dim), dim=-1)}
+    obs = {
+        OBS_STATE: torch.randn(batch, config.state_dim),
+        OBS_LANGUAGE: torch.nn.functional.normalize(torch.randn(batch, config.language_dim), dim=-1),
+    }
     if config.input_mode == "image":
         obs[OBS_IMAGE_AGENTVIEW] = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
         obs[OBS_IMAGE_WRIST] = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
@@ -67,8 +69,10 @@ class OnnxPolicy(ChunkHeadPolicy):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.providers = _providers(device)
-        self.sessions = {name: ort.InferenceSession(str(folder / file), options, providers=self.providers)
-                         for name, file in self.meta["graphs"].items()}
+        self.sessions = {
+            name: ort.InferenceSession(str(folder / file), options, providers=self.providers)
+            for name, file in self.meta["graphs"].items()
+        }
 
     @property
     def device(self) -> torch.device:
@@ -97,8 +101,9 @@ class OnnxPolicy(ChunkHeadPolicy):
         return torch.from_numpy(self.sessions["decode"].run(["actions"], {"ids": ids.numpy().astype(np.int64)})[0])
 
 
-def parity_report(torch_policy: ChunkHeadPolicy, onnx_policy: ChunkHeadPolicy, batch: int = 4,
-                  seed: int = 0) -> dict[str, float]:
+def parity_report(
+    torch_policy: ChunkHeadPolicy, onnx_policy: ChunkHeadPolicy, batch: int = 4, seed: int = 0
+) -> dict[str, float]:
     """Max abs differences between the two backends on random inputs with the same noise."""
 
     torch.manual_seed(seed)
@@ -109,8 +114,11 @@ def parity_report(torch_policy: ChunkHeadPolicy, onnx_policy: ChunkHeadPolicy, b
         "actions": float((sample_t.actions - sample_o.actions).abs().max()),
         "log_probs": float((sample_t.log_probs - sample_o.log_probs).abs().max()),
         "act": float((torch_policy.act(obs) - onnx_policy.act(obs)).abs().max()),
-        "rescore": float((torch_policy.log_prob(obs, sample_t.scored).detach()
-                          - onnx_policy.log_prob(obs, sample_t.scored)).abs().max()),
+        "rescore": float(
+            (torch_policy.log_prob(obs, sample_t.scored).detach() - onnx_policy.log_prob(obs, sample_t.scored))
+            .abs()
+            .max()
+        ),
     }
     if torch_policy.head_type == "tokenized":
         report["token_mismatch"] = float((sample_t.scored != sample_o.scored).float().mean())

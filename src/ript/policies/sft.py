@@ -12,16 +12,16 @@ everything else frozen (the step the reference release left out).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ript.policies.config import VLAConfig
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_STATE
+from ript.policies.config import VLAConfig
 from ript.policies.heads.regression import gripper_bce, scale_nll
 from ript.policies.libero_data import IMAGE_KEYS, OBJECT_STATE, Demo, policy_observation
 from ript.policies.vla import VLAPolicy
@@ -56,8 +56,9 @@ class SFTConfig:
             raise ValueError(f"image_shift must be >= 0, got {self.image_shift}")
 
 
-def libero_policy_inputs(obs: Mapping[str, np.ndarray], config: VLAConfig,
-                         instruction_embedding: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def libero_policy_inputs(
+    obs: Mapping[str, np.ndarray], config: VLAConfig, instruction_embedding: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """LIBERO-keyed obs (one step or [T, ...]) -> exactly the inputs this policy reads.
 
     Image mode sees proprio only (no privileged object poses); state mode sees no images.
@@ -105,12 +106,19 @@ class DemoDataset:
         """Normalisation statistics saved in the checkpoint (state features and actions)."""
         out = {}
         for name, x in (("state", self.obs[OBS_STATE].float()), ("action", self.actions)):
-            out.update({f"{name}_mean": x.mean(0), f"{name}_std": x.std(0) if len(x) > 1 else torch.ones(x.shape[1]),
-                        f"{name}_min": x.min(0).values, f"{name}_max": x.max(0).values})
+            out.update(
+                {
+                    f"{name}_mean": x.mean(0),
+                    f"{name}_std": x.std(0) if len(x) > 1 else torch.ones(x.shape[1]),
+                    f"{name}_min": x.min(0).values,
+                    f"{name}_max": x.max(0).values,
+                }
+            )
         return {key: [float(v) for v in value] for key, value in out.items()}
 
-    def batch(self, index: Tensor, device: torch.device, shift: int = 0,
-              generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    def batch(
+        self, index: Tensor, device: torch.device, shift: int = 0, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         obs = {key: value[index].to(device) for key, value in self.obs.items()}
         if shift:
             for key in (OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST):
@@ -124,12 +132,20 @@ def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = N
     b, h, w, _ = images.shape
     padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
-    crops = [padded[i, :, y:y + h, x:x + w] for i, (y, x) in enumerate(offsets.tolist())]
+    crops = [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())]
     return torch.stack(crops).permute(0, 2, 3, 1).to(torch.uint8)
 
 
-def _run(params: list[torch.nn.Parameter], steps: int, loss_fn: Callable[[Tensor], Tensor], dataset: DemoDataset,
-         config: SFTConfig, phase: str, log: Callable[[dict], None] | None, progress: bool) -> list[dict]:
+def _run(
+    params: list[torch.nn.Parameter],
+    steps: int,
+    loss_fn: Callable[[Tensor], Tensor],
+    dataset: DemoDataset,
+    config: SFTConfig,
+    phase: str,
+    log: Callable[[dict], None] | None,
+    progress: bool,
+) -> list[dict]:
     from tqdm import tqdm
 
     if steps == 0:
@@ -156,9 +172,14 @@ def _run(params: list[torch.nn.Parameter], steps: int, loss_fn: Callable[[Tensor
     return history
 
 
-def train_sft(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
-              log: Callable[[dict], None] | None = None, progress: bool = True,
-              stats: dict | None = None) -> list[dict]:
+def train_sft(
+    policy: VLAPolicy,
+    dataset: DemoDataset,
+    config: SFTConfig,
+    log: Callable[[dict], None] | None = None,
+    progress: bool = True,
+    stats: dict | None = None,
+) -> list[dict]:
     """Fits the policy to the demos; returns one metrics row per step (phase, step, loss).
 
     The state normalisation comes from `stats` when given (fine-tuning a pre-trained policy: its
@@ -192,11 +213,20 @@ def train_sft(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
         params = [p for name, p in policy.named_parameters() if not name.startswith("head.scale_head")]
         history += _run(params, config.steps, regression_loss, dataset, config, "sft", log, progress)
     else:
+
         def tokenizer_loss(index: Tensor) -> Tensor:
             return policy.tokenizer.reconstruction_loss(dataset.chunks[index].to(device))
 
-        history += _run(list(policy.tokenizer.parameters()), config.tokenizer_steps, tokenizer_loss, dataset,
-                        config, "tokenizer", log, progress)
+        history += _run(
+            list(policy.tokenizer.parameters()),
+            config.tokenizer_steps,
+            tokenizer_loss,
+            dataset,
+            config,
+            "tokenizer",
+            log,
+            progress,
+        )
 
         def prior_loss(index: Tensor) -> Tensor:
             obs, chunks, _ = batch(index)
@@ -211,8 +241,13 @@ def train_sft(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
     return history
 
 
-def calibrate_scale(policy: VLAPolicy, dataset: DemoDataset, config: SFTConfig,
-                    log: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
+def calibrate_scale(
+    policy: VLAPolicy,
+    dataset: DemoDataset,
+    config: SFTConfig,
+    log: Callable[[dict], None] | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Fits the scale head sigma_theta by NLL of the demo chunks, mean and trunk frozen."""
     if policy.head_type != "regression":
         raise ValueError("scale calibration applies to the regression head only")

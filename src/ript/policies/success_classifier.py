@@ -16,18 +16,18 @@ Plain Python + torch, no rclpy: the node (`classifier_node.py`) and the CLI are 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ript.policies.encoders import SmallCNN
 from ript.core.paths import files_under
 from ript.core.safe_io import atomic_write, load_verified, save_verified
+from ript.policies.encoders import SmallCNN
 from ript.policies.sft import random_shift
 
 CHECKPOINT_KIND = "ript-success-classifier"
@@ -65,20 +65,27 @@ class Examples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, mask: np.ndarray) -> "Examples":
+    def subset(self, mask: np.ndarray) -> Examples:
         return Examples(self.images[mask], self.labels[mask], self.groups[mask], self.final[mask])
 
 
-def save_examples(path: str | Path, images: np.ndarray, labels: Iterable[int], groups: Iterable[str],
-                  final: Iterable[bool] | None = None) -> Path:
+def save_examples(
+    path: str | Path,
+    images: np.ndarray,
+    labels: Iterable[int],
+    groups: Iterable[str],
+    final: Iterable[bool] | None = None,
+) -> Path:
     """Write examples atomically (safe_io.atomic_write): a crash never leaves half a file."""
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(list(labels), dtype=np.uint8)
     groups = np.asarray([str(g) for g in groups])
     final = np.ones(len(labels), bool) if final is None else np.asarray(list(final), dtype=bool)
     if images.ndim != 4 or images.shape[-1] != 3 or not len(images) == len(labels) == len(groups) == len(final):
-        raise ValueError(f"examples need images [N,H,W,3], labels [N], groups [N]; got {images.shape}, "
-                         f"{labels.shape}, {groups.shape}")
+        raise ValueError(
+            f"examples need images [N,H,W,3], labels [N], groups [N]; got {images.shape}, "
+            f"{labels.shape}, {groups.shape}"
+        )
     atomic_write(path, lambda f: np.savez_compressed(f, images=images, labels=labels, groups=groups, final=final))
     return Path(path)
 
@@ -126,8 +133,13 @@ class SuccessClassifier(nn.Module):
         self.image_size = image_size
         self.encoder = SmallCNN()
         side = math.ceil(image_size / SmallCNN.stride)
-        self.head = nn.Sequential(nn.Conv2d(SmallCNN.out_channels, 16, 1), nn.ReLU(inplace=True), nn.Flatten(),
-                                  nn.Dropout(0.2), nn.Linear(16 * side * side, 1))
+        self.head = nn.Sequential(
+            nn.Conv2d(SmallCNN.out_channels, 16, 1),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(16 * side * side, 1),
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         """uint8 [B, H, W, 3] -> success logits [B]."""
@@ -143,8 +155,9 @@ class SuccessClassifier(nn.Module):
 
 
 def save_classifier(model: SuccessClassifier, config: ClassifierConfig, path: str | Path, report: dict) -> str:
-    return save_verified({"kind": CHECKPOINT_KIND, "config": asdict(config), "state_dict": model.state_dict(),
-                          "report": report}, path)
+    return save_verified(
+        {"kind": CHECKPOINT_KIND, "config": asdict(config), "state_dict": model.state_dict(), "report": report}, path
+    )
 
 
 def load_classifier(path: str | Path) -> tuple[SuccessClassifier, dict]:
@@ -178,20 +191,34 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.
     fp, fn = int(np.sum(predicted & ~labels)), int(np.sum(~predicted & labels))
     recall_pos = tp / max(tp + fn, 1)
     recall_neg = tn / max(tn + fp, 1)
-    out = {"n": int(len(labels)), "positives": int(labels.sum()), "accuracy": (tp + tn) / max(len(labels), 1),
-           "balanced_accuracy": (recall_pos + recall_neg) / 2, "tp": tp, "tn": tn, "fp": fp, "fn": fn,
-           "by_confidence": []}
+    out = {
+        "n": int(len(labels)),
+        "positives": int(labels.sum()),
+        "accuracy": (tp + tn) / max(len(labels), 1),
+        "balanced_accuracy": (recall_pos + recall_neg) / 2,
+        "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+        "by_confidence": [],
+    }
     confidence = np.maximum(probabilities, 1 - probabilities)
     for level in (0.5, 0.8, 0.9, 0.95, 0.99):
         decided = confidence >= level
         correct = predicted[decided] == labels[decided]
-        out["by_confidence"].append({"threshold": level, "decided": float(decided.mean()) if len(labels) else 0.0,
-                                     "accuracy_decided": float(correct.mean()) if decided.any() else float("nan")})
+        out["by_confidence"].append(
+            {
+                "threshold": level,
+                "decided": float(decided.mean()) if len(labels) else 0.0,
+                "accuracy_decided": float(correct.mean()) if decided.any() else float("nan"),
+            }
+        )
     return out
 
 
-def train_classifier(examples: Examples, config: ClassifierConfig, log: Callable[[dict], None] | None = None,
-                     progress: bool = True) -> tuple[SuccessClassifier, dict]:
+def train_classifier(
+    examples: Examples, config: ClassifierConfig, log: Callable[[dict], None] | None = None, progress: bool = True
+) -> tuple[SuccessClassifier, dict]:
     """Train on the examples outside the held-out trials; report metrics on both parts."""
     from tqdm import tqdm
 
@@ -218,7 +245,7 @@ def train_classifier(examples: Examples, config: ClassifierConfig, log: Callable
         order = torch.randperm(len(train), generator=generator)
         total = 0.0
         for start in range(0, len(train), config.batch_size):
-            index = order[start:start + config.batch_size]
+            index = order[start : start + config.batch_size]
             logits = model(_augment(images[index], config, generator))
             loss = F.binary_cross_entropy_with_logits(logits, labels[index], pos_weight=pos_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -234,12 +261,16 @@ def train_classifier(examples: Examples, config: ClassifierConfig, log: Callable
         if log is not None:
             log(record)
     test_p = model.predict(test.images) if len(test) else np.zeros(0)
-    report = {"config": asdict(config), "train": metrics(model.predict(train.images), train.labels),
-              "heldout": metrics(test_p, test.labels) if len(test) else None,
-              # the trial-level verdict: each held-out trial judged on the frame it ended on
-              "heldout_trials_verdict": metrics(test_p[test.final], test.labels[test.final]) if test.final.any() else None,
-              "train_trials": int(len(np.unique(train.groups))), "heldout_trials": int(len(np.unique(test.groups))),
-              "history": history}
+    report = {
+        "config": asdict(config),
+        "train": metrics(model.predict(train.images), train.labels),
+        "heldout": metrics(test_p, test.labels) if len(test) else None,
+        # the trial-level verdict: each held-out trial judged on the frame it ended on
+        "heldout_trials_verdict": metrics(test_p[test.final], test.labels[test.final]) if test.final.any() else None,
+        "train_trials": int(len(np.unique(train.groups))),
+        "heldout_trials": int(len(np.unique(test.groups))),
+        "history": history,
+    }
     return model, report
 
 
@@ -264,9 +295,15 @@ class OutcomeJudge:
     - one verdict per trial; a trial someone else judged is not judged again.
     """
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray] | None, threshold: float = 0.9,
-                 confirm_frames: int = 3, judge_every: int = 1, episode_steps: int = 0,
-                 keep_trials: int = 8) -> None:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray] | None,
+        threshold: float = 0.9,
+        confirm_frames: int = 3,
+        judge_every: int = 1,
+        episode_steps: int = 0,
+        keep_trials: int = 8,
+    ) -> None:
         if not 0.5 <= threshold <= 1.0 or confirm_frames < 1 or judge_every < 1 or episode_steps < 0:
             raise ValueError("threshold must be in [0.5, 1], confirm_frames and judge_every >= 1, episode_steps >= 0")
         self.predict = predict

@@ -40,18 +40,27 @@ class FSQ(nn.Module):
 class ActionTokenizer(nn.Module):
     """Action chunk [B, H, A] <-> token ids [B, L]."""
 
-    def __init__(self, chunk_size: int, action_dim: int, num_tokens: int, levels: tuple[int, ...],
-                 hidden_dim: int) -> None:
+    def __init__(
+        self, chunk_size: int, action_dim: int, num_tokens: int, levels: tuple[int, ...], hidden_dim: int
+    ) -> None:
         super().__init__()
         self.chunk_size, self.action_dim, self.num_tokens = chunk_size, action_dim, num_tokens
         self.code_dim = len(levels)
         self.fsq = FSQ(levels)
         self.encoder = nn.Sequential(
-            nn.Linear(chunk_size * action_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, num_tokens * self.code_dim))
+            nn.Linear(chunk_size * action_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, num_tokens * self.code_dim),
+        )
         self.decoder = nn.Sequential(
-            nn.Linear(num_tokens * self.code_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-            nn.Linear(hidden_dim, chunk_size * action_dim))
+            nn.Linear(num_tokens * self.code_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, chunk_size * action_dim),
+        )
 
     def encode(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         """actions [B, H, A] -> (codes [B, L, d] with straight-through gradient, ids [B, L])."""

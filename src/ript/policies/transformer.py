@@ -27,7 +27,9 @@ class SelfAttention(nn.Module):
         b, s, d = x.shape
         qkv = self.qkv(x).view(b, s, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, kv = qkv[0], qkv[1:]  # [B, heads, S, head_dim], [2, B, heads, S, head_dim]
-        keys, values = (kv[0], kv[1]) if past is None else (torch.cat([past[0], kv[0]], 2), torch.cat([past[1], kv[1]], 2))
+        keys, values = (
+            (kv[0], kv[1]) if past is None else (torch.cat([past[0], kv[0]], 2), torch.cat([past[1], kv[1]], 2))
+        )
         scores = q @ keys.transpose(-2, -1) / math.sqrt(self.head_dim)  # [B, heads, S, P + S]
         if bias is not None:
             scores = scores + bias
@@ -41,8 +43,9 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, num_heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: Tensor, bias: Tensor | None, past: Tensor | None = None) -> tuple[Tensor, Tensor]:
         attended, kv = self.attn(self.norm1(x), bias, past)
@@ -61,8 +64,9 @@ class Trunk(nn.Module):
     def forward(self, x: Tensor, allowed: Tensor | None = None) -> Tensor:
         return self.forward_cached(x, allowed)[0]
 
-    def forward_cached(self, x: Tensor, allowed: Tensor | None = None,
-                       past: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward_cached(
+        self, x: Tensor, allowed: Tensor | None = None, past: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Like forward, with x also attending to cached tokens `past` [layers, 2, B, heads, P, hd].
 
         Returns (output, this call's keys/values [layers, 2, B, heads, S, hd]). `allowed` is
@@ -70,8 +74,11 @@ class Trunk(nn.Module):
         autoregressive step (prefix-LM caching).
         """
         # Additive bias instead of -inf: every row keeps at least one column, and no NaN can appear.
-        bias = None if allowed is None else torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
-            ~allowed, -1e9)
+        bias = (
+            None
+            if allowed is None
+            else torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, -1e9)
+        )
         cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, bias, None if past is None else past[i])

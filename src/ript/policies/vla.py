@@ -15,14 +15,20 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from ript.policies.config import VLAConfig
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
 from ript.core.distributions import standard_noise
-from ript.policies.encoders import CameraEncoder, StateEncoder
-from ript.policies.heads.regression import (RegressionHead, gripper_logit, regression_log_prob, regression_mode,
-                                          regression_sample, sampling_scale)
-from ript.policies.heads.tokenized import TokenPrior, sample_tokens, token_log_prob
 from ript.core.policy import Observation, Policy, PolicySample
+from ript.policies.config import VLAConfig
+from ript.policies.encoders import CameraEncoder, StateEncoder
+from ript.policies.heads.regression import (
+    RegressionHead,
+    gripper_logit,
+    regression_log_prob,
+    regression_mode,
+    regression_sample,
+    sampling_scale,
+)
+from ript.policies.heads.tokenized import TokenPrior, sample_tokens, token_log_prob
 from ript.policies.tokenizer import ActionTokenizer
 from ript.policies.transformer import Trunk, causal_mask
 
@@ -47,13 +53,15 @@ class ObservationEncoder(nn.Module):
         self.cameras = nn.ModuleDict()
         if config.input_mode == "image":
             for name in ("agentview", "wrist"):
-                self.cameras[name] = CameraEncoder(config.backbone, config.image_size, config.image_tokens_side,
-                                                   dim, config.pretrained_backbone)
+                self.cameras[name] = CameraEncoder(
+                    config.backbone, config.image_size, config.image_tokens_side, dim, config.pretrained_backbone
+                )
         # State mode gets more state tokens: the state is the whole observation there.
         self.state = StateEncoder(config.state_dim, dim, num_tokens=1 if config.input_mode == "image" else 4)
         self.language = nn.Linear(config.language_dim, dim) if config.use_language else None
-        self.num_tokens = self.state.num_tokens + int(config.use_language) + sum(
-            config.image_tokens_side ** 2 for _ in self.cameras)
+        self.num_tokens = (
+            self.state.num_tokens + int(config.use_language) + sum(config.image_tokens_side**2 for _ in self.cameras)
+        )
 
     def forward(self, obs: Observation) -> Tensor:
         tokens = []
@@ -131,8 +139,10 @@ class ChunkHeadPolicy(Policy):
         device = self.device
         out = {key: torch.as_tensor(obs[key]).to(device) for key in self.obs_keys}
         if out[OBS_STATE].shape[-1] != self.config.state_dim:
-            raise ValueError(f"{OBS_STATE} has {out[OBS_STATE].shape[-1]} features, the policy was built for "
-                             f"{self.config.state_dim} (image mode: proprio only; state mode: + object_state)")
+            raise ValueError(
+                f"{OBS_STATE} has {out[OBS_STATE].shape[-1]} features, the policy was built for "
+                f"{self.config.state_dim} (image mode: proprio only; state mode: + object_state)"
+            )
         return out
 
     @torch.no_grad()
@@ -155,11 +165,20 @@ class ChunkHeadPolicy(Policy):
         cfg = self.config
         if self.head_type == "regression":
             mean, scale = self.regression_params(obs)
-            actions, raw, logp = regression_sample(mean, scale, eps.to(mean.device), self.distribution,
-                                                   self.exploration_scale, cfg.action_low, cfg.action_high,
-                                                   self.exploration_floor, self.fixed_action_dims,
-                                                   self.gripper_dim, self.gripper_temperature,
-                                                   self.noise_correlation)
+            actions, raw, logp = regression_sample(
+                mean,
+                scale,
+                eps.to(mean.device),
+                self.distribution,
+                self.exploration_scale,
+                cfg.action_low,
+                cfg.action_high,
+                self.exploration_floor,
+                self.fixed_action_dims,
+                self.gripper_dim,
+                self.gripper_temperature,
+                self.noise_correlation,
+            )
             return PolicySample(actions=actions, scored=raw, log_probs=logp)
         ids, logp = self._sample_tokens(obs, eps.to(self.device))
         actions = self.decode_tokens(ids).clamp(cfg.action_low, cfg.action_high)
@@ -168,8 +187,14 @@ class ChunkHeadPolicy(Policy):
     def _sample_tokens(self, obs: dict[str, Tensor], uniforms: Tensor | None) -> tuple[Tensor, Tensor]:
         context = self.encode(obs)
         like = torch.zeros((obs[OBS_STATE].shape[0], self.num_tokens), dtype=torch.long, device=self.device)
-        return sample_tokens(lambda tokens_in: self.token_logits(context, tokens_in), like, self.bos_id,
-                             self.temperature, self.top_k, uniforms)
+        return sample_tokens(
+            lambda tokens_in: self.token_logits(context, tokens_in),
+            like,
+            self.bos_id,
+            self.temperature,
+            self.top_k,
+            uniforms,
+        )
 
     def log_prob(self, obs: Observation, scored: Tensor) -> Tensor:
         """Per-element log-probs: [B, H] (regression) or [B, L] (tokenized); differentiable for torch."""
@@ -177,9 +202,18 @@ class ChunkHeadPolicy(Policy):
         scored = torch.as_tensor(scored).to(self.device)
         if self.head_type == "regression":
             mean, scale = self.regression_params(obs)
-            return regression_log_prob(scored, mean, scale, self.distribution, self.exploration_scale,
-                                       self.exploration_floor, self.fixed_action_dims, self.gripper_dim,
-                                       self.gripper_temperature, self.noise_correlation)
+            return regression_log_prob(
+                scored,
+                mean,
+                scale,
+                self.distribution,
+                self.exploration_scale,
+                self.exploration_floor,
+                self.fixed_action_dims,
+                self.gripper_dim,
+                self.gripper_temperature,
+                self.noise_correlation,
+            )
         bos = torch.full_like(scored[:, :1], self.bos_id)
         logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
         return token_log_prob(logits, scored, self.temperature, self.top_k)
@@ -194,7 +228,6 @@ class ChunkHeadPolicy(Policy):
             actions = self.decode_tokens(self._sample_tokens(obs, None)[0])
         return actions.clamp(self.config.action_low, self.config.action_high)
 
-
     @torch.no_grad()
     def distribution_stats(self, obs: Observation) -> dict[str, float]:
         """What the sampling distribution looks like on these observations: the mean sampling scale
@@ -202,13 +235,20 @@ class ChunkHeadPolicy(Policy):
         or the tokens' mean entropy. Logged after each LOOP update."""
         obs = self.prepare(obs)
         if self.head_type != "regression":
-            ids = self._sample_tokens(obs, torch.rand((obs[OBS_STATE].shape[0], self.num_tokens),
-                                                      generator=torch.Generator().manual_seed(0)).to(self.device))[0]
+            ids = self._sample_tokens(
+                obs,
+                torch.rand((obs[OBS_STATE].shape[0], self.num_tokens), generator=torch.Generator().manual_seed(0)).to(
+                    self.device
+                ),
+            )[0]
             return {"policy/token_entropy": float(-self.log_prob(obs, ids).mean())}
         mean, scale = self.regression_params(obs)
         scale = sampling_scale(scale, self.exploration_scale, self.exploration_floor)
-        stats = {f"policy/scale/dim_{d}": float(scale[..., d].mean()) for d in range(self.action_dim)
-                 if d not in self.fixed_action_dims and d != self.gripper_dim}
+        stats = {
+            f"policy/scale/dim_{d}": float(scale[..., d].mean())
+            for d in range(self.action_dim)
+            if d not in self.fixed_action_dims and d != self.gripper_dim
+        }
         if self.gripper_dim is not None and self.gripper_dim not in self.fixed_action_dims:
             logit = gripper_logit(mean, self.gripper_dim, self.gripper_temperature)
             p = torch.sigmoid(logit)
@@ -232,11 +272,13 @@ class VLAPolicy(ChunkHeadPolicy):
             self.head = RegressionHead(config.hidden_dim, config.chunk_size, config.action_dim, config.regression)
         else:
             tok = config.tokenized
-            self.tokenizer = ActionTokenizer(config.chunk_size, config.action_dim, tok.tokens_per_chunk,
-                                             tok.fsq_levels, tok.tokenizer_hidden_dim)
+            self.tokenizer = ActionTokenizer(
+                config.chunk_size, config.action_dim, tok.tokens_per_chunk, tok.fsq_levels, tok.tokenizer_hidden_dim
+            )
             self.prior = TokenPrior(config.hidden_dim, tok.vocab_size, tok.tokens_per_chunk)
-            self.register_buffer("allowed", causal_mask(self.encoder.num_tokens, tok.tokens_per_chunk),
-                                 persistent=False)
+            self.register_buffer(
+                "allowed", causal_mask(self.encoder.num_tokens, tok.tokens_per_chunk), persistent=False
+            )
 
     @property
     def device(self) -> torch.device:
@@ -246,7 +288,7 @@ class VLAPolicy(ChunkHeadPolicy):
         """Trunk outputs at the H action queries, [B, H, D]."""
         prefix = self.encoder(obs)  # [B, N, D]
         queries = self.head.queries.expand(prefix.shape[0], -1, -1)
-        return self.trunk(torch.cat([prefix, queries], dim=1))[:, -self.chunk_size:]
+        return self.trunk(torch.cat([prefix, queries], dim=1))[:, -self.chunk_size :]
 
     def regression_params(self, obs: Observation) -> tuple[Tensor, Tensor]:
         return self.head(self.regression_features(obs))
@@ -270,8 +312,16 @@ class VLAPolicy(ChunkHeadPolicy):
         self.encoder.state.set_stats(torch.as_tensor(stats["state_mean"]), torch.as_tensor(stats["state_std"]))
 
 
-SAMPLING_KNOBS = ("execute_steps", "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature",
-                  "noise_correlation", "temperature", "top_k")
+SAMPLING_KNOBS = (
+    "execute_steps",
+    "exploration_scale",
+    "exploration_floor",
+    "fixed_action_dims",
+    "gripper_temperature",
+    "noise_correlation",
+    "temperature",
+    "top_k",
+)
 """Settings of a trained policy that an RL run may change: how many steps of a chunk run, and the
 knobs that define the sampled and scored distribution (`ript train` and the trainer node)."""
 

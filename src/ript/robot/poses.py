@@ -16,10 +16,14 @@ def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product a * b of xyzw quaternions (rotation b first, then a)."""
     ax, ay, az, aw = a
     bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz])
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
 
 
 def quat_conjugate(q: np.ndarray) -> np.ndarray:
@@ -71,19 +75,21 @@ class Pose:
     quaternion: np.ndarray
 
     @staticmethod
-    def of(position, quaternion) -> "Pose":
+    def of(position, quaternion) -> Pose:
         q = np.asarray(quaternion, dtype=np.float64)
         norm = float(np.linalg.norm(q))
         if not np.isfinite(norm) or norm < 1e-9:
             raise ValueError(f"not a rotation: quaternion {list(quaternion)}")
         return Pose(np.asarray(position, dtype=np.float64).copy(), q / norm)
 
-    def moved(self, translation: np.ndarray, rotvec: np.ndarray) -> "Pose":
+    def moved(self, translation: np.ndarray, rotvec: np.ndarray) -> Pose:
         """This pose moved by a base-frame translation and a base-frame rotation (OSC_POSE delta)."""
         quaternion = quat_multiply(axis_angle_to_quat(rotvec), self.quaternion)
         return Pose(self.position + translation, quaternion / np.linalg.norm(quaternion))
 
-    def distance_to(self, other: "Pose") -> tuple[float, float]:
+    def distance_to(self, other: Pose) -> tuple[float, float]:
         """(translation m, rotation rad) from this pose to another."""
-        return (float(np.linalg.norm(other.position - self.position)),
-                float(np.linalg.norm(rotation_between(self.quaternion, other.quaternion))))
+        return (
+            float(np.linalg.norm(other.position - self.position)),
+            float(np.linalg.norm(rotation_between(self.quaternion, other.quaternion))),
+        )

@@ -12,8 +12,9 @@ streams again without restarting anything. pyrealsense2 is imported on first ope
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -89,8 +90,9 @@ class RealSenseCamera:
         try:
             pipeline.start(config)
         except RuntimeError as exc:  # e.g. a mode the camera does not offer, or the device is busy
-            raise CameraError(f"RealSense {s.serial or '(any)'}: cannot stream {s.width}x{s.height}@{s.fps} "
-                              f"rgb8: {exc}") from exc
+            raise CameraError(
+                f"RealSense {s.serial or '(any)'}: cannot stream {s.width}x{s.height}@{s.fps} rgb8: {exc}"
+            ) from exc
         self._pipeline = pipeline
 
     def read(self) -> tuple[np.ndarray, float]:
@@ -124,8 +126,14 @@ class CameraStream:
     """Reads one camera forever: opens it, and after any error closes it and retries the open
     with exponential backoff (retry_s, doubling up to max_retry_s). `poll()` never raises."""
 
-    def __init__(self, device: CameraDevice, log, retry_s: float = 0.5, max_retry_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        device: CameraDevice,
+        log,
+        retry_s: float = 0.5,
+        max_retry_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.device, self.log, self.clock = device, log, clock
         self.retry_s, self.max_retry_s = retry_s, max_retry_s
         self.is_open = False
@@ -164,8 +172,10 @@ class CameraStream:
         if self.frames:
             self.reconnects += 1
         s = self.device.settings
-        self.log.info(f"camera {s.serial or '(any)'} streaming {s.width}x{s.height}@{s.fps}"
-                      + (f" (reconnect {self.reconnects})" if self.reconnects else ""))
+        self.log.info(
+            f"camera {s.serial or '(any)'} streaming {s.width}x{s.height}@{s.fps}"
+            + (f" (reconnect {self.reconnects})" if self.reconnects else "")
+        )
         return True
 
     def _close(self) -> None:

@@ -52,11 +52,23 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         low, high = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
         if low.shape != (3,) or high.shape != (3,) or not np.all(low < high):
-            raise ValueError(f"workspace_min < workspace_max needed per axis, got {self.workspace_min}, "
-                             f"{self.workspace_max}")
-        positive = {name: getattr(self, name) for name in (
-            "max_translation_step_m", "max_rotation_step_rad", "max_linear_speed_m_s", "max_angular_speed_rad_s",
-            "control_period_s", "state_timeout_s", "image_timeout_s", "home_tolerance_m", "home_tolerance_rad")}
+            raise ValueError(
+                f"workspace_min < workspace_max needed per axis, got {self.workspace_min}, {self.workspace_max}"
+            )
+        positive = {
+            name: getattr(self, name)
+            for name in (
+                "max_translation_step_m",
+                "max_rotation_step_rad",
+                "max_linear_speed_m_s",
+                "max_angular_speed_rad_s",
+                "control_period_s",
+                "state_timeout_s",
+                "image_timeout_s",
+                "home_tolerance_m",
+                "home_tolerance_rad",
+            )
+        }
         bad = {k: v for k, v in positive.items() if not (np.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"must be finite and > 0: {bad}")
@@ -109,7 +121,9 @@ class SafetyLayer:
         if self.last_state_s is None:
             return "no robot state yet"
         if now - self.last_state_s > self.config.state_timeout_s:
-            return f"robot state is {now - self.last_state_s:.2f} s old (> state_timeout_s {self.config.state_timeout_s})"
+            return (
+                f"robot state is {now - self.last_state_s:.2f} s old (> state_timeout_s {self.config.state_timeout_s})"
+            )
         return ""
 
     def stale(self, now: float) -> str:
@@ -173,8 +187,7 @@ class SafetyLayer:
         target = step_toward(current, desired, c.max_translation_step_m, c.max_rotation_step_rad)
         if self.last_target is not None and self.last_command_s is not None:
             dt = max(now - self.last_command_s, 0.0)
-            target = step_toward(self.last_target, target, c.max_linear_speed_m_s * dt,
-                                 c.max_angular_speed_rad_s * dt)
+            target = step_toward(self.last_target, target, c.max_linear_speed_m_s * dt, c.max_angular_speed_rad_s * dt)
         else:
             dt = c.control_period_s
             target = step_toward(current, target, c.max_linear_speed_m_s * dt, c.max_angular_speed_rad_s * dt)

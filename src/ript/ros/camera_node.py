@@ -11,7 +11,7 @@ graph is up and an unplug costs only the frames it misses. Stamps are the captur
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -38,8 +38,12 @@ class CameraNode(Node):
         # dynamic typing: a serial such as 123622270136 arrives as an int from `-p serial:=...`
         p = lambda name, default: self.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
         try:
-            settings = CameraSettings(serial=str(p("serial", "").value), width=int(p("width", 640).value),
-                                      height=int(p("height", 480).value), fps=int(p("fps", 30).value))
+            settings = CameraSettings(
+                serial=str(p("serial", "").value),
+                width=int(p("width", 640).value),
+                height=int(p("height", 480).value),
+                fps=int(p("fps", 30).value),
+            )
         except ValueError as exc:
             raise SystemExit(f"realsense_camera: {exc}") from exc
         self.camera_name = str(p("camera_name", "agentview").value)
@@ -49,8 +53,10 @@ class CameraNode(Node):
         self.stream = CameraStream(make_device(settings), self.get_logger(), retry_s, max_retry_s)
         # read() blocks until the camera's next frame, so the camera paces this timer
         self.create_timer(1.0 / settings.fps, self._publish_frame)
-        self.get_logger().info(f"camera {self.camera_name!r}: serial {settings.serial or '(any)'}, "
-                               f"{settings.width}x{settings.height}@{settings.fps} -> {self.publisher.topic_name}")
+        self.get_logger().info(
+            f"camera {self.camera_name!r}: serial {settings.serial or '(any)'}, "
+            f"{settings.width}x{settings.height}@{settings.fps} -> {self.publisher.topic_name}"
+        )
 
     def _publish_frame(self) -> None:
         frame = self.stream.poll()

@@ -24,13 +24,13 @@ from pathlib import Path
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import Reward, RobotState, TrialStart
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ript_interfaces.msg import Reward, RobotState, TrialStart
-from ript.ros.ros_main import spin_node
-from ript.ros.ros_images import image_to_rgb
 from ript.policies.success_classifier import OutcomeJudge, load_classifier, save_examples
+from ript.ros.ros_images import image_to_rgb
+from ript.ros.ros_main import spin_node
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -52,14 +52,18 @@ class ClassifierNode(Node):
             model, report = load_classifier(model_path)
             predict = model.predict
             heldout = (report.get("heldout_trials_verdict") or report.get("heldout") or {}).get("accuracy")
-            self.get_logger().info(f"classifier {model_path} loaded (held-out accuracy "
-                                   f"{'n/a' if heldout is None else f'{heldout:.3f}'})")
+            self.get_logger().info(
+                f"classifier {model_path} loaded (held-out accuracy {'n/a' if heldout is None else f'{heldout:.3f}'})"
+            )
         else:
             self.get_logger().info("no model: collecting the operator's marks as examples only")
-        self.judge = OutcomeJudge(predict, threshold=float(p("threshold", 0.9).value),
-                                  confirm_frames=int(p("confirm_frames", 3).value),
-                                  judge_every=int(p("judge_every", 1).value),
-                                  episode_steps=int(p("episode_steps", 0).value))
+        self.judge = OutcomeJudge(
+            predict,
+            threshold=float(p("threshold", 0.9).value),
+            confirm_frames=int(p("confirm_frames", 3).value),
+            judge_every=int(p("judge_every", 1).value),
+            episode_steps=int(p("episode_steps", 0).value),
+        )
         self.step = 0
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
@@ -83,11 +87,20 @@ class ClassifierNode(Node):
         verdict = self.judge.on_frame(self.judge.trial_id, image, self.step)
         if verdict is None:
             return
-        self.reward_pub.publish(Reward(trial_id=verdict.trial_id, success=verdict.success,
-                                       reward=float(verdict.success), source=Reward.SOURCE_CLASSIFIER,
-                                       confidence=verdict.confidence, stamp=self.get_clock().now().to_msg()))
-        self.get_logger().info(f"{verdict.trial_id}: {'success' if verdict.success else 'failure'} "
-                               f"(confidence {verdict.confidence:.2f}; {verdict.reason})")
+        self.reward_pub.publish(
+            Reward(
+                trial_id=verdict.trial_id,
+                success=verdict.success,
+                reward=float(verdict.success),
+                source=Reward.SOURCE_CLASSIFIER,
+                confidence=verdict.confidence,
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
+        self.get_logger().info(
+            f"{verdict.trial_id}: {'success' if verdict.success else 'failure'} "
+            f"(confidence {verdict.confidence:.2f}; {verdict.reason})"
+        )
 
     def _on_reward(self, msg: Reward) -> None:
         if msg.source == Reward.SOURCE_CLASSIFIER:

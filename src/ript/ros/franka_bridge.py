@@ -28,11 +28,11 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from ript.robot.poses import Pose, quat_to_axis_angle
 from ript.robot.safety import SafetyConfig, SafetyLayer
 from ript.ros.ros_main import spin_node
@@ -119,12 +119,18 @@ class FrankaBridge(Node):
         cameras = tuple(c for c in str(p("watch_cameras", "agentview,wrist")).split(",") if c)
         try:
             # every SafetyConfig field is a parameter of the same name and default (safety.py documents them)
-            limits = {name: tuple(float(v) for v in p(name, list(default))) if isinstance(default, tuple)
-                      else float(p(name, default))
-                      for name, default in asdict(SafetyConfig()).items() if name != "watched_cameras"}
+            limits = {
+                name: tuple(float(v) for v in p(name, list(default)))
+                if isinstance(default, tuple)
+                else float(p(name, default))
+                for name, default in asdict(SafetyConfig()).items()
+                if name != "watched_cameras"
+            }
             self.safety = SafetyLayer(SafetyConfig(**limits, watched_cameras=cameras))
-            self.home = Pose.of(floats("home_position", [0.307, 0.0, 0.487]),  # the FR3's "ready" pose
-                                floats("home_orientation", [1.0, 0.0, 0.0, 0.0]))
+            self.home = Pose.of(
+                floats("home_position", [0.307, 0.0, 0.487]),  # the FR3's "ready" pose
+                floats("home_orientation", [1.0, 0.0, 0.0, 0.0]),
+            )
         except ValueError as exc:  # a bad limit or home pose: say which, without a traceback
             raise SystemExit(f"franka_bridge: {exc}") from exc
         self.home_max_steps = int(p("home_max_steps", 400))
@@ -132,11 +138,17 @@ class FrankaBridge(Node):
         gripper_interface = str(p("gripper_interface", "auto"))
         open_width = float(p("gripper_open_width", 0.08))
         if gripper_interface not in GRIPPER_INTERFACES:
-            raise SystemExit(f"franka_bridge: gripper_interface must be one of {GRIPPER_INTERFACES}, "
-                             f"got {gripper_interface!r}")
+            raise SystemExit(
+                f"franka_bridge: gripper_interface must be one of {GRIPPER_INTERFACES}, got {gripper_interface!r}"
+            )
         if gripper_interface == "franka_action" or (gripper_interface == "auto" and franka_msgs_available()):
-            self.gripper = FrankaGripperActions(self, str(p("gripper_action_ns", "/fr3_gripper")), open_width,
-                                                float(p("gripper_speed", 0.1)), float(p("gripper_force", 20.0)))
+            self.gripper = FrankaGripperActions(
+                self,
+                str(p("gripper_action_ns", "/fr3_gripper")),
+                open_width,
+                float(p("gripper_speed", 0.1)),
+                float(p("gripper_force", 20.0)),
+            )
         else:
             self.gripper = GripperTopic(self, str(p("gripper_topic", GRIPPER_WIDTH_TOPIC)), open_width)
 
@@ -153,14 +165,20 @@ class FrankaBridge(Node):
         self.target_pub = self.create_publisher(PoseStamped, str(p("target_pose_topic", TARGET_POSE_TOPIC)), RELIABLE)
         self.dry_run_pub = self.create_publisher(PoseStamped, "~/dry_run_target", RELIABLE)
         self.state_pub = self.create_publisher(RobotState, "robot/state", qos_profile_sensor_data)
-        self.create_subscription(PoseStamped, str(p("current_pose_topic", CURRENT_POSE_TOPIC)), self._on_pose,
-                                 qos_profile_sensor_data)
-        self.create_subscription(JointState, str(p("joint_states_topic", JOINT_STATES_TOPIC)), self._on_joints,
-                                 qos_profile_sensor_data)
+        self.create_subscription(
+            PoseStamped, str(p("current_pose_topic", CURRENT_POSE_TOPIC)), self._on_pose, qos_profile_sensor_data
+        )
+        self.create_subscription(
+            JointState, str(p("joint_states_topic", JOINT_STATES_TOPIC)), self._on_joints, qos_profile_sensor_data
+        )
         for camera in cameras:  # raw: only the arrival time matters, so skip deserializing the pixels
-            self.create_subscription(Image, f"camera/{camera}/image_raw",
-                                     lambda _, c=camera: self.safety.image_received(c, time.monotonic()),
-                                     qos_profile_sensor_data, raw=True)
+            self.create_subscription(
+                Image,
+                f"camera/{camera}/image_raw",
+                lambda _, c=camera: self.safety.image_received(c, time.monotonic()),
+                qos_profile_sensor_data,
+                raw=True,
+            )
         self.create_subscription(ActionCommand, "action", self._on_action, RELIABLE)
         TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(String, "ript/trial_aborted", lambda m: self.safety.end_trial(m.data), RELIABLE)
@@ -170,12 +188,16 @@ class FrankaBridge(Node):
         self.create_service(Trigger, "robot/home", self._on_home)
         self.create_timer(self.safety.config.control_period_s, self._control_tick)
         self.create_timer(1.0 / state_rate_hz, self._publish_state)
-        output = (f"DRY RUN: targets only on {self.dry_run_pub.topic_name}" if self.dry_run
-                  else f"commanding {self.target_pub.topic_name}")
+        output = (
+            f"DRY RUN: targets only on {self.dry_run_pub.topic_name}"
+            if self.dry_run
+            else f"commanding {self.target_pub.topic_name}"
+        )
         self.get_logger().info(
             f"franka bridge for robot {self.robot_ip or '(robot_ip not set)'} (franka_ros2 runs separately): "
             f"{output}; gripper via {self.gripper.description}; "
-            f"watchdog on state{' and cameras ' + ','.join(cameras) if cameras else ''}")
+            f"watchdog on state{' and cameras ' + ','.join(cameras) if cameras else ''}"
+        )
 
     # ---- robot state in -------------------------------------------------------------------------
     def _on_pose(self, msg: PoseStamped) -> None:
@@ -207,16 +229,23 @@ class FrankaBridge(Node):
         fingers = self._joint_positions(self.finger_joints)
         arm = self._joint_positions(self.arm_joints)
         if fingers is None or arm is None:
-            self.get_logger().warning(f"joint states lack {self.arm_joints + self.finger_joints}",
-                                      throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"joint states lack {self.arm_joints + self.finger_joints}", throttle_duration_sec=5.0
+            )
             return
         measured = self.pose_stamp.sec or self.pose_stamp.nanosec
         stamp = self.pose_stamp if measured else self.get_clock().now().to_msg()
-        self.state_pub.publish(RobotState(
-            trial_id=self.safety.active_trial, step=self.step, ee_pos=self.pose.position,
-            ee_ori=quat_to_axis_angle(self.pose.quaternion),
-            gripper_states=[fingers[0], -fingers[1]],  # LIBERO's sign convention: the second finger mirrored
-            joint_states=arm, stamp=stamp))
+        self.state_pub.publish(
+            RobotState(
+                trial_id=self.safety.active_trial,
+                step=self.step,
+                ee_pos=self.pose.position,
+                ee_ori=quat_to_axis_angle(self.pose.quaternion),
+                gripper_states=[fingers[0], -fingers[1]],  # LIBERO's sign convention: the second finger mirrored
+                joint_states=arm,
+                stamp=stamp,
+            )
+        )
 
     # ---- commands ---------------------------------------------------------------------------------
     def _on_trial_start(self, msg: TrialStart) -> None:
@@ -303,8 +332,10 @@ class FrankaBridge(Node):
         else:
             self.homing_steps = 0
             response.success = True
-            response.message = (f"homing to {np.round(self.home.position, 3).tolist()} in steps of at most "
-                                f"{self.safety.config.max_translation_step_m} m (gripper opens)")
+            response.message = (
+                f"homing to {np.round(self.home.position, 3).tolist()} in steps of at most "
+                f"{self.safety.config.max_translation_step_m} m (gripper opens)"
+            )
         self.get_logger().info(response.message)
         return response
 

@@ -20,21 +20,27 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import Reward, TrialStart
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 
-from ript_interfaces.msg import Reward, TrialStart
 from ript.policies import libero_data as keys
-from ript.ros.camera_node import rgb8_image
-from ript.ros.franka_bridge import (CURRENT_POSE_TOPIC, GRIPPER_WIDTH_TOPIC, JOINT_STATES_TOPIC,
-                                             TARGET_POSE_TOPIC, pose_message, pose_of)
 from ript.robot.poses import Pose
+from ript.ros.camera_node import rgb8_image
+from ript.ros.franka_bridge import (
+    CURRENT_POSE_TOPIC,
+    GRIPPER_WIDTH_TOPIC,
+    JOINT_STATES_TOPIC,
+    TARGET_POSE_TOPIC,
+    pose_message,
+    pose_of,
+)
+from ript.ros.ros_contexts import context_id
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TrialStartListener
 from ript.sim.contexts import load_contexts
 from ript.sim.emulated_franka import EmulatedFranka
 from ript.sim.env import LiberoEnv, LiberoEnvConfig
-from ript.ros.ros_contexts import context_id
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CAMERAS = (("agentview", keys.AGENTVIEW), ("wrist", keys.WRIST))
@@ -62,31 +68,53 @@ class FrankaEmulator(Node):
         self.target: Pose | None = None
         self.close_gripper = False
 
-        self.pose_pub = self.create_publisher(PoseStamped, str(p("current_pose_topic", CURRENT_POSE_TOPIC)),
-                                              qos_profile_sensor_data)
-        self.joints_pub = self.create_publisher(JointState, str(p("joint_states_topic", JOINT_STATES_TOPIC)),
-                                                qos_profile_sensor_data)
-        self.image_pubs = {camera: self.create_publisher(Image, f"camera/{camera}/image_raw", qos_profile_sensor_data)
-                           for camera, _ in CAMERAS} if self.render else {}
+        self.pose_pub = self.create_publisher(
+            PoseStamped, str(p("current_pose_topic", CURRENT_POSE_TOPIC)), qos_profile_sensor_data
+        )
+        self.joints_pub = self.create_publisher(
+            JointState, str(p("joint_states_topic", JOINT_STATES_TOPIC)), qos_profile_sensor_data
+        )
+        self.image_pubs = (
+            {
+                camera: self.create_publisher(Image, f"camera/{camera}/image_raw", qos_profile_sensor_data)
+                for camera, _ in CAMERAS
+            }
+            if self.render
+            else {}
+        )
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.create_subscription(PoseStamped, str(p("target_pose_topic", TARGET_POSE_TOPIC)), self._on_target, RELIABLE)
-        self.create_subscription(Float64, str(p("gripper_topic", GRIPPER_WIDTH_TOPIC)),
-                                 lambda m: setattr(self, "close_gripper", m.data < self.open_width / 2), RELIABLE)
+        self.create_subscription(
+            Float64,
+            str(p("gripper_topic", GRIPPER_WIDTH_TOPIC)),
+            lambda m: setattr(self, "close_gripper", m.data < self.open_width / 2),
+            RELIABLE,
+        )
         TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)
         first = next(iter(self.contexts.values()))  # the robot stands in the first context's scene until a trial starts
         self.robot = self._robot(first.suite, first.task_id)
         self.robot.reset(first.init_state)
         self.create_timer(1.0 / rate_hz, self._step)
-        self.get_logger().info(f"Franka emulator on LIBERO: {len(self.contexts)} contexts, "
-                               f"{'rendering' if self.render else 'no cameras'}, {rate_hz:g} Hz")
+        self.get_logger().info(
+            f"Franka emulator on LIBERO: {len(self.contexts)} contexts, "
+            f"{'rendering' if self.render else 'no cameras'}, {rate_hz:g} Hz"
+        )
 
     def _robot(self, suite: str, task_id: int) -> EmulatedFranka:
         key = (suite, task_id)
         if key not in self.robots:  # one env per task, kept: creating one costs seconds, a reset 0.1 s
-            self.robots[key] = EmulatedFranka(LiberoEnv(LiberoEnvConfig(
-                suite=suite, task_id=task_id, render=self.render, image_size=self.image_size,
-                max_steps=self.max_steps or None)))
+            self.robots[key] = EmulatedFranka(
+                LiberoEnv(
+                    LiberoEnvConfig(
+                        suite=suite,
+                        task_id=task_id,
+                        render=self.render,
+                        image_size=self.image_size,
+                        max_steps=self.max_steps or None,
+                    )
+                )
+            )
         return self.robots[key]
 
     def _on_target(self, msg: PoseStamped) -> None:
@@ -115,9 +143,16 @@ class FrankaEmulator(Node):
             trial_id, self.trial_id = self.trial_id, ""
             if self.publish_reward:
                 success = bool(info["success"])
-                self.reward_pub.publish(Reward(trial_id=trial_id, success=success, reward=float(success),
-                                               source=Reward.SOURCE_SIMULATOR, confidence=1.0,
-                                               stamp=self.get_clock().now().to_msg()))
+                self.reward_pub.publish(
+                    Reward(
+                        trial_id=trial_id,
+                        success=success,
+                        reward=float(success),
+                        source=Reward.SOURCE_SIMULATOR,
+                        confidence=1.0,
+                        stamp=self.get_clock().now().to_msg(),
+                    )
+                )
         stamp = self.get_clock().now().to_msg()
         self.pose_pub.publish(pose_message(self.robot.pose(), self.frame_id, stamp))
         joints = JointState(name=self.joint_names, position=self.robot.arm_joints() + self.robot.finger_positions())

@@ -82,15 +82,21 @@ _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
     "minibatch_size": ("auto", "LOOP minibatch, in policy queries (auto: the recipe's, 2048)"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
     # 'auto' below: the recipe's value (ript.core.train.TrainConfig's defaults) or the checkpoint's knob
-    "target_kl": ("auto", "undo the LOOP step that leaves the policy further than this KL from the sampling one, "
-                      "and stop the update (0: never; auto: the recipe's)"),
+    "target_kl": (
+        "auto",
+        "undo the LOOP step that leaves the policy further than this KL from the sampling one, "
+        "and stop the update (0: never; auto: the recipe's)",
+    ),
     "loss_normalization": ("auto", "token | query | trial: how LOOP averages scored elements (auto: the recipe's)"),
     "context_selection": ("auto", "mixed (contexts near 50 % first) | uniform (auto: the recipe's)"),
     "frozen_parameters": ("auto", "comma-separated parameter prefixes LOOP leaves alone, e.g. head.scale_head"),
     "execute_steps": ("auto", "actions executed per policy query (auto: the checkpoint's)"),
     "exploration_scale": ("auto", "regression head: factor on the sampling scale (auto: the checkpoint's)"),
     "exploration_floor": ("auto", "regression head: floor on the sampling scale (auto: the checkpoint's)"),
-    "fixed_action_dims": ("auto", "regression head: comma-separated dims executed at the mean (auto: the checkpoint's)"),
+    "fixed_action_dims": (
+        "auto",
+        "regression head: comma-separated dims executed at the mean (auto: the checkpoint's)",
+    ),
     "gripper_temperature": ("auto", "Bernoulli gripper: p(close) = sigmoid(logit / T) (auto: the checkpoint's)"),
     "panel_host": ("127.0.0.1", "operator panel bind address (localhost unless the screen is elsewhere)"),
     "panel_port": ("8000", "operator panel port (0: any free port, printed at start)"),
@@ -107,27 +113,45 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "render": ("false", "render cameras (image-mode policies); state-mode policies need none"),
         "sim_reward": ("true", "the simulator's success check publishes /reward (false: an operator/classifier)"),
         "trial_timeout_s": ("120.0", "abort a trial without reward and trajectory after this long"),
-        "reward_mode": ("any", "'operator': only the operator's marks count (simulator rewards become "
-                               "suggestions in the panel); 'any': every judge"),
+        "reward_mode": (
+            "any",
+            "'operator': only the operator's marks count (simulator rewards become "
+            "suggestions in the panel); 'any': every judge",
+        ),
     },
     "franka": {
         **_SHARED_ARGUMENTS,
         "run_dir": ("runs/ros/franka", "trainer run folder; resumed if present"),
-        "contexts_file": ("contexts.yaml", "YAML list of {context_id, instruction} the operator sets up "
-                                           "(use_sim: a LIBERO contexts .npz)"),
+        "contexts_file": (
+            "contexts.yaml",
+            "YAML list of {context_id, instruction} the operator sets up (use_sim: a LIBERO contexts .npz)",
+        ),
         "control_rate_hz": ("20.0", "policy control rate (LIBERO/Franka OSC runs at 20 Hz)"),
         "trial_timeout_s": ("600.0", "abort a trial without reward and trajectory after this long"),
-        "reward_mode": ("operator", "'operator' (a robot's default): only the operator's marks count; the "
-                                    "panel turns a confident classifier verdict into a mark the operator can "
-                                    "undo; 'any': every judge"),
-        "classifier": ("", "success-classifier checkpoint (`ript train-classifier`); '' : none, the node only "
-                           "stores the operator's marks as training examples"),
-        "classifier_threshold": ("0.9", "confidence at which the classifier's verdict becomes a mark; below "
-                                        "it the operator is asked"),
-        "classifier_episode_steps": ("0", "steps after which the classifier gives its verdict whatever its "
-                                          "confidence (0: only confident successes)"),
-        "use_sim": ("false", "LIBERO plays the robot and cameras (franka_emulator) behind the same franka_bridge; "
-                             "trials start by themselves and dry_run is off"),
+        "reward_mode": (
+            "operator",
+            "'operator' (a robot's default): only the operator's marks count; the "
+            "panel turns a confident classifier verdict into a mark the operator can "
+            "undo; 'any': every judge",
+        ),
+        "classifier": (
+            "",
+            "success-classifier checkpoint (`ript train-classifier`); '' : none, the node only "
+            "stores the operator's marks as training examples",
+        ),
+        "classifier_threshold": (
+            "0.9",
+            "confidence at which the classifier's verdict becomes a mark; below it the operator is asked",
+        ),
+        "classifier_episode_steps": (
+            "0",
+            "steps after which the classifier gives its verdict whatever its confidence (0: only confident successes)",
+        ),
+        "use_sim": (
+            "false",
+            "LIBERO plays the robot and cameras (franka_emulator) behind the same franka_bridge; "
+            "trials start by themselves and dry_run is off",
+        ),
         "robot_ip": ("", "the Franka's address: for franka_ros2's own launch (ript does not start franka_ros2)"),
         "dry_run": ("true", "franka_bridge computes and logs targets but commands nothing; false moves the robot"),
         "agentview_serial": ("", "serial of the RealSense that plays LIBERO's agentview camera"),
@@ -135,24 +159,50 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "camera_width": ("640", "RealSense colour stream width"),
         "camera_height": ("480", "RealSense colour stream height"),
         "camera_fps": ("30", "RealSense colour stream rate"),
-        "target_pose_topic": ("/cartesian_impedance_controller/target_pose",
-                              "PoseStamped target of franka_ros2's Cartesian impedance controller"),
+        "target_pose_topic": (
+            "/cartesian_impedance_controller/target_pose",
+            "PoseStamped target of franka_ros2's Cartesian impedance controller",
+        ),
         "current_pose_topic": ("/franka_robot_state_broadcaster/current_pose", "franka_ros2's end-effector pose"),
         "joint_states_topic": ("/joint_states", "arm and finger joint states"),
         "max_steps": ("0", "use_sim: episode budget in the simulator (0: the suite's standard)"),
     },
 }
 
-_TRAINER_ARGS = ("checkpoint", "run_dir", "contexts_file", "group_size", "batch_size", "iterations",
-                 "learning_rate", "ppo_epochs", "minibatch_size", "dynamic", "trial_timeout_s", "reward_mode", "target_kl",
-                 "loss_normalization", "context_selection", "frozen_parameters", "execute_steps",
-                 "exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature")
+_TRAINER_ARGS = (
+    "checkpoint",
+    "run_dir",
+    "contexts_file",
+    "group_size",
+    "batch_size",
+    "iterations",
+    "learning_rate",
+    "ppo_epochs",
+    "minibatch_size",
+    "dynamic",
+    "trial_timeout_s",
+    "reward_mode",
+    "target_kl",
+    "loss_normalization",
+    "context_selection",
+    "frozen_parameters",
+    "execute_steps",
+    "exploration_scale",
+    "exploration_floor",
+    "fixed_action_dims",
+    "gripper_temperature",
+)
 
 
 def _policy(mode: str) -> NodeSpec:
-    parameters = {"checkpoint": Arg("checkpoint"), "backend": Arg("backend"),
-                  "record_dir": [Arg("run_dir"), "/incoming"], "weights_dir": [Arg("run_dir"), "/weights"],
-                  "stale_after_s": 0.5, "action_bound": 1.0}
+    parameters = {
+        "checkpoint": Arg("checkpoint"),
+        "backend": Arg("backend"),
+        "record_dir": [Arg("run_dir"), "/incoming"],
+        "weights_dir": [Arg("run_dir"), "/weights"],
+        "stale_after_s": 0.5,
+        "action_bound": 1.0,
+    }
     if mode == "sim":
         parameters["control_rate_hz"] = 0.0  # lock-step with the simulator: act on each observation
     else:
@@ -177,8 +227,14 @@ def _trainer(mode: str) -> NodeSpec:
 
 
 def _panel(mode: str) -> NodeSpec:
-    parameters = {"host": Arg("panel_host"), "port": Arg("panel_port"), "token": Arg("panel_token"),
-                  "auto_accept": Arg("auto_accept"), "reward_mode": Arg("reward_mode"), "run_dir": Arg("run_dir")}
+    parameters = {
+        "host": Arg("panel_host"),
+        "port": Arg("panel_port"),
+        "token": Arg("panel_token"),
+        "auto_accept": Arg("auto_accept"),
+        "reward_mode": Arg("reward_mode"),
+        "run_dir": Arg("run_dir"),
+    }
     if mode == "franka":
         parameters["classifier_threshold"] = Arg("classifier_threshold")
     return NodeSpec("operator_panel", "ript_panel", "ript.ros.panel_node", parameters)
@@ -186,41 +242,78 @@ def _panel(mode: str) -> NodeSpec:
 
 def _classifier() -> NodeSpec:
     """Judges trials from the agentview camera and turns every operator mark into a training example."""
-    return NodeSpec("success_classifier", "ript_classifier", "ript.ros.classifier_node",
-                    {"model": Text(Arg("classifier")), "threshold": Arg("classifier_threshold"),
-                     "episode_steps": Arg("classifier_episode_steps"), "camera": "agentview",
-                     "run_dir": Arg("run_dir")})
+    return NodeSpec(
+        "success_classifier",
+        "ript_classifier",
+        "ript.ros.classifier_node",
+        {
+            "model": Text(Arg("classifier")),
+            "threshold": Arg("classifier_threshold"),
+            "episode_steps": Arg("classifier_episode_steps"),
+            "camera": "agentview",
+            "run_dir": Arg("run_dir"),
+        },
+    )
 
 
 def _camera(name: str) -> NodeSpec:
     """A RealSense camera publishing camera/<name>/image_raw, where the policy node and panel listen."""
-    return NodeSpec(f"{name}_camera", "realsense_camera", "ript.ros.camera_node",
-                    {"serial": Text(Arg(f"{name}_serial")), "camera_name": name, "width": Arg("camera_width"),
-                     "height": Arg("camera_height"), "fps": Arg("camera_fps")}, run_if=("use_sim", False))
+    return NodeSpec(
+        f"{name}_camera",
+        "realsense_camera",
+        "ript.ros.camera_node",
+        {
+            "serial": Text(Arg(f"{name}_serial")),
+            "camera_name": name,
+            "width": Arg("camera_width"),
+            "height": Arg("camera_height"),
+            "fps": Arg("camera_fps"),
+        },
+        run_if=("use_sim", False),
+    )
 
 
 def _franka_bridge() -> NodeSpec:
     # not respawned: the robot holds (franka_ros2's controller keeps its last target) and the graph
     # stops, so nobody is surprised by a bridge that comes back and moves the arm on its own
-    return NodeSpec("franka_bridge", "franka_bridge", "ript.ros.franka_bridge", respawn=False,
-                    parameters={
-        "robot_ip": Text(Arg("robot_ip")),
-        "dry_run": IfElse("use_sim", False, Arg("dry_run")),  # the emulator is no hardware to protect
-        # the emulator serves the fallback gripper topic; franka_ros2's gripper takes actions
-        "gripper_interface": IfElse("use_sim", "topic", "auto"),
-        "target_pose_topic": Arg("target_pose_topic"), "current_pose_topic": Arg("current_pose_topic"),
-        "joint_states_topic": Arg("joint_states_topic"), "watch_cameras": "agentview,wrist",
-        "control_period_s": 0.05,
-        # CPU rendering makes an emulator step take up to ~0.25 s on a busy machine: a robot's
-        # watchdog timeouts would hold it every few steps
-        "state_timeout_s": IfElse("use_sim", 1.0, 0.2), "image_timeout_s": IfElse("use_sim", 1.0, 0.5)})
+    return NodeSpec(
+        "franka_bridge",
+        "franka_bridge",
+        "ript.ros.franka_bridge",
+        respawn=False,
+        parameters={
+            "robot_ip": Text(Arg("robot_ip")),
+            "dry_run": IfElse("use_sim", False, Arg("dry_run")),  # the emulator is no hardware to protect
+            # the emulator serves the fallback gripper topic; franka_ros2's gripper takes actions
+            "gripper_interface": IfElse("use_sim", "topic", "auto"),
+            "target_pose_topic": Arg("target_pose_topic"),
+            "current_pose_topic": Arg("current_pose_topic"),
+            "joint_states_topic": Arg("joint_states_topic"),
+            "watch_cameras": "agentview,wrist",
+            "control_period_s": 0.05,
+            # CPU rendering makes an emulator step take up to ~0.25 s on a busy machine: a robot's
+            # watchdog timeouts would hold it every few steps
+            "state_timeout_s": IfElse("use_sim", 1.0, 0.2),
+            "image_timeout_s": IfElse("use_sim", 1.0, 0.5),
+        },
+    )
 
 
 def _franka_emulator() -> NodeSpec:
-    return NodeSpec("franka_emulator", "ript_franka_emulator", "ript.ros.franka_emulator",
-                    {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"), "render": True,
-                     "target_pose_topic": Arg("target_pose_topic"), "current_pose_topic": Arg("current_pose_topic"),
-                     "joint_states_topic": Arg("joint_states_topic")}, run_if=("use_sim", True))
+    return NodeSpec(
+        "franka_emulator",
+        "ript_franka_emulator",
+        "ript.ros.franka_emulator",
+        {
+            "contexts_file": Arg("contexts_file"),
+            "max_steps": Arg("max_steps"),
+            "render": True,
+            "target_pose_topic": Arg("target_pose_topic"),
+            "current_pose_topic": Arg("current_pose_topic"),
+            "joint_states_topic": Arg("joint_states_topic"),
+        },
+        run_if=("use_sim", True),
+    )
 
 
 def graph_nodes(mode: str) -> list[NodeSpec]:
@@ -231,9 +324,19 @@ def graph_nodes(mode: str) -> list[NodeSpec]:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     nodes = [_policy(mode), _trainer(mode), _panel(mode)]
     if mode == "sim":
-        nodes.append(NodeSpec("libero_bridge", "ript_libero_bridge", "ript.ros.libero_bridge",
-                              {"contexts_file": Arg("contexts_file"), "max_steps": Arg("max_steps"),
-                               "render": Arg("render"), "publish_reward": Arg("sim_reward")}))
+        nodes.append(
+            NodeSpec(
+                "libero_bridge",
+                "ript_libero_bridge",
+                "ript.ros.libero_bridge",
+                {
+                    "contexts_file": Arg("contexts_file"),
+                    "max_steps": Arg("max_steps"),
+                    "render": Arg("render"),
+                    "publish_reward": Arg("sim_reward"),
+                },
+            )
+        )
     else:
         nodes += [_franka_bridge(), _camera("agentview"), _camera("wrist"), _franka_emulator(), _classifier()]
     return nodes
@@ -250,8 +353,11 @@ def is_true(text: str) -> bool:
 
 def active_nodes(mode: str, arguments: dict[str, str]) -> list[NodeSpec]:
     """The nodes that run with these launch arguments."""
-    return [spec for spec in graph_nodes(mode)
-            if spec.run_if is None or is_true(arguments[spec.run_if[0]]) == spec.run_if[1]]
+    return [
+        spec
+        for spec in graph_nodes(mode)
+        if spec.run_if is None or is_true(arguments[spec.run_if[0]]) == spec.run_if[1]
+    ]
 
 
 def resolve(value: Any, arguments: dict[str, str]) -> Any:

@@ -21,16 +21,16 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ript_interfaces.msg import ActionCommand, Reward, RobotState, TrialStart
 from ript.policies import libero_data as keys
-from ript.sim.contexts import load_contexts
-from ript.sim.env import LiberoEnv, LiberoEnvConfig
 from ript.ros.ros_contexts import context_id
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TrialStartListener
+from ript.sim.contexts import load_contexts
+from ript.sim.env import LiberoEnv, LiberoEnvConfig
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -57,23 +57,36 @@ class LiberoBridge(Node):
         self.last_publish = 0.0
 
         self.state_pub = self.create_publisher(RobotState, "robot/state", qos_profile_sensor_data)
-        self.image_pubs = {camera: self.create_publisher(Image, f"camera/{camera}/image_raw", qos_profile_sensor_data)
-                           for camera in ("agentview", "wrist")} if self.render else {}
+        self.image_pubs = (
+            {
+                camera: self.create_publisher(Image, f"camera/{camera}/image_raw", qos_profile_sensor_data)
+                for camera in ("agentview", "wrist")
+            }
+            if self.render
+            else {}
+        )
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(ActionCommand, "action", self._on_action, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)
         self.create_timer(self.republish_s, self._republish)
-        self.get_logger().info(f"LIBERO bridge ready: {len(self.contexts)} contexts, "
-                               f"{'rendering' if self.render else 'state only'}")
+        self.get_logger().info(
+            f"LIBERO bridge ready: {len(self.contexts)} contexts, {'rendering' if self.render else 'state only'}"
+        )
 
     def _env(self, suite: str, task_id: int) -> LiberoEnv:
         key = (suite, task_id)
         if key not in self.envs:  # one env per task, kept: creating one costs seconds, a reset 0.1 s
-            self.envs[key] = LiberoEnv(LiberoEnvConfig(
-                suite=suite, task_id=task_id, render=self.render, image_size=self.image_size,
-                max_steps=self.max_steps or None))
+            self.envs[key] = LiberoEnv(
+                LiberoEnvConfig(
+                    suite=suite,
+                    task_id=task_id,
+                    render=self.render,
+                    image_size=self.image_size,
+                    max_steps=self.max_steps or None,
+                )
+            )
         return self.envs[key]
 
     def _on_trial_start(self, msg: TrialStart) -> None:
@@ -97,9 +110,16 @@ class LiberoBridge(Node):
             trial_id, self.trial_id = self.trial_id, ""
             success = bool(info["success"])
             if self.publish_reward:
-                self.reward_pub.publish(Reward(trial_id=trial_id, success=success, reward=float(success),
-                                               source=Reward.SOURCE_SIMULATOR, confidence=1.0,
-                                               stamp=self.get_clock().now().to_msg()))
+                self.reward_pub.publish(
+                    Reward(
+                        trial_id=trial_id,
+                        success=success,
+                        reward=float(success),
+                        source=Reward.SOURCE_SIMULATOR,
+                        confidence=1.0,
+                        stamp=self.get_clock().now().to_msg(),
+                    )
+                )
             return
         self._publish_observation()
 
@@ -117,10 +137,18 @@ class LiberoBridge(Node):
 
     def _publish_observation(self) -> None:
         obs, stamp = self.obs, self.get_clock().now().to_msg()
-        self.state_pub.publish(RobotState(
-            trial_id=self.trial_id, step=self.step, ee_pos=obs[keys.EE_POS], ee_ori=obs[keys.EE_ORI],
-            gripper_states=obs[keys.GRIPPER_STATES], joint_states=obs[keys.JOINT_STATES].tolist(),
-            object_state=obs[keys.OBJECT_STATE].tolist(), stamp=stamp))
+        self.state_pub.publish(
+            RobotState(
+                trial_id=self.trial_id,
+                step=self.step,
+                ee_pos=obs[keys.EE_POS],
+                ee_ori=obs[keys.EE_ORI],
+                gripper_states=obs[keys.GRIPPER_STATES],
+                joint_states=obs[keys.JOINT_STATES].tolist(),
+                object_state=obs[keys.OBJECT_STATE].tolist(),
+                stamp=stamp,
+            )
+        )
         for camera, key in (("agentview", keys.AGENTVIEW), ("wrist", keys.WRIST)):
             if camera in self.image_pubs:
                 pixels = keys.upright(obs[key])  # robosuite renders upside down; topics carry upright images

@@ -25,15 +25,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
+from ript_interfaces.srv import AbortTrial, StartTrial
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
-from ript_interfaces.srv import AbortTrial, StartTrial
-from ript.ros.ros_images import image_to_rgb
 from ript.panel.app import RobotCommand, RobotUnavailable, TrainerUnavailable, create_app
 from ript.panel.state import ActiveTrial, Mark, PanelConfig, PanelState, flush_due
+from ript.ros.ros_images import image_to_rgb
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -49,24 +49,33 @@ class PanelNode(Node):
         origins = str(p("cors_origins", "").value)
         hosts = str(p("allowed_hosts", "").value)
         self.config = PanelConfig(
-            host=str(p("host", "127.0.0.1").value), port=int(p("port", 8000).value),
+            host=str(p("host", "127.0.0.1").value),
+            port=int(p("port", 8000).value),
             token=str(p("token", "auto").value),
-            auto_accept=bool(p("auto_accept", False).value), reward_mode=str(p("reward_mode", "any").value),
+            auto_accept=bool(p("auto_accept", False).value),
+            reward_mode=str(p("reward_mode", "any").value),
             classifier_threshold=float(p("classifier_threshold", 0.9).value),
             undo_window_s=float(p("undo_window_s", 3.0).value),
-            marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl", run_dir=run_dir,
+            marks_file=str(p("marks_file", "").value) or f"{run_dir}/panel/marks.jsonl",
+            run_dir=run_dir,
             cors_origins=tuple(o for o in origins.split(",") if o),
-            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()))
+            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
+        )
         self.state = PanelState(self.config)
         self.reward_pub = self.create_publisher(Reward, "reward", RELIABLE)
         self.start_client = self.create_client(StartTrial, "ript/start_trial")
         self.abort_client = self.create_client(AbortTrial, "ript/abort_trial")
-        self.robot_clients = {command: self.create_client(Trigger, f"robot/{command}")
-                              for command in ("estop", "release", "home")}
+        self.robot_clients = {
+            command: self.create_client(Trigger, f"robot/{command}") for command in ("estop", "release", "home")
+        }
         for camera in str(p("cameras", "agentview,wrist").value).split(","):
             if camera:
-                self.create_subscription(Image, f"camera/{camera}/image_raw",
-                                         lambda msg, c=camera: self._on_image(c, msg), qos_profile_sensor_data)
+                self.create_subscription(
+                    Image,
+                    f"camera/{camera}/image_raw",
+                    lambda msg, c=camera: self._on_image(c, msg),
+                    qos_profile_sensor_data,
+                )
         self.create_subscription(TrialStart, "ript/trial_start", self._on_trial_start, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", lambda m: self.state.on_trial_aborted(m.data), RELIABLE)
         self.create_subscription(TrainerStatus, "ript/status", self._on_status, RELIABLE)
@@ -82,15 +91,25 @@ class PanelNode(Node):
             self.state.set_frame(camera, pixels)
 
     def _on_trial_start(self, msg: TrialStart) -> None:
-        self.state.on_trial_start(ActiveTrial(msg.trial_id, msg.context_id, msg.iteration, msg.trial_index,
-                                              msg.group_size, msg.instruction))
+        self.state.on_trial_start(
+            ActiveTrial(msg.trial_id, msg.context_id, msg.iteration, msg.trial_index, msg.group_size, msg.instruction)
+        )
 
     def _on_status(self, msg: TrainerStatus) -> None:
-        self.state.on_status({"state": msg.state, "iteration": msg.iteration, "trial_id": msg.trial_id,
-                              "context_id": msg.context_id, "trial_index": msg.trial_index,
-                              "group_size": msg.group_size, "trials_collected": msg.trials_collected,
-                              "batch_target": msg.batch_target, "success_rate": float(msg.success_rate),
-                              "message": msg.message})
+        self.state.on_status(
+            {
+                "state": msg.state,
+                "iteration": msg.iteration,
+                "trial_id": msg.trial_id,
+                "context_id": msg.context_id,
+                "trial_index": msg.trial_index,
+                "group_size": msg.group_size,
+                "trials_collected": msg.trials_collected,
+                "batch_target": msg.batch_target,
+                "success_rate": float(msg.success_rate),
+                "message": msg.message,
+            }
+        )
 
     def _on_reward(self, msg: Reward) -> None:
         mark = self.state.on_reward(msg.trial_id, msg.success, msg.source, float(msg.confidence))
@@ -99,11 +118,20 @@ class PanelNode(Node):
 
     # ---- panel -> ROS (called from the web server's threads) --------------------------------------
     def publish(self, mark: Mark) -> None:
-        self.reward_pub.publish(Reward(trial_id=mark.trial_id, success=mark.success, reward=float(mark.success),
-                                       source=Reward.SOURCE_OPERATOR, confidence=1.0,
-                                       stamp=self.get_clock().now().to_msg()))
-        self.get_logger().info(f"{'auto-accepted' if mark.auto else 'operator'} mark: {mark.trial_id} "
-                               f"{'success' if mark.success else 'failure'}")
+        self.reward_pub.publish(
+            Reward(
+                trial_id=mark.trial_id,
+                success=mark.success,
+                reward=float(mark.success),
+                source=Reward.SOURCE_OPERATOR,
+                confidence=1.0,
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
+        self.get_logger().info(
+            f"{'auto-accepted' if mark.auto else 'operator'} mark: {mark.trial_id} "
+            f"{'success' if mark.success else 'failure'}"
+        )
 
     def _call(self, client, request, unavailable=TrainerUnavailable, server="the trainer"):
         # discovery can lag a freshly (re)started node by a moment: wait briefly before giving up
@@ -155,8 +183,11 @@ def main(args=None) -> None:
         sock.bind((node.config.host, node.config.port))
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
-        print(f"operator panel: http://{shown}:{port}/#token={node.config.token}\n"
-              f"operator panel: access token {node.config.token}", flush=True)
+        print(
+            f"operator panel: http://{shown}:{port}/#token={node.config.token}\n"
+            f"operator panel: access token {node.config.token}",
+            flush=True,
+        )
         server.run(sockets=[sock])
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short

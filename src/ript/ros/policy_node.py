@@ -20,15 +20,15 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, TrialRecord, TrialStart, WeightsUpdate
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, TrialRecord, TrialStart, WeightsUpdate
-from ript.policies import libero_data as keys
 from ript.core.trial_runner import TrialRunner, UnsafeAction, save_trajectory
-from ript.ros.trial_start import TrialStartListener
+from ript.policies import libero_data as keys
 from ript.ros.ros_images import image_to_rgb
 from ript.ros.ros_main import spin_node
+from ript.ros.trial_start import TrialStartListener
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -77,16 +77,19 @@ class PolicyNode(Node):
         self.record_pub = self.create_publisher(TrialRecord, "policy/trial_record", RELIABLE)
         self.create_subscription(RobotState, "robot/state", self._on_state, SENSOR)
         for camera in self.cameras:
-            self.create_subscription(Image, f"camera/{camera}/image_raw",
-                                     lambda msg, c=camera: self._on_image(c, msg), SENSOR)
+            self.create_subscription(
+                Image, f"camera/{camera}/image_raw", lambda msg, c=camera: self._on_image(c, msg), SENSOR
+            )
         TrialStartListener(self, self._on_trial_start)  # latched: a restart mid-trial aborts it at once
         self.create_subscription(WeightsUpdate, "ript/weights", self._on_weights, LATCHED)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)
         self.create_subscription(String, "ript/trial_aborted", self._on_aborted, RELIABLE)
         if self.control_rate_hz > 0:
             self.create_timer(1.0 / self.control_rate_hz, self._tick)
-        self.get_logger().info(f"policy {self.checkpoint} ({self.backend}) ready; cameras {self.cameras or 'none'}, "
-                               f"control {'on each observation' if not self.control_rate_hz else f'{self.control_rate_hz} Hz'}")
+        self.get_logger().info(
+            f"policy {self.checkpoint} ({self.backend}) ready; cameras {self.cameras or 'none'}, "
+            f"control {'on each observation' if not self.control_rate_hz else f'{self.control_rate_hz} Hz'}"
+        )
 
     # ---- weights -----------------------------------------------------------------------------
     def _load(self, path: str, version: int) -> None:
@@ -135,7 +138,11 @@ class PolicyNode(Node):
             self.get_logger().warn(f"trial {self.trial.trial_id} superseded by {msg.trial_id}; its record is dropped")
         self.trial = None
         pending = self.pending_weights
-        if msg.weights_version != self.weights_version and pending is not None and pending.version == msg.weights_version:
+        if (
+            msg.weights_version != self.weights_version
+            and pending is not None
+            and pending.version == msg.weights_version
+        ):
             self._apply_weights(pending)
         if msg.weights_version != self.weights_version:
             why = f"refused: trial wants weights v{msg.weights_version}, this node has v{self.weights_version}"
@@ -163,8 +170,15 @@ class PolicyNode(Node):
         else:
             path = self.record_dir / f"{trial.trial_id}.traj"
             digest = save_trajectory(path, trajectory, trial.trial_id, self.weights_version)
-            self._publish_record(trial.trial_id, trial.stochastic, str(path.resolve()), digest,
-                                 trajectory["num_steps"], len(self.runner.queries), "recorded")
+            self._publish_record(
+                trial.trial_id,
+                trial.stochastic,
+                str(path.resolve()),
+                digest,
+                trajectory["num_steps"],
+                len(self.runner.queries),
+                "recorded",
+            )
         if self.pending_weights is not None:
             self._apply_weights(self.pending_weights)
 
@@ -173,12 +187,29 @@ class PolicyNode(Node):
             self.get_logger().warn(f"trial {msg.data} aborted; stopping")
             self.trial = None
 
-    def _publish_record(self, trial_id: str, stochastic: bool, path: str = "", sha256: str = "", num_steps: int = 0,
-                        num_queries: int = 0, message: str = "") -> None:
-        self.record_pub.publish(TrialRecord(
-            trial_id=trial_id, path=path, sha256=sha256, num_steps=num_steps, num_queries=num_queries,
-            weights_version=self.weights_version, stochastic=stochastic, message=message,
-            stamp=self.get_clock().now().to_msg()))
+    def _publish_record(
+        self,
+        trial_id: str,
+        stochastic: bool,
+        path: str = "",
+        sha256: str = "",
+        num_steps: int = 0,
+        num_queries: int = 0,
+        message: str = "",
+    ) -> None:
+        self.record_pub.publish(
+            TrialRecord(
+                trial_id=trial_id,
+                path=path,
+                sha256=sha256,
+                num_steps=num_steps,
+                num_queries=num_queries,
+                weights_version=self.weights_version,
+                stochastic=stochastic,
+                message=message,
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
 
     # ---- control -----------------------------------------------------------------------------
     def _on_state(self, msg: RobotState) -> None:
@@ -199,9 +230,12 @@ class PolicyNode(Node):
         if state is None:
             return None
         stamp = stamp_s(state.stamp)
-        obs = {keys.EE_POS: np.asarray(state.ee_pos), keys.EE_ORI: np.asarray(state.ee_ori),
-               keys.GRIPPER_STATES: np.asarray(state.gripper_states),
-               keys.JOINT_STATES: np.asarray(state.joint_states)}
+        obs = {
+            keys.EE_POS: np.asarray(state.ee_pos),
+            keys.EE_ORI: np.asarray(state.ee_ori),
+            keys.GRIPPER_STATES: np.asarray(state.gripper_states),
+            keys.JOINT_STATES: np.asarray(state.joint_states),
+        }
         if len(state.object_state):
             obs[keys.OBJECT_STATE] = np.asarray(state.object_state)
         for camera in self.cameras:
@@ -227,8 +261,9 @@ class PolicyNode(Node):
             return  # on-observation mode acts once per new observation
         age = self.get_clock().now().nanoseconds * 1e-9 - stamp
         if age > self.stale_after_s:
-            self.get_logger().warn(f"inputs are {age:.2f} s old (> {self.stale_after_s} s): not acting",
-                                   throttle_duration_sec=2.0)
+            self.get_logger().warn(
+                f"inputs are {age:.2f} s old (> {self.stale_after_s} s): not acting", throttle_duration_sec=2.0
+            )
             return
         inputs = libero_policy_inputs(obs, self.config, self.instruction_embedding)
         try:
@@ -239,15 +274,28 @@ class PolicyNode(Node):
         self.last_step = self.state.step
         now = self.get_clock().now().to_msg()
         if query is not None:
-            self.chunk_pub.publish(ActionChunk(
-                trial_id=trial.trial_id, step=query.step, weights_version=self.weights_version,
-                chunk_size=int(query.actions.shape[0]), action_dim=int(query.actions.shape[1]),
-                actions=query.actions.numpy().astype(np.float32).ravel(),
-                scored=(query.scored.numpy().astype(np.float32).ravel() if query.scored is not None else []),
-                log_probs=(query.log_probs.numpy().astype(np.float32) if query.log_probs is not None else []),
-                stamp=now))
-        self.action_pub.publish(ActionCommand(trial_id=trial.trial_id, step=self.state.step,
-                                              weights_version=self.weights_version, action=action, stamp=now))
+            self.chunk_pub.publish(
+                ActionChunk(
+                    trial_id=trial.trial_id,
+                    step=query.step,
+                    weights_version=self.weights_version,
+                    chunk_size=int(query.actions.shape[0]),
+                    action_dim=int(query.actions.shape[1]),
+                    actions=query.actions.numpy().astype(np.float32).ravel(),
+                    scored=(query.scored.numpy().astype(np.float32).ravel() if query.scored is not None else []),
+                    log_probs=(query.log_probs.numpy().astype(np.float32) if query.log_probs is not None else []),
+                    stamp=now,
+                )
+            )
+        self.action_pub.publish(
+            ActionCommand(
+                trial_id=trial.trial_id,
+                step=self.state.step,
+                weights_version=self.weights_version,
+                action=action,
+                stamp=now,
+            )
+        )
 
 
 def main(args=None) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ript.sim.contexts import Context, load_contexts
 from ript.core.interactive import ContextInfo
+from ript.sim.contexts import Context, load_contexts
 
 
 def context_id(context: Context) -> str:

@@ -14,7 +14,7 @@ def image_to_rgb(msg: Image) -> np.ndarray | None:
     if channels is None or msg.height == 0 or msg.width == 0:
         return None
     rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
+    pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     if msg.encoding.startswith("bgr"):
         pixels = pixels[..., 2::-1]
     elif channels == 1:

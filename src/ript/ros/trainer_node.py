@@ -22,20 +22,19 @@ import typing
 from pathlib import Path
 
 import yaml
-
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
-
 from ript_interfaces.msg import Reward, TrainerStatus, TrialRecord, TrialStart, WeightsUpdate
 from ript_interfaces.srv import AbortTrial, StartTrial
+from std_msgs.msg import String
+
 from ript.core.config_io import from_dict, merged, set_dotted
 from ript.core.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
 from ript.core.train import TrainConfig, UnresumableRunError
+from ript.policies.vla import SAMPLING_KNOBS
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TRIAL_START_QOS
-from ript.policies.vla import SAMPLING_KNOBS
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -45,11 +44,20 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 # a parameter of its own, `train.<field>` (train_fields), and `config` names a YAML tree; unset, each
 # keeps `ript train`'s recipe (TrainConfig's defaults): one tree for `ript train` and the node.
 TRAIN_PARAMETERS = {
-    "iterations": "iterations", "learning_rate": "learning_rate", "frozen_parameters": "frozen_parameters",
-    "group_size": "sampler.group_size", "batch_size": "sampler.batch_size", "dynamic": "sampler.dynamic",
-    "context_selection": "sampler.context_selection", "uniform_fraction": "sampler.uniform_fraction",
-    "ppo_epochs": "loop.ppo_epochs", "minibatch_size": "loop.minibatch_size", "clip_low": "loop.clip_low",
-    "clip_high": "loop.clip_high", "max_grad_norm": "loop.max_grad_norm", "target_kl": "loop.target_kl",
+    "iterations": "iterations",
+    "learning_rate": "learning_rate",
+    "frozen_parameters": "frozen_parameters",
+    "group_size": "sampler.group_size",
+    "batch_size": "sampler.batch_size",
+    "dynamic": "sampler.dynamic",
+    "context_selection": "sampler.context_selection",
+    "uniform_fraction": "sampler.uniform_fraction",
+    "ppo_epochs": "loop.ppo_epochs",
+    "minibatch_size": "loop.minibatch_size",
+    "clip_low": "loop.clip_low",
+    "clip_high": "loop.clip_high",
+    "max_grad_norm": "loop.max_grad_norm",
+    "target_kl": "loop.target_kl",
     "loss_normalization": "loop.loss_normalization",
 }
 UNSET = ("auto", "", None)
@@ -133,8 +141,11 @@ def config_from_parameters(get) -> tuple[TrainConfig, dict]:
         value = get(name, "auto")
         if value in UNSET:
             continue
-        knobs[name] = _as_list(value, LIST_PARAMETERS[name]) if name in LIST_PARAMETERS else \
-            (int(value) if name in ("execute_steps", "top_k") else float(value))
+        knobs[name] = (
+            _as_list(value, LIST_PARAMETERS[name])
+            if name in LIST_PARAMETERS
+            else (int(value) if name in ("execute_steps", "top_k") else float(value))
+        )
     return config, knobs
 
 
@@ -182,13 +193,23 @@ class TrainerNode(Node):
         apply_sampling_knobs(policy, knobs)  # before the first weights go out: the policy node samples with them
 
         def save_weights(path: Path) -> None:
-            save_checkpoint(path, policy, stats=payload.get("stats"),
-                            instruction_embeddings=payload.get("instruction_embeddings"),
-                            metadata={**payload.get("metadata", {}), "ript_run": str(run_dir)})
+            save_checkpoint(
+                path,
+                policy,
+                stats=payload.get("stats"),
+                instruction_embeddings=payload.get("instruction_embeddings"),
+                metadata={**payload.get("metadata", {}), "ript_run": str(run_dir)},
+            )
 
-        self.trainer = InteractiveTrainer(policy, load_contexts(contexts_file), config, run_dir, save_weights,
-                                          checkpoint, extra_config={"ros": {"checkpoint": checkpoint,
-                                                                            "contexts_file": contexts_file}})
+        self.trainer = InteractiveTrainer(
+            policy,
+            load_contexts(contexts_file),
+            config,
+            run_dir,
+            save_weights,
+            checkpoint,
+            extra_config={"ros": {"checkpoint": checkpoint, "contexts_file": contexts_file}},
+        )
         resume = str(p("resume", "auto").value)
         if resume not in ("auto", "fresh"):
             raise SystemExit(f"trainer_node: resume must be 'auto' or 'fresh', got {resume!r}")
@@ -198,9 +219,11 @@ class TrainerNode(Node):
             raise SystemExit(f"trainer_node: {exc}") from None
         if resumed:
             # every stored trial replayed (a group still open counts too), and the iteration it belongs to
-            self.get_logger().info(f"resumed {run_dir}: {self.trainer.iteration} iteration(s) done, "
-                                   f"{self.trainer.replayed_trials} stored trials of iteration "
-                                   f"{self.trainer.iteration + 1} replayed")
+            self.get_logger().info(
+                f"resumed {run_dir}: {self.trainer.iteration} iteration(s) done, "
+                f"{self.trainer.replayed_trials} stored trials of iteration "
+                f"{self.trainer.iteration + 1} replayed"
+            )
         self.message = "starting"
 
         # latched: a node that (re)starts mid-trial hears of the trial and has it aborted at once
@@ -216,8 +239,10 @@ class TrainerNode(Node):
         self.create_timer(0.05, self._tick)
         self.create_timer(1.0, self._publish_status)
         self._publish_weights()
-        self.get_logger().info(f"trainer ready: {len(self.trainer.contexts)} contexts, K={config.sampler.group_size}, "
-                               f"B={config.sampler.batch_size}, run {run_dir}")
+        self.get_logger().info(
+            f"trainer ready: {len(self.trainer.contexts)} contexts, K={config.sampler.group_size}, "
+            f"B={config.sampler.batch_size}, run {run_dir}"
+        )
 
     # ---- outgoing ------------------------------------------------------------------------------
     def _publish_weights(self) -> None:
@@ -225,15 +250,30 @@ class TrainerNode(Node):
 
         path = self.trainer.verified_weights_path()  # a damaged file is rebuilt, never announced
         self.published_version = self.trainer.weights_version
-        self.weights_pub.publish(WeightsUpdate(version=self.trainer.weights_version, path=str(path.resolve()),
-                                               sha256=file_digest(path), stamp=self.get_clock().now().to_msg()))
+        self.weights_pub.publish(
+            WeightsUpdate(
+                version=self.trainer.weights_version,
+                path=str(path.resolve()),
+                sha256=file_digest(path),
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
 
     def _start(self, ticket: TrialTicket) -> None:
         self.instruction_pub.publish(String(data=ticket.instruction))
-        self.start_pub.publish(TrialStart(
-            trial_id=ticket.trial_id, context_id=ticket.context_id, iteration=ticket.iteration,
-            trial_index=ticket.trial_index, group_size=ticket.group_size, instruction=ticket.instruction,
-            stochastic=True, weights_version=ticket.weights_version, stamp=self.get_clock().now().to_msg()))
+        self.start_pub.publish(
+            TrialStart(
+                trial_id=ticket.trial_id,
+                context_id=ticket.context_id,
+                iteration=ticket.iteration,
+                trial_index=ticket.trial_index,
+                group_size=ticket.group_size,
+                instruction=ticket.instruction,
+                stochastic=True,
+                weights_version=ticket.weights_version,
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
         self.message = f"started {ticket.trial_id} on {ticket.context_id}"
         self.get_logger().info(self.message)
         self._publish_status()
@@ -246,8 +286,9 @@ class TrainerNode(Node):
             state = TrainerStatus.STATE_COLLECTING
         else:
             state = TrainerStatus.STATE_WAITING_FOR_RESET
-        self.status_pub.publish(TrainerStatus(state=state, message=self.message, stamp=self.get_clock().now().to_msg(),
-                                              **t.status()))
+        self.status_pub.publish(
+            TrainerStatus(state=state, message=self.message, stamp=self.get_clock().now().to_msg(), **t.status())
+        )
 
     # ---- incoming ------------------------------------------------------------------------------
     def _verdict(self, what: str, verdict: Verdict) -> None:
@@ -260,22 +301,28 @@ class TrainerNode(Node):
             row = verdict.iteration_row
             self.get_logger().info(
                 f"iteration {row['iteration']} done: success {row.get('rollout/success_rate', 0):.2f}, "
-                f"loss {row.get('loss/policy', float('nan')):.4f}, weights v{self.trainer.weights_version}")
+                f"loss {row.get('loss/policy', float('nan')):.4f}, weights v{self.trainer.weights_version}"
+            )
             self._publish_weights()
         if verdict.trial_stored:
             self.get_logger().info(verdict.reason)
             self._publish_status()  # the acknowledgement: only ever after the trial is on disk
             if self.trainer.done:
-                self.get_logger().info(f"training finished at iteration {self.trainer.iteration}"
-                                       + (f" ({self.trainer.stopped_reason})" if self.trainer.stopped_reason else ""))
+                self.get_logger().info(
+                    f"training finished at iteration {self.trainer.iteration}"
+                    + (f" ({self.trainer.stopped_reason})" if self.trainer.stopped_reason else "")
+                )
 
     def _on_reward(self, msg: Reward) -> None:
         if self.reward_mode == "operator" and msg.source != Reward.SOURCE_OPERATOR:
-            self.get_logger().info(f"reward for {msg.trial_id!r} from {msg.source or 'unknown'} ignored: "
-                                   "reward_mode is 'operator'")
+            self.get_logger().info(
+                f"reward for {msg.trial_id!r} from {msg.source or 'unknown'} ignored: reward_mode is 'operator'"
+            )
             return
-        self._verdict(f"reward for {msg.trial_id!r} from {msg.source or 'unknown'}",
-                      self.trainer.on_reward(msg.trial_id, 1.0 if msg.success else 0.0, msg.source))
+        self._verdict(
+            f"reward for {msg.trial_id!r} from {msg.source or 'unknown'}",
+            self.trainer.on_reward(msg.trial_id, 1.0 if msg.success else 0.0, msg.source),
+        )
 
     def _on_record(self, msg: TrialRecord) -> None:
         """A TrialRecord names a file any DDS peer could have written: the trial id is checked
@@ -297,21 +344,27 @@ class TrainerNode(Node):
                 # same refusal (a loop of hundreds of aborted trials a minute otherwise)
                 self._weights_refusals += 1
                 self._hold_until = time.monotonic() + min(30.0, 0.5 * 2 ** min(self._weights_refusals, 6))
-                self.get_logger().error(f"policy node runs weights v{msg.weights_version}, the trial wanted "
-                                        f"v{self.trainer.weights_version}: re-announcing them, next trial in "
-                                        f"{self._hold_until - time.monotonic():.1f} s")
+                self.get_logger().error(
+                    f"policy node runs weights v{msg.weights_version}, the trial wanted "
+                    f"v{self.trainer.weights_version}: re-announcing them, next trial in "
+                    f"{self._hold_until - time.monotonic():.1f} s"
+                )
                 self._publish_weights()
             return
         self._weights_refusals = 0
         try:
-            path, trajectory = load_announced_trajectory(msg.path, msg.sha256, msg.trial_id, self.trajectory_dir,
-                                                         self.max_trajectory_bytes)
+            path, trajectory = load_announced_trajectory(
+                msg.path, msg.sha256, msg.trial_id, self.trajectory_dir, self.max_trajectory_bytes
+            )
         except (OSError, CorruptFileError, ValueError) as exc:
             self._abort(msg.trial_id, f"unreadable trajectory: {exc}")
             return
         verdict = self.trainer.on_trajectory(msg.trial_id, trajectory)
-        if not verdict.accepted and self.trainer.pending is not None \
-                and self.trainer.pending.ticket.trial_id == msg.trial_id:
+        if (
+            not verdict.accepted
+            and self.trainer.pending is not None
+            and self.trainer.pending.ticket.trial_id == msg.trial_id
+        ):
             self._abort(msg.trial_id, verdict.reason)  # unusable: the group gets another trial now
             return
         self._verdict(f"trajectory for {msg.trial_id!r}", verdict)
@@ -333,8 +386,13 @@ class TrainerNode(Node):
         if ticket is None:
             running = self.trainer.pending
             response.accepted = False
-            response.message = "training is done" if self.trainer.done else \
-                f"trial {running.ticket.trial_id} is still running" if running else "no trial available"
+            response.message = (
+                "training is done"
+                if self.trainer.done
+                else f"trial {running.ticket.trial_id} is still running"
+                if running
+                else "no trial available"
+            )
             return response
         self._start(ticket)
         response.accepted, response.trial_id, response.message = True, ticket.trial_id, "started"

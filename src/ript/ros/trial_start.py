@@ -13,15 +13,16 @@ come from the same clock on one machine (keep the clocks of a multi-machine grap
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
 from ript_interfaces.msg import TrialStart
 from ript_interfaces.srv import AbortTrial
 
-TRIAL_START_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TRIAL_START_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 """Publisher (trainer) and participants alike; a volatile subscriber (the panel, a test) is compatible."""
 ABORT_RETRY_S = 10.0
 """How long a late joiner keeps trying to reach /ript/abort_trial (service discovery takes a moment)."""
@@ -48,10 +49,14 @@ class TrialStartListener:
         if started_ns == 0 or started_ns >= self.joined_ns:
             self.on_start(msg)
             return
-        reason = (f"{self.node.get_name()} started {(self.joined_ns - started_ns) * 1e-9:.1f} s after trial "
-                  f"{msg.trial_id} began and cannot serve it")
+        reason = (
+            f"{self.node.get_name()} started {(self.joined_ns - started_ns) * 1e-9:.1f} s after trial "
+            f"{msg.trial_id} began and cannot serve it"
+        )
         self.node.get_logger().warn(f"{reason}: asking the trainer to abort it")
-        self._aborts.append((AbortTrial.Request(trial_id=msg.trial_id, reason=reason), time.monotonic() + ABORT_RETRY_S))
+        self._aborts.append(
+            (AbortTrial.Request(trial_id=msg.trial_id, reason=reason), time.monotonic() + ABORT_RETRY_S)
+        )
         self._send_aborts()
 
     def _send_aborts(self) -> None:
@@ -63,7 +68,8 @@ class TrialStartListener:
             self._aborts.clear()
             return
         now = time.monotonic()
-        for request, deadline in [a for a in self._aborts if a[1] <= now]:
-            self.node.get_logger().error(f"could not reach ript/abort_trial to abort {request.trial_id}; "
-                                         "the trainer's trial timeout will end it")
+        for request, _deadline in [a for a in self._aborts if a[1] <= now]:
+            self.node.get_logger().error(
+                f"could not reach ript/abort_trial to abort {request.trial_id}; the trainer's trial timeout will end it"
+            )
         self._aborts = [a for a in self._aborts if a[1] > now]

@@ -9,9 +9,9 @@ a draw that comes too close is replaced by the next seed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def evaluation_contexts(suite: str, task_ids: Sequence[int] | None = None, episo
     return contexts
 
 
-def training_contexts(suite: str, task_ids: Sequence[int] | None = None, per_task: int = 16, seed: int = 0,
-                      progress: bool = False) -> list[Context]:
+def training_contexts(
+    suite: str, task_ids: Sequence[int] | None = None, per_task: int = 16, seed: int = 0, progress: bool = False
+) -> list[Context]:
     """`per_task` fresh random placements per task, each checked disjoint from the evaluation states.
 
     Seeds are `seed * 1_000_003 + task_id * 10_007 + k` for k = 0, 1, ... (skipping rejected draws),
@@ -116,9 +117,15 @@ def save_contexts(path: str | Path, contexts: Sequence[Context]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"init_state_{i}": c.init_state for i, c in enumerate(contexts)}
     np.savez_compressed(
-        path, suite=np.array([c.suite for c in contexts]), task_id=np.array([c.task_id for c in contexts]),
-        split=np.array([c.split for c in contexts]), index=np.array([c.index for c in contexts]),
-        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]), placement=np.array(PLACEMENT), **arrays)
+        path,
+        suite=np.array([c.suite for c in contexts]),
+        task_id=np.array([c.task_id for c in contexts]),
+        split=np.array([c.split for c in contexts]),
+        index=np.array([c.index for c in contexts]),
+        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]),
+        placement=np.array(PLACEMENT),
+        **arrays,
+    )
     return path
 
 
@@ -130,11 +137,20 @@ def is_stale(path: str | Path) -> bool:
 
 def load_contexts(path: str | Path) -> list[Context]:
     if is_stale(path):
-        log.warning("%s: training contexts drawn before fresh placements were fixed (objects standing on a "
-                    "fixture, e.g. libero_spatial task 9's bowl, were misplaced); redraw them with `ript contexts`",
-                    path)
+        log.warning(
+            "%s: training contexts drawn before fresh placements were fixed (objects standing on a "
+            "fixture, e.g. libero_spatial task 9's bowl, were misplaced); redraw them with `ript contexts`",
+            path,
+        )
     with np.load(path) as data:
-        return [Context(str(data["suite"][i]), int(data["task_id"][i]), data[f"init_state_{i}"],
-                        str(data["split"][i]), int(data["index"][i]),
-                        None if int(data["seed"][i]) < 0 else int(data["seed"][i]))
-                for i in range(len(data["suite"]))]
+        return [
+            Context(
+                str(data["suite"][i]),
+                int(data["task_id"][i]),
+                data[f"init_state_{i}"],
+                str(data["split"][i]),
+                int(data["index"][i]),
+                None if int(data["seed"][i]) < 0 else int(data["seed"][i]),
+            )
+            for i in range(len(data["suite"]))
+        ]

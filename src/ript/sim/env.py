@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def _quiet_imports() -> None:
     os.environ.setdefault("LP_NUM_THREADS", "1")
 
 
-@lru_cache(maxsize=None)
+@cache
 def benchmark_suite(suite: str):
     """The LIBERO benchmark object of a suite (task list, BDDL files, init states)."""
     _quiet_imports()
@@ -137,8 +137,12 @@ class LiberoEnv:
     @property
     def env_args(self) -> dict:
         """What recreates this env; written into demo files."""
-        return {"suite": self.config.suite, "task_id": self.config.task_id, "bddl_file": self.bddl_file,
-                **{k: v for k, v in asdict(self.config).items() if k not in ("suite", "task_id")}}
+        return {
+            "suite": self.config.suite,
+            "task_id": self.config.task_id,
+            "bddl_file": self.bddl_file,
+            **{k: v for k, v in asdict(self.config).items() if k not in ("suite", "task_id")},
+        }
 
     @property
     def sim(self):
@@ -165,7 +169,7 @@ class LiberoEnv:
         out = np.zeros(self.config.object_state_dim, dtype=np.float64)
         env = self.robosuite_env
         for i, name in enumerate(self.objects_of_interest[: self.config.max_objects]):
-            pose = out[i * OBJECT_POSE_DIM:(i + 1) * OBJECT_POSE_DIM]
+            pose = out[i * OBJECT_POSE_DIM : (i + 1) * OBJECT_POSE_DIM]
             if name in env.obj_body_id:
                 body = env.obj_body_id[name]
                 pose[:3] = env.sim.data.body_xpos[body]

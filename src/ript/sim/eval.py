@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
+from ript.core.metrics import wilson_interval
 from ript.sim.contexts import Context, evaluation_contexts
 from ript.sim.env import LiberoEnvConfig, num_tasks, task_instruction
 from ript.sim.vector_env import EpisodeResult, VectorEnv, run_episodes
-from ript.core.metrics import wilson_interval
 
 
-def policy_agent(policy, execute_steps: int | None = None, stochastic: bool = False,
-                 embed_instruction: Callable[[str], np.ndarray] | None = None, image_size: int | None = None,
-                 seed: int = 0, featurize: Callable[[dict, Context], dict[str, np.ndarray]] | None = None):
+def policy_agent(
+    policy,
+    execute_steps: int | None = None,
+    stochastic: bool = False,
+    embed_instruction: Callable[[str], np.ndarray] | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    featurize: Callable[[dict, Context], dict[str, np.ndarray]] | None = None,
+):
     """The rollout source's PolicyAgent (one batched query for every trial whose chunk queue is
     empty), with a default featurisation: libero_data.policy_observation with
     embed_instruction(context.instruction) and image_size."""
@@ -37,16 +43,19 @@ def policy_agent(policy, execute_steps: int | None = None, stochastic: bool = Fa
         def featurize(obs: dict, context: Context) -> dict[str, np.ndarray]:
             text = context.instruction
             if text not in cache:
-                cache[text] = None if embed_instruction is None else \
-                    np.asarray(embed_instruction(text), dtype=np.float32)
+                cache[text] = (
+                    None if embed_instruction is None else np.asarray(embed_instruction(text), dtype=np.float32)
+                )
             return policy_observation(obs, cache[text], image_size)
 
-    return PolicyAgent(policy, featurize, execute_steps or policy.chunk_size, stochastic,
-                       generator=policy_generator(policy, seed))
+    return PolicyAgent(
+        policy, featurize, execute_steps or policy.chunk_size, stochastic, generator=policy_generator(policy, seed)
+    )
 
 
-def checkpoint_agent(path: str | Path, stochastic: bool = False, seed: int = 0,
-                     execute_steps: int | None = None) -> tuple[object, dict, object]:
+def checkpoint_agent(
+    path: str | Path, stochastic: bool = False, seed: int = 0, execute_steps: int | None = None
+) -> tuple[object, dict, object]:
     """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
     from ript.policies.checkpoint import load_checkpoint
     from ript.policies.encoders import LanguageEncoder
@@ -61,8 +70,13 @@ def checkpoint_agent(path: str | Path, stochastic: bool = False, seed: int = 0,
             embeddings[context.instruction] = language(context.instruction)
         return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
 
-    agent = policy_agent(policy, execute_steps=execute_steps or policy.config.execute_steps, stochastic=stochastic,
-                         seed=seed, featurize=featurize)
+    agent = policy_agent(
+        policy,
+        execute_steps=execute_steps or policy.config.execute_steps,
+        stochastic=stochastic,
+        seed=seed,
+        featurize=featurize,
+    )
     env = {"render": policy.config.input_mode == "image", "image_size": policy.config.image_size}
     return agent, env, policy
 
@@ -107,9 +121,18 @@ def _as_agent(policy, agent_kwargs: dict):
     return policy_agent(policy, **agent_kwargs)
 
 
-def evaluate(policy, suite: str, task_ids: Sequence[int] | None = None, episodes: int = 50, num_envs: int = 1,
-             env_config: LiberoEnvConfig | None = None, vec: VectorEnv | None = None, progress: bool = True,
-             policy_name: str = "policy", **agent_kwargs) -> EvalReport:
+def evaluate(
+    policy,
+    suite: str,
+    task_ids: Sequence[int] | None = None,
+    episodes: int = 50,
+    num_envs: int = 1,
+    env_config: LiberoEnvConfig | None = None,
+    vec: VectorEnv | None = None,
+    progress: bool = True,
+    policy_name: str = "policy",
+    **agent_kwargs,
+) -> EvalReport:
     """Evaluates `policy` (Policy, () -> Policy, or EpisodeAgent) with the standard protocol.
 
     env_config: the env template (render mode, image size); its suite/task are set per context and
@@ -149,24 +172,52 @@ def evaluate(policy, suite: str, task_ids: Sequence[int] | None = None, episodes
         rows = [r for r in results if r.context.task_id == task_id]
         wins = sum(r.success for r in rows)
         low, high = wilson_interval(wins, len(rows))
-        tasks.append(TaskResult(task_id, task_instruction(suite, task_id), len(rows), wins, wins / len(rows),
-                                low, high, float(np.mean([r.steps for r in rows])),
-                                [r.context.index for r in rows if not r.success]))
+        tasks.append(
+            TaskResult(
+                task_id,
+                task_instruction(suite, task_id),
+                len(rows),
+                wins,
+                wins / len(rows),
+                low,
+                high,
+                float(np.mean([r.steps for r in rows])),
+                [r.context.index for r in rows if not r.success],
+            )
+        )
     total_wins, total = sum(t.successes for t in tasks), sum(t.episodes for t in tasks)
     low, high = wilson_interval(total_wins, total)
-    return EvalReport(suite, policy_name, tasks, float(np.mean([t.success_rate for t in tasks])), low, high,
-                      episodes, env_config.episode_steps, time.perf_counter() - start, restarts)
+    return EvalReport(
+        suite,
+        policy_name,
+        tasks,
+        float(np.mean([t.success_rate for t in tasks])),
+        low,
+        high,
+        episodes,
+        env_config.episode_steps,
+        time.perf_counter() - start,
+        restarts,
+    )
 
 
 def markdown_table(report: EvalReport) -> str:
-    lines = [f"### {report.suite}: {report.policy}, {report.episodes_per_task} episodes per task "
-             f"(benchmark init states), max {report.max_steps} steps",
-             "", "| task | instruction | success | 95% CI (Wilson) | mean steps |", "|---:|---|---:|---|---:|"]
+    lines = [
+        f"### {report.suite}: {report.policy}, {report.episodes_per_task} episodes per task "
+        f"(benchmark init states), max {report.max_steps} steps",
+        "",
+        "| task | instruction | success | 95% CI (Wilson) | mean steps |",
+        "|---:|---|---:|---|---:|",
+    ]
     for t in report.tasks:
-        lines.append(f"| {t.task_id} | {t.instruction} | {t.successes}/{t.episodes} ({100 * t.success_rate:.0f}%) "
-                     f"| [{100 * t.ci_low:.0f}, {100 * t.ci_high:.0f}] | {t.mean_steps:.0f} |")
-    lines.append(f"| **mean** | | **{100 * report.success_rate:.1f}%** | [{100 * report.ci_low:.1f}, "
-                 f"{100 * report.ci_high:.1f}] | |")
+        lines.append(
+            f"| {t.task_id} | {t.instruction} | {t.successes}/{t.episodes} ({100 * t.success_rate:.0f}%) "
+            f"| [{100 * t.ci_low:.0f}, {100 * t.ci_high:.0f}] | {t.mean_steps:.0f} |"
+        )
+    lines.append(
+        f"| **mean** | | **{100 * report.success_rate:.1f}%** | [{100 * report.ci_low:.1f}, "
+        f"{100 * report.ci_high:.1f}] | |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -183,12 +234,20 @@ def save_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2))
     paths["markdown"].write_text(markdown_table(report))
     rates = np.array([t.success_rate for t in report.tasks])
-    errors = np.array([[t.success_rate - t.ci_low for t in report.tasks], [t.ci_high - t.success_rate for t in report.tasks]])
+    errors = np.array(
+        [[t.success_rate - t.ci_low for t in report.tasks], [t.ci_high - t.success_rate for t in report.tasks]]
+    )
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rates) + 2), 3.8))
     ax.bar([str(t.task_id) for t in report.tasks], 100 * rates, yerr=100 * errors, capsize=3, color="tab:blue")
-    ax.axhline(100 * report.success_rate, color="tab:red", linestyle="--", label=f"mean {100 * report.success_rate:.1f}%")
-    ax.set(ylim=(0, 105), xlabel="task", ylabel="success (%)",
-           title=f"{report.suite}: {report.policy}\n{report.episodes_per_task} episodes/task, 95% Wilson CI")
+    ax.axhline(
+        100 * report.success_rate, color="tab:red", linestyle="--", label=f"mean {100 * report.success_rate:.1f}%"
+    )
+    ax.set(
+        ylim=(0, 105),
+        xlabel="task",
+        ylabel="success (%)",
+        title=f"{report.suite}: {report.policy}\n{report.episodes_per_task} episodes/task, 95% Wilson CI",
+    )
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=120)

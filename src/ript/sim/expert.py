@@ -109,8 +109,10 @@ def task_goal(suite: str, task_id: int) -> tuple[str, str, str]:
     if len(goals) != 1 or goals[0][0] not in ("on", "in") or len(goals[0]) != 3:
         raise ValueError(f"{suite} task {task_id}: goal {goals} is not one pick-and-place predicate")
     if list(problem["obj_of_interest"][:2]) != [goals[0][1], goals[0][2].removesuffix("_contain_region")]:
-        raise ValueError(f"{suite} task {task_id}: objects of interest {problem['obj_of_interest']} "
-                         f"do not start with the goal's object and target {goals[0][1:]}")
+        raise ValueError(
+            f"{suite} task {task_id}: objects of interest {problem['obj_of_interest']} "
+            f"do not start with the goal's object and target {goals[0][1:]}"
+        )
     return goals[0][0], goals[0][1], goals[0][2]
 
 
@@ -156,14 +158,19 @@ class ScriptedExpert:
         # The object hangs from the gripper at -grasp_offset; put it over the target's centre.
         drop_point = target_pos + np.array([*plan.grasp_offset[:2], plan.drop_height + plan.grasp_offset[2]])
         if cfg.memoryless:
-            goal, gripper = self._memoryless_action(plan, ee, np.asarray(obs["gripper_states"]), grasp_point, drop_point)
+            goal, gripper = self._memoryless_action(
+                plan, ee, np.asarray(obs["gripper_states"]), grasp_point, drop_point
+            )
             return self._command(goal, ee, gripper)
         gripper = -1.0
         plan.phase_steps += 1
         stalled = plan.phase_steps > cfg.phase_timeout
         phase_at_start = plan.phase
-        if plan.phase in ("lift", "carry", "lower") and cfg.regrasp_distance > 0 \
-                and np.linalg.norm(grasp_point - ee) > cfg.regrasp_distance:
+        if (
+            plan.phase in ("lift", "carry", "lower")
+            and cfg.regrasp_distance > 0
+            and np.linalg.norm(grasp_point - ee) > cfg.regrasp_distance
+        ):
             plan.phase = "approach"
         if plan.phase == "approach":
             goal = grasp_point + np.array([0, 0, cfg.approach_height])
@@ -207,8 +214,9 @@ class ScriptedExpert:
             command = command + self._rng.normal(0, self.config.noise_std, 3)
         return np.concatenate([np.clip(command, -1, 1), np.zeros(3), [gripper]])
 
-    def _memoryless_action(self, plan: _Plan, ee: np.ndarray, fingers: np.ndarray, grasp_point: np.ndarray,
-                           drop_point: np.ndarray) -> tuple[np.ndarray, float]:
+    def _memoryless_action(
+        self, plan: _Plan, ee: np.ndarray, fingers: np.ndarray, grasp_point: np.ndarray, drop_point: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         """(position goal, gripper command) from the current observation only; sets plan.phase
         for inspection but never reads it."""
         cfg = self.config
@@ -216,8 +224,10 @@ class ScriptedExpert:
         to_grasp = np.linalg.norm(grasp_point - ee)
         carry_z = drop_point[2] + cfg.lift_height
         # Under load the arm settles ~1.5 cm off a goal sideways: place within the funnel width.
-        if np.linalg.norm(grasp_point[:2] - drop_point[:2]) < cfg.funnel_width \
-                and grasp_point[2] < drop_point[2] + 2 * cfg.position_tolerance:
+        if (
+            np.linalg.norm(grasp_point[:2] - drop_point[:2]) < cfg.funnel_width
+            and grasp_point[2] < drop_point[2] + 2 * cfg.position_tolerance
+        ):
             # The object is at the drop point: open, hold still until the fingers are open, go up.
             opened = opening > OPEN_FINGERS
             plan.phase = "retreat" if opened else "release"
@@ -230,7 +240,9 @@ class ScriptedExpert:
                 return np.array([ee[0], ee[1], carry_z]), 1.0
             plan.phase = "carry" if off_drop > cfg.funnel_width else "lower"
             return self._funnel(drop_point, off_drop, carry_z - drop_point[2], 2 * cfg.position_tolerance), 1.0
-        if to_grasp < 1.5 * cfg.position_tolerance or (to_grasp < 3 * cfg.position_tolerance and opening < FULLY_OPEN_FINGERS):
+        if to_grasp < 1.5 * cfg.position_tolerance or (
+            to_grasp < 3 * cfg.position_tolerance and opening < FULLY_OPEN_FINGERS
+        ):
             # At the grasp point (a finger on the rim can hold the arm ~1.2 cm off): close; keep
             # closing while the fingers move in and nudge the object.
             plan.phase = "close"

@@ -12,9 +12,9 @@ every episode is kept, failures included: the labels are what the learner should
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -84,8 +84,11 @@ def to_demo(context: Context, steps: dict[str, list]):
         obs={k: np.stack([o[k] for o in steps["obs"]]) for k in keys},
         actions=np.stack(steps["actions"]),
         states=np.stack([o[SIM_STATE] for o in steps["obs"]]),
-        rewards=rewards, dones=rewards.copy(), instruction=context.instruction,
-        task_name="", attrs={"seed": -1 if context.seed is None else context.seed, "context_index": context.index},
+        rewards=rewards,
+        dones=rewards.copy(),
+        instruction=context.instruction,
+        task_name="",
+        attrs={"seed": -1 if context.seed is None else context.seed, "context_index": context.index},
     )
 
 
@@ -144,8 +147,9 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
     image_size = learner_env.get("image_size", config.image_size)
     env_config = LiberoEnvConfig(suite=config.suite, render=config.render, image_size=image_size)
     records = []
-    bar = tqdm(total=len(task_ids) * config.demos_per_task, desc=f"demos {config.suite}", disable=not progress,
-               unit="demo")
+    bar = tqdm(
+        total=len(task_ids) * config.demos_per_task, desc=f"demos {config.suite}", disable=not progress, unit="demo"
+    )
     with VectorEnv(config.num_envs, env_config) as vec:
         for task_id in task_ids:
             name = task_name(config.suite, task_id)
@@ -164,7 +168,7 @@ def record_demos(config: RecordConfig, out_dir: str | Path, progress: bool = Tru
             env_args = {**env_config.__dict__, "task_id": task_id}
             while len(demos) < config.demos_per_task and start < len(contexts):
                 # Just enough attempts for the demos still missing (a few spare for failures).
-                batch = contexts[start:start + max(config.num_envs, config.demos_per_task - len(demos))]
+                batch = contexts[start : start + max(config.num_envs, config.demos_per_task - len(demos))]
                 start += len(batch)
                 recorder.finished.clear()
                 run_episodes(vec, batch, recorder)

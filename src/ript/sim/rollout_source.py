@@ -10,17 +10,17 @@ and its log-probs, and a mask of the elements actually executed. A crashed trial
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ript.core.policy import Policy, executed_mask
-from ript.sim.contexts import Context
-from ript.sim.vector_env import EpisodeResult, VectorEnv, run_episodes
 from ript.core.sampler import Trial
 from ript.core.trials import Trajectory
+from ript.sim.contexts import Context
+from ript.sim.vector_env import EpisodeResult, VectorEnv, run_episodes
 
 Featurize = Callable[[dict, Context], dict[str, np.ndarray]]
 """(one LIBERO observation, its context) -> policy inputs for one row (no batch dim)."""
@@ -42,8 +42,14 @@ def policy_generator(policy: Policy, seed: int) -> torch.Generator:
 class PolicyAgent:
     """An EpisodeAgent that samples (stochastic) or takes the mode (deterministic) of a Policy."""
 
-    def __init__(self, policy: Policy, featurize: Featurize, execute_steps: int, stochastic: bool,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        featurize: Featurize,
+        execute_steps: int,
+        stochastic: bool,
+        generator: torch.Generator | None = None,
+    ) -> None:
         if not 1 <= execute_steps <= policy.chunk_size:
             raise ValueError(f"execute_steps must be in [1, {policy.chunk_size}], got {execute_steps}")
         self.policy = policy
@@ -71,8 +77,7 @@ class PolicyAgent:
                 sample = self.policy.sample(batch, generator=self.generator)
                 chunks = sample.actions.cpu().numpy()
                 for n, j in enumerate(needs):
-                    self.records[trials[j]].append(
-                        _Query(rows[n], sample.scored[n].cpu(), sample.log_probs[n].cpu()))
+                    self.records[trials[j]].append(_Query(rows[n], sample.scored[n].cpu(), sample.log_probs[n].cpu()))
             else:
                 chunks = self.policy.act(batch).cpu().numpy()
             for n, j in enumerate(needs):
@@ -89,18 +94,30 @@ class PolicyAgent:
 
     def _trajectory(self, queries: list[_Query], num_steps: int) -> Trajectory:
         log_probs = torch.stack([q.log_probs for q in queries])  # [Q, T]
-        mask = executed_mask(torch.tensor([q.executed for q in queries]),
-                             log_probs.shape[1], self.policy.scores_per_step)
+        mask = executed_mask(
+            torch.tensor([q.executed for q in queries]), log_probs.shape[1], self.policy.scores_per_step
+        )
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in queries])) for key in queries[0].obs}
-        return Trajectory(obs=obs, scored=torch.stack([q.scored for q in queries]), log_probs=log_probs,
-                          mask=mask, num_steps=num_steps)
+        return Trajectory(
+            obs=obs,
+            scored=torch.stack([q.scored for q in queries]),
+            log_probs=log_probs,
+            mask=mask,
+            num_steps=num_steps,
+        )
 
 
 class LiberoRolloutSource:
     """`RolloutSource` over a VectorEnv: training contexts for RL, benchmark states for evaluation."""
 
-    def __init__(self, vec: VectorEnv, contexts: Sequence[Context], eval_contexts: Sequence[Context],
-                 featurize: Featurize, execute_steps: int) -> None:
+    def __init__(
+        self,
+        vec: VectorEnv,
+        contexts: Sequence[Context],
+        eval_contexts: Sequence[Context],
+        featurize: Featurize,
+        execute_steps: int,
+    ) -> None:
         self.vec = vec
         self.contexts = list(contexts)
         self.eval_contexts = list(eval_contexts)
@@ -109,8 +126,9 @@ class LiberoRolloutSource:
 
     def rollout(self, policy: Policy, contexts: list[Context], group_size: int, seed: int) -> list[list[Trial]]:
         repeated = [c for c in contexts for _ in range(group_size)]
-        agent = PolicyAgent(policy, self.featurize, self.execute_steps, stochastic=True,
-                            generator=policy_generator(policy, seed))
+        agent = PolicyAgent(
+            policy, self.featurize, self.execute_steps, stochastic=True, generator=policy_generator(policy, seed)
+        )
         run_episodes(self.vec, repeated, agent)
         groups = []
         for i in range(len(contexts)):
@@ -127,8 +145,10 @@ class LiberoRolloutSource:
             return {}
         agent = PolicyAgent(policy, self.featurize, self.execute_steps, stochastic=False)
         results = run_episodes(self.vec, self.eval_contexts, agent)
-        metrics = {"eval/success_rate": float(np.mean([r.success for r in results])),
-                   "eval/episodes": float(len(results))}
+        metrics = {
+            "eval/success_rate": float(np.mean([r.success for r in results])),
+            "eval/episodes": float(len(results)),
+        }
         for task_id in sorted({c.task_id for c in self.eval_contexts}):
             task = [r.success for r in results if r.context.task_id == task_id]
             metrics[f"eval/success_rate/task_{task_id}"] = float(np.mean(task))

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ript.core.constants import OBS_STATE
-from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
-from ript.core.policy import Policy
 from ript.core.loop import LoopConfig
+from ript.core.policy import Policy
 from ript.core.sampler import SamplerConfig, Trial
 from ript.core.train import RiptTrainer, TrainConfig
 from ript.core.trials import Trajectory
+from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 
 
 @dataclass
@@ -47,8 +47,13 @@ class ReachTask:
         self.contexts = [(float(x0), float(x0 + d)) for x0, d in zip(starts, offsets)]
 
     @torch.no_grad()
-    def run(self, policy: Policy, contexts: list[tuple[float, float]], stochastic: bool,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[Trajectory]]:
+    def run(
+        self,
+        policy: Policy,
+        contexts: list[tuple[float, float]],
+        stochastic: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, list[Trajectory]]:
         """One episode per context, batched. Returns rewards [N] and one Trajectory per episode."""
         cfg = self.config
         x = torch.tensor([c[0] for c in contexts])
@@ -74,9 +79,15 @@ class ReachTask:
             scored = torch.stack(scored_rows, dim=1)  # [N, Q, H, A]
             logps = torch.stack(logp_rows, dim=1)  # [N, Q, H]
             for i in range(len(contexts)):
-                trajectories.append(Trajectory(obs={OBS_STATE: states[i]}, scored=scored[i], log_probs=logps[i],
-                                               mask=torch.ones_like(logps[i], dtype=torch.bool),
-                                               num_steps=cfg.episode_steps))
+                trajectories.append(
+                    Trajectory(
+                        obs={OBS_STATE: states[i]},
+                        scored=scored[i],
+                        log_probs=logps[i],
+                        mask=torch.ones_like(logps[i], dtype=torch.bool),
+                        num_steps=cfg.episode_steps,
+                    )
+                )
         return rewards, trajectories
 
     def rollout(self, policy: Policy, contexts: list, group_size: int, seed: int) -> list[list[Trial]]:
@@ -84,8 +95,10 @@ class ReachTask:
         repeated = [c for c in contexts for _ in range(group_size)]
         generator = torch.Generator().manual_seed(seed)
         rewards, trajectories = self.run(policy, repeated, stochastic=True, generator=generator)
-        return [[Trial(-1, float(rewards[i * group_size + k]), trajectories[i * group_size + k])
-                 for k in range(group_size)] for i in range(len(contexts))]
+        return [
+            [Trial(-1, float(rewards[i * group_size + k]), trajectories[i * group_size + k]) for k in range(group_size)]
+            for i in range(len(contexts))
+        ]
 
     def evaluate(self, policy: Policy, seed: int = 1234, episodes_per_context: int = 16) -> dict[str, float]:
         """Success of the stochastic policy (the one RIPT samples from) over all contexts.
@@ -100,17 +113,29 @@ class ReachTrainConfig:
     chunk_size: int = 2
     init_scale: float = 0.5
     task: ReachConfig = field(default_factory=ReachConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        iterations=30, learning_rate=1e-2, eval_every=1, parallel_groups=8,
-        sampler=SamplerConfig(group_size=8, batch_size=64),
-        loop=LoopConfig(ppo_epochs=4, minibatch_size=64, loss_normalization="token", target_kl=None)))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            iterations=30,
+            learning_rate=1e-2,
+            eval_every=1,
+            parallel_groups=8,
+            sampler=SamplerConfig(group_size=8, batch_size=64),
+            loop=LoopConfig(ppo_epochs=4, minibatch_size=64, loss_normalization="token", target_kl=None),
+        )
+    )
 
 
 def make_reach_trainer(config: ReachTrainConfig, run_dir, tensorboard: bool = True) -> RiptTrainer:
     torch.manual_seed(config.train.seed)
     task = ReachTask(config.task)
-    policy = MLPPolicy(MLPPolicyConfig(state_dim=task.state_dim, action_dim=task.action_dim,
-                                       chunk_size=config.chunk_size, init_scale=config.init_scale))
+    policy = MLPPolicy(
+        MLPPolicyConfig(
+            state_dim=task.state_dim,
+            action_dim=task.action_dim,
+            chunk_size=config.chunk_size,
+            init_scale=config.init_scale,
+        )
+    )
     extra = {"task": asdict(config.task), "policy": asdict(policy.config)}
     return RiptTrainer(policy, task, config.train, run_dir, extra_config=extra, tensorboard=tensorboard)
 
@@ -123,5 +148,3 @@ def train_reach(config: ReachTrainConfig, run_dir, progress: bool = False) -> li
         return trainer.run(progress=progress)
     finally:
         trainer.close()
-
-

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -75,9 +76,16 @@ class VecStep:
 
 
 class VectorEnv:
-    def __init__(self, num_envs: int, config: LiberoEnvConfig | None = None, step_timeout_s: float = 300.0,
-                 max_cached_envs: int = 4, max_reset_attempts: int = 3, start_method: str = "spawn",
-                 simulator: str = "libero") -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        config: LiberoEnvConfig | None = None,
+        step_timeout_s: float = 300.0,
+        max_cached_envs: int = 4,
+        max_reset_attempts: int = 3,
+        start_method: str = "spawn",
+        simulator: str = "libero",
+    ) -> None:
         """config: the template every worker's env uses (its suite/task_id are replaced per context).
         simulator: the ript.core.registry.SIMULATORS entry whose factory builds each env.
 
@@ -101,7 +109,9 @@ class VectorEnv:
 
     def _start(self, i: int) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker, args=(child, self._make_env_target, self.config, self.max_cached_envs), daemon=True)
+        proc = self._ctx.Process(
+            target=_worker, args=(child, self._make_env_target, self.config, self.max_cached_envs), daemon=True
+        )
         proc.start()
         child.close()
         self._conns[i], self._procs[i] = parent, proc
@@ -162,7 +172,7 @@ class VectorEnv:
         if len(env_ids) != len(contexts):
             raise ValueError(f"{len(contexts)} contexts for {len(env_ids)} envs")
         results = self._call(env_ids, "reset", contexts)
-        for attempt in range(1, self.max_reset_attempts):
+        for _attempt in range(1, self.max_reset_attempts):
             failed = [j for j, r in enumerate(results) if isinstance(r, WorkerCrashed)]
             if not failed:
                 break
@@ -189,8 +199,13 @@ class VectorEnv:
                 out.infos[j] = {"error": str(r)}
                 continue
             obs, reward, done, info = r
-            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = \
-                obs, reward, done, info["success"], info
+            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = (
+                obs,
+                reward,
+                done,
+                info["success"],
+                info,
+            )
         return out
 
     def close(self) -> None:
@@ -234,8 +249,13 @@ class EpisodeAgent(Protocol):
         """A trial finished (not called for crashed attempts)."""
 
 
-def run_episodes(vec: VectorEnv, contexts: Sequence[Context], agent: EpisodeAgent, max_retries: int = 3,
-                 on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+def run_episodes(
+    vec: VectorEnv,
+    contexts: Sequence[Context],
+    agent: EpisodeAgent,
+    max_retries: int = 3,
+    on_result: Callable[[EpisodeResult], None] | None = None,
+) -> list[EpisodeResult]:
     """One trial per context, up to vec.num_envs at a time; results in context order."""
     pending = list(range(len(contexts)))[::-1]  # a stack: pop() takes the lowest index
     slot_trial: list[int | None] = [None] * vec.num_envs
@@ -262,8 +282,9 @@ def run_episodes(vec: VectorEnv, contexts: Sequence[Context], agent: EpisodeAgen
                 pending.append(t)  # retried next, from its start
                 slot_trial[i] = None
             elif step.dones[j]:
-                results[t] = EpisodeResult(contexts[t], bool(step.successes[j]), int(step.infos[j]["steps"]),
-                                           retries[t])
+                results[t] = EpisodeResult(
+                    contexts[t], bool(step.successes[j]), int(step.infos[j]["steps"]), retries[t]
+                )
                 agent.end(t, results[t])
                 if on_result is not None:
                     on_result(results[t])

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ript.policies.config import RegressionHeadConfig
 from ript.core.distributions import DISTRIBUTIONS, standard_cdf
+from ript.policies.config import RegressionHeadConfig
 
 
 def _inverse_softplus(y: float) -> float:
@@ -90,10 +90,18 @@ def gripper_logit(mean: Tensor, gripper_dim: int, temperature: float) -> Tensor:
     return mean[..., gripper_dim] / temperature
 
 
-def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: str,
-                        exploration_scale: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = (),
-                        gripper_dim: int | None = None, gripper_temperature: float = 1.0,
-                        noise_correlation: float = 0.0) -> Tensor:
+def regression_log_prob(
+    raw: Tensor,
+    mean: Tensor,
+    scale: Tensor,
+    distribution: str,
+    exploration_scale: float,
+    floor: float = 0.0,
+    fixed_dims: tuple[int, ...] = (),
+    gripper_dim: int | None = None,
+    gripper_temperature: float = 1.0,
+    noise_correlation: float = 0.0,
+) -> Tensor:
     """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over the explored action dims;
     a Bernoulli gripper, unless fixed, adds log p(open/close) with raw > 0 read as close)."""
     log_prob_fn, _ = DISTRIBUTIONS[distribution]
@@ -107,17 +115,27 @@ def regression_log_prob(raw: Tensor, mean: Tensor, scale: Tensor, distribution: 
         x = loc + scale * innovations((x - loc) / scale, noise_correlation)
     logp = log_prob_fn(x, loc, scale)
     if noise_correlation:
-        logp[:, 1:] -= len(explored) * 0.5 * math.log1p(-noise_correlation ** 2)
+        logp[:, 1:] -= len(explored) * 0.5 * math.log1p(-(noise_correlation**2))
     if gripper_dim is not None:
         logit = gripper_logit(mean, gripper_dim, gripper_temperature)
         logp = logp + F.logsigmoid(torch.where(raw[..., gripper_dim] > 0, logit, -logit))
     return logp
 
 
-def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: str, exploration_scale: float,
-                      low: float, high: float, floor: float = 0.0, fixed_dims: tuple[int, ...] = (),
-                      gripper_dim: int | None = None, gripper_temperature: float = 1.0,
-                      noise_correlation: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+def regression_sample(
+    mean: Tensor,
+    scale: Tensor,
+    eps: Tensor,
+    distribution: str,
+    exploration_scale: float,
+    low: float,
+    high: float,
+    floor: float = 0.0,
+    fixed_dims: tuple[int, ...] = (),
+    gripper_dim: int | None = None,
+    gripper_temperature: float = 1.0,
+    noise_correlation: float = 0.0,
+) -> tuple[Tensor, Tensor, Tensor]:
     """raw = mu + max(lambda * sigma, floor) * z, z = eps made AR(1) along the chunk (eps = 0 on
     fixed dims); a Bernoulli gripper closes (+1) where CDF(eps) < p(close), else opens (-1);
     fixed, it takes the mode. Returns (executed = clip(raw), raw, log_probs [B, H])."""
@@ -133,8 +151,18 @@ def regression_sample(mean: Tensor, scale: Tensor, eps: Tensor, distribution: st
             closed = standard_cdf(distribution, eps[..., gripper_dim]) < torch.sigmoid(logit)
         raw = raw.clone()
         raw[..., gripper_dim] = torch.where(closed, 1.0, -1.0).to(raw.dtype)
-    logp = regression_log_prob(raw, mean, scale, distribution, exploration_scale, floor, fixed_dims,
-                               gripper_dim, gripper_temperature, noise_correlation)
+    logp = regression_log_prob(
+        raw,
+        mean,
+        scale,
+        distribution,
+        exploration_scale,
+        floor,
+        fixed_dims,
+        gripper_dim,
+        gripper_temperature,
+        noise_correlation,
+    )
     return raw.clamp(low, high), raw, logp
 
 
@@ -149,12 +177,19 @@ def regression_mode(mean: Tensor, gripper_dim: int | None) -> Tensor:
 
 def gripper_bce(mean: Tensor, actions: Tensor, gripper_dim: int) -> Tensor:
     """SFT loss of a Bernoulli gripper per step: BCE of its logit against demo command > 0, [B, H]."""
-    return F.binary_cross_entropy_with_logits(mean[..., gripper_dim], (actions[..., gripper_dim] > 0).to(mean.dtype),
-                                              reduction="none")
+    return F.binary_cross_entropy_with_logits(
+        mean[..., gripper_dim], (actions[..., gripper_dim] > 0).to(mean.dtype), reduction="none"
+    )
 
 
-def scale_nll(actions: Tensor, mean: Tensor, scale: Tensor, distribution: str, mask: Tensor | None = None,
-              gripper_dim: int | None = None) -> Tensor:
+def scale_nll(
+    actions: Tensor,
+    mean: Tensor,
+    scale: Tensor,
+    distribution: str,
+    mask: Tensor | None = None,
+    gripper_dim: int | None = None,
+) -> Tensor:
     """Mean negative log-likelihood per action step of demo actions [B, H, A] (mask [B, H])."""
     logp = regression_log_prob(actions, mean, scale, distribution, 1.0, gripper_dim=gripper_dim)  # [B, H]
     if mask is None:

@@ -11,7 +11,7 @@ sampling and when re-scoring for PPO. A token outside the current top-k has log-
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -55,8 +55,9 @@ StepLogits = Callable[[Tensor], Tensor]
 """tokens_in [B, L] -> logits [B, L, V] (causal: position i depends on tokens_in[:, :i + 1] only)."""
 
 
-def sample_tokens(step_logits: StepLogits, tokens_like: Tensor, bos_id: int, temperature: float, top_k: int,
-                  uniforms: Tensor | None) -> tuple[Tensor, Tensor]:
+def sample_tokens(
+    step_logits: StepLogits, tokens_like: Tensor, bos_id: int, temperature: float, top_k: int, uniforms: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Autoregressive sampling by inverse CDF from uniforms [B, L] (None: greedy argmax).
 
     tokens_like: any long tensor [B, L] on the right device (gives batch size and length).
