@@ -201,6 +201,7 @@ class InteractiveTrainer(RiptTrainer):
         if closed is not None:
             return closed
         pending = self.pending
+        assert pending is not None  # _closed_verdict answered for any trial but the running one
         if pending.reward is not None:
             if pending.reward == reward:
                 return Verdict(True, f"duplicate reward {reward:g} for {trial_id}: already recorded")
@@ -214,6 +215,7 @@ class InteractiveTrainer(RiptTrainer):
         closed = self._closed_verdict(trial_id, "trajectory", None)
         if closed is not None:
             return closed
+        assert self.pending is not None  # _closed_verdict answered for any trial but the running one
         if self.pending.trajectory is not None:
             return Verdict(True, f"duplicate trajectory for {trial_id}: already recorded")
         return None
@@ -227,6 +229,7 @@ class InteractiveTrainer(RiptTrainer):
         unscorable = self._unscorable(trajectory)
         if unscorable:
             return Verdict(False, f"trajectory of {trial_id} refused: {unscorable}")
+        assert self.pending is not None  # trajectory_wanted checked it is the running trial's
         self.pending.trajectory = trajectory
         return self._maybe_complete("trajectory recorded")
 
@@ -273,6 +276,7 @@ class InteractiveTrainer(RiptTrainer):
 
     def _maybe_complete(self, partial: str) -> Verdict:
         pending = self.pending
+        assert pending is not None  # called for the running trial only
         if pending.reward is None or pending.trajectory is None:
             return Verdict(True, partial)
         ticket = pending.ticket

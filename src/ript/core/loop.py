@@ -249,7 +249,7 @@ class LoopUpdater:
                 if saved is not None:
                     with torch.no_grad():
                         kl_after = float(approx_kl(self.log_prob_fn(mb.obs, mb.scored), mb.logp_old, mb.mask))
-                    if kl_after > cfg.target_kl:
+                    if cfg.target_kl is not None and kl_after > cfg.target_kl:
                         self._restore(saved)
                         stopped_early = True
                         stop_kl = kl_after  # logged: the averages below only cover the steps kept

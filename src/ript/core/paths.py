@@ -9,9 +9,8 @@ from pathlib import Path
 def files_under(paths: Iterable[str | Path], suffix: str, what: str) -> list[Path]:
     """Files named directly plus every `*<suffix>` below the folders named (sorted per folder);
     FileNotFoundError naming the `what` when a path does not exist or nothing is found."""
-    paths = [Path(p) for p in paths]
     files: list[Path] = []
-    for path in paths:
+    for path in map(Path, paths):
         if path.is_dir():
             files += sorted(path.rglob(f"*{suffix}"))
         elif path.is_file():

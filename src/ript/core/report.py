@@ -124,13 +124,9 @@ def _with_ci(ax, rows: list[dict], key: str, count_key: str, label: str) -> None
     xs, ys = _series(rows, key)
     if not xs:
         return
-    counts = {r["iteration"]: r.get(count_key) for r in rows}
+    counts = {r["iteration"]: r[count_key] for r in rows if isinstance(r.get(count_key), (int, float))}
     line = ax.plot(xs, ys, marker="o", markersize=3, label=label)[0]
-    bands = [
-        (x, wilson_interval(round(y * counts[x]), int(counts[x])))
-        for x, y in zip(xs, ys)
-        if isinstance(counts.get(x), (int, float)) and counts[x] > 0
-    ]
+    bands = [(x, wilson_interval(round(y * counts[x]), int(counts[x]))) for x, y in zip(xs, ys) if counts.get(x, 0) > 0]
     if bands:
         ax.fill_between(
             [b[0] for b in bands],
@@ -179,7 +175,7 @@ def figures(run: Run) -> dict[str, bytes]:
         ax.set(xlabel="iteration", title="Exploration per action dimension")
 
     def timing(ax):
-        stacked = defaultdict(float)  # iteration -> seconds drawn so far
+        stacked: defaultdict[int, float] = defaultdict(float)  # iteration -> seconds drawn so far
         for key in ("time/rollout_s", "time/update_s", "time/eval_s"):
             xs, ys = _series(rows, key)
             if xs:
@@ -250,7 +246,7 @@ def summary(run: Run) -> list[tuple[str, str]]:
         if mixed:
             lines.append(("mixed groups per 100 trials", f"{sum(mixed) / len(mixed):.1f} (mean over iterations)"))
     if run.trials:
-        judges = defaultdict(int)
+        judges: defaultdict[str, int] = defaultdict(int)
         for trial in run.trials:
             judges[trial["reward_source"] or "unknown"] += 1
         lines.append(

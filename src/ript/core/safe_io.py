@@ -56,7 +56,7 @@ def confined_file(path: str | Path, root: str | Path, max_bytes: int | None = No
     return resolved
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file through `write(f)` so that readers see the old file or the whole new one: a
     temporary file in the same folder, fsynced, renamed over `path`, then the folder fsynced."""
     path = Path(path)

@@ -128,6 +128,9 @@ RolloutFn = Callable[[list[Any]], list[list[float | Trial]]]
 
 
 class DynamicSampler:
+    _stop_reason: str | None
+    """Why the current batch stopped early (None while it runs); set per batch by _start_batch."""
+
     def __init__(self, contexts: Sequence[Any], config: SamplerConfig | None = None) -> None:
         self.contexts = list(contexts)
         self.config = config or SamplerConfig()
@@ -329,7 +332,7 @@ class DynamicSampler:
         self._open: dict[int, Group] = {}
         self._attempts = 0
         self._drawn: set[int] = set()  # contexts drawn in this batch
-        self._stop_reason: str | None = None
+        self._stop_reason = None
         self._stats = dict.fromkeys(
             (
                 "trials",

@@ -38,7 +38,8 @@ CHECKPOINT_GLOB = "iter_*.ckpt"
 class RolloutSource(Protocol):
     """Runs trials. `rollout` returns, per context, K Trials whose data is a Trajectory."""
 
-    contexts: Sequence[Any]
+    @property
+    def contexts(self) -> Sequence[Any]: ...
 
     def rollout(self, policy: Policy, contexts: list[Any], group_size: int, seed: int) -> list[list[Trial]]: ...
 
@@ -149,7 +150,7 @@ class RiptTrainer:
         cfg = self.config
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="ript train", unit="it", disable=not progress)
         if self.iteration == 0 and not self.history:
-            row = {"iteration": 0, "env_steps": 0}
+            row: dict[str, float] = {"iteration": 0, "env_steps": 0}
             if cfg.eval_every:
                 bar.set_description("evaluating")
                 row.update(self._evaluate())
@@ -338,7 +339,7 @@ class RiptTrainer:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.logger.rewrite([])
 
-    DISCARDED_ON_FRESH = ("checkpoints",)
+    DISCARDED_ON_FRESH: tuple[str, ...] = ("checkpoints",)
     """What resume=fresh moves aside (the ROS trainer adds its stored trials)."""
 
     def close(self) -> None:

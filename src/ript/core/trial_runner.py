@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -101,14 +102,15 @@ class TrialRunner:
         """What LOOP needs from this trial (None when it was deterministic or never acted)."""
         if not self.stochastic or not self.queries:
             return None
-        log_probs = torch.stack([q.log_probs for q in self.queries])  # [Q, T]
+        # a stochastic trial sampled (and so scored) every query
+        log_probs = torch.stack(cast(list[torch.Tensor], [q.log_probs for q in self.queries]))  # [Q, T]
         mask = executed_mask(
             torch.tensor([q.executed for q in self.queries]), log_probs.shape[1], self.policy.scores_per_step
         )
         obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in self.queries])) for key in self.queries[0].obs}
         return {
             "obs": obs,
-            "scored": torch.stack([q.scored for q in self.queries]),
+            "scored": torch.stack(cast(list[torch.Tensor], [q.scored for q in self.queries])),
             "log_probs": log_probs,
             "mask": mask,
             "num_steps": self.steps,
