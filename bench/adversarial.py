@@ -32,10 +32,10 @@ import torch
 
 from ript.core.constants import OBS_STATE
 from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.learner import TrainConfig, UnresumableRunError
 from ript.core.loop import LoopConfig
 from ript.core.safe_io import CorruptFileError, file_digest, save_verified
 from ript.core.sampler import SamplerConfig
-from ript.core.train import TrainConfig, UnresumableRunError
 from ript.core.trial_store import TrialStore, load_announced_trajectory
 from ript.core.trials import Trajectory
 from ript.policies.config import VLAConfig

@@ -36,8 +36,8 @@ def group_gradient(policy, params, group) -> torch.Tensor:
 
 def main() -> int:
     from ript.cli.train import LiberoTrainConfig, build
+    from ript.core.learner import trainable_parameters
     from ript.core.sampler import Group
-    from ript.core.train import trainable_parameters
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="regression-head policy checkpoint")

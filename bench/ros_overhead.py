@@ -51,9 +51,10 @@ def make_assets(folder: Path) -> tuple[Path, Path]:
 
 def in_process(checkpoint: Path, max_steps: int, run_dir: Path) -> float:
     from ript.cli.train import LiberoTrainConfig, build
+    from ript.core.learner import TrainConfig
     from ript.core.loop import LoopConfig
     from ript.core.sampler import SamplerConfig
-    from ript.core.train import RiptTrainer, TrainConfig
+    from ript.core.train import RiptTrainer
 
     config = LiberoTrainConfig(
         checkpoint=str(checkpoint),

@@ -64,7 +64,7 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     # runs needed (target_kl, frozen parameters, exploration knobs), as ROS delivers them.
     from dataclasses import asdict
 
-    from ript.core.train import TrainConfig
+    from ript.core.learner import TrainConfig
     from ript.ros.trainer_node import config_from_parameters
 
     config, knobs = config_from_parameters(lambda name, default: default)
@@ -136,7 +136,7 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
 
     import yaml
 
-    from ript.core.train import TrainConfig
+    from ript.core.learner import TrainConfig
     from ript.ros.trainer_node import config_from_parameters, train_fields
 
     def value_at(config, path):

@@ -9,10 +9,10 @@ import torch
 
 from ript.core.constants import OBS_STATE
 from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.learner import TrainConfig
 from ript.core.loop import LoopConfig
 from ript.core.safe_io import load_verified, save_verified
 from ript.core.sampler import SamplerConfig
-from ript.core.train import TrainConfig
 from ript.core.trial_store import StoredTrial, TrialStore
 from ript.core.trials import Trajectory
 from ript.policies.config import VLAConfig
@@ -229,7 +229,7 @@ def test_a_corrupt_trial_file_in_the_open_iteration_still_resumes_to_the_same_we
 
 
 def test_a_run_whose_checkpoints_are_all_unreadable_is_not_silently_restarted(tmp_path):
-    from ript.core.train import UnresumableRunError
+    from ript.core.learner import UnresumableRunError
 
     first = make_trainer(tmp_path, iterations=3)
     for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):  # iteration 1, then 2 trials of iteration 2
@@ -251,7 +251,7 @@ def test_a_run_whose_checkpoints_are_all_unreadable_is_not_silently_restarted(tm
 
 
 def test_trials_stored_past_the_newest_checkpoint_refuse_a_resume(tmp_path):
-    from ript.core.train import UnresumableRunError
+    from ript.core.learner import UnresumableRunError
 
     first = make_trainer(tmp_path, iterations=3)
     for n, reward in enumerate([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]):

@@ -163,7 +163,7 @@ def test_updater_moves_logprobs_by_advantage_sign_and_clips_grad():
 
 
 def test_frozen_parameter_prefixes_select_and_typos_fail():
-    from ript.core.train import trainable_parameters
+    from ript.core.learner import trainable_parameters
 
     model = torch.nn.ModuleDict({"trunk": torch.nn.Linear(2, 2), "scale_head": torch.nn.Linear(2, 1)})
     kept = trainable_parameters(model, ["scale_head"])

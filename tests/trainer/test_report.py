@@ -14,10 +14,10 @@ import torch
 
 from ript.core.constants import OBS_STATE
 from ript.core.interactive import ContextInfo, InteractiveTrainer
+from ript.core.learner import TrainConfig
 from ript.core.loop import LoopConfig
 from ript.core.report import read_run, write_report
 from ript.core.sampler import SamplerConfig
-from ript.core.train import TrainConfig
 from ript.core.trial_store import StoredTrial, TrialStore
 from ript.core.trials import Trajectory
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ript.core.train import TrainConfig, UnresumableRunError
+from ript.core.learner import TrainConfig, UnresumableRunError
 
 
 @dataclass

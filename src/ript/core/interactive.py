@@ -1,7 +1,7 @@
 """RIPT with trials that arrive one by one (a robot with an operator, the ROS trainer node).
 
-The same DynamicSampler, LOOP update and checkpoints as `ript train` (this class *is* a
-RiptTrainer; only the source of trials differs):
+The same learner as `ript train` (DynamicSampler, LOOP update, checkpoints: learner.py); only
+the way trials arrive differs:
 
     ticket = trainer.next_trial()               # sampler picks the context; a fresh trial_id
     trainer.on_reward(trial_id, success)        # from /reward, matched by trial_id
@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
+from ript.core.learner import Learner, TrainConfig, UnresumableRunError
 from ript.core.policy import Policy
 from ript.core.safe_io import CorruptFileError, load_verified
 from ript.core.sampler import Group, Trial
-from ript.core.train import RiptTrainer, TrainConfig, UnresumableRunError
 from ript.core.trial_store import StoredTrial, TrialStore
 from ript.core.trials import Trajectory
 
@@ -83,24 +83,11 @@ class _Pending:
     trajectory: Trajectory | None = None
 
 
-class _NoRollouts:
-    """RiptTrainer wants a RolloutSource; here trials are pushed in, never pulled."""
-
-    def __init__(self, contexts: Sequence[ContextInfo]) -> None:
-        self.contexts = list(contexts)
-
-    def rollout(self, *args, **kwargs):
-        raise RuntimeError("interactive trials arrive through on_reward/on_trajectory")
-
-    def evaluate(self, policy, seed):
-        return {}
-
-
 SaveWeights = Callable[[Path], None]
 """Writes the current policy weights as a policy checkpoint at the given path."""
 
 
-class InteractiveTrainer(RiptTrainer):
+class InteractiveTrainer(Learner):
     def __init__(
         self,
         policy: Policy,
@@ -112,7 +99,7 @@ class InteractiveTrainer(RiptTrainer):
         extra_config: dict | None = None,
         tensorboard: bool = False,
     ) -> None:
-        super().__init__(policy, _NoRollouts(contexts), config, run_dir, extra_config, tensorboard)
+        super().__init__(policy, contexts, config, run_dir, extra_config, tensorboard)
         self.contexts = list(contexts)
         self.store = TrialStore(self.run_dir / "trials")
         self.save_weights = save_weights
@@ -330,7 +317,7 @@ class InteractiveTrainer(RiptTrainer):
         self.save_weights(self.weights_dir / f"policy_v{iteration:06d}.ckpt")  # before the checkpoint names it
         row["env_steps"] = self.env_steps
         row["time/iteration_s"] = time.perf_counter() - self._iteration_start
-        self._finish_iteration(row)
+        self.finish_iteration(row)
         self._iteration_rewards = []
         self._iteration_start = time.perf_counter()
         return row

@@ -276,33 +276,40 @@ class DynamicSampler:
         self._start_batch()
         return batch
 
+    def open_groups(self, limit: int) -> list[Group]:
+        """Open up to `limit` groups, no more than the batch still needs; [] when it needs none."""
+        if limit < 1:
+            raise ValueError(f"parallel_groups must be >= 1, got {limit}")
+        needed = math.ceil((self.target_trials - self.accepted_trials) / self.config.group_size)
+        groups = []
+        for _ in range(min(limit, max(needed, 0))):
+            group = self.open_group()
+            if group is None:
+                break
+            groups.append(group)
+        return groups
+
+    def add_group_trials(self, group: Group, results: Sequence[float | Trial]) -> Group | None:
+        """All K trials of an open group at once (a Trial's context_index is set to the group's)."""
+        if len(results) != self.config.group_size:
+            raise ValueError(f"a rollout returned {len(results)} trials, expected K={self.config.group_size}")
+        closed = None
+        for result in results:
+            if isinstance(result, Trial):
+                result.context_index = group.context_index
+            closed = self.add_trial(group.group_id, result)
+        return closed
+
     # ---- synchronous API -------------------------------------------------------------------
     def collect(self, rollout_fn: RolloutFn, parallel_groups: int = 1) -> SampledBatch:
         """Collect one batch by calling rollout_fn on up to `parallel_groups` contexts at a time."""
-        if parallel_groups < 1:
-            raise ValueError(f"parallel_groups must be >= 1, got {parallel_groups}")
-        while True:
-            groups = []
-            needed = math.ceil((self.target_trials - self.accepted_trials) / self.config.group_size)
-            for _ in range(min(parallel_groups, max(needed, 0))):
-                group = self.open_group()
-                if group is None:
-                    break
-                groups.append(group)
-            if not groups:
-                return self.finish_batch()
+        while groups := self.open_groups(parallel_groups):
             results = rollout_fn([group.context for group in groups])
             if len(results) != len(groups):
                 raise ValueError(f"rollout_fn returned {len(results)} groups for {len(groups)} contexts")
             for group, group_results in zip(groups, results):
-                if len(group_results) != self.config.group_size:
-                    raise ValueError(
-                        f"rollout_fn returned {len(group_results)} trials, expected K={self.config.group_size}"
-                    )
-                for result in group_results:
-                    if isinstance(result, Trial):
-                        result.context_index = group.context_index
-                    self.add_trial(group.group_id, result)
+                self.add_group_trials(group, group_results)
+        return self.finish_batch()
 
     # ---- persistence -----------------------------------------------------------------------
     def state_dict(self) -> dict:

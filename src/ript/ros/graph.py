@@ -81,7 +81,7 @@ _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
     "ppo_epochs": ("auto", "N: PPO epochs per iteration (auto: the recipe's, 4)"),
     "minibatch_size": ("auto", "LOOP minibatch, in policy queries (auto: the recipe's, 2048)"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
-    # 'auto' below: the recipe's value (ript.core.train.TrainConfig's defaults) or the checkpoint's knob
+    # 'auto' below: the recipe's value (ript.core.learner.TrainConfig's defaults) or the checkpoint's knob
     "target_kl": (
         "auto",
         "undo the LOOP step that leaves the policy further than this KL from the sampling one, "

@@ -31,7 +31,7 @@ from std_msgs.msg import String
 
 from ript.core.config_io import from_dict, merged, set_dotted
 from ript.core.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
-from ript.core.train import TrainConfig, UnresumableRunError
+from ript.core.learner import TrainConfig, UnresumableRunError
 from ript.policies.vla import SAMPLING_KNOBS
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TRIAL_START_QOS

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ript.core.constants import OBS_STATE
+from ript.core.learner import TrainConfig
 from ript.core.loop import LoopConfig
 from ript.core.policy import Policy
 from ript.core.sampler import SamplerConfig, Trial
-from ript.core.train import RiptTrainer, TrainConfig
+from ript.core.train import RiptTrainer
 from ript.core.trials import Trajectory
 from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 

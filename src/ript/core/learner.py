@@ -1,0 +1,256 @@
+"""The learner both drivers share: the policy and its optimizer, the sampler's state, the LOOP
+updater, iteration checkpoints and metrics. How trials reach it is the driver's business:
+
+    RiptTrainer (train.py)              pulls trials from a RolloutSource (LIBERO, the reach task)
+    InteractiveTrainer (interactive.py) receives them one by one (the ROS trainer node, a robot)
+
+Both call `update_from_batch` when the sampler's batch is complete and `finish_iteration` after
+it. Every random draw is derived from (seed, iteration), and the sampler's, optimizer's and
+policy's states are checkpointed after each iteration, so a run killed at any moment resumes from
+its last completed iteration with the results it would have had.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ript.core.loop import LoopConfig, LoopUpdater
+from ript.core.metrics import MetricsLogger
+from ript.core.policy import Policy
+from ript.core.safe_io import load_or_set_aside, save_verified
+from ript.core.sampler import DynamicSampler, SampledBatch, SamplerConfig
+from ript.core.trials import build_loop_batch
+
+log = logging.getLogger("ript.train")
+
+CHECKPOINT_GLOB = "iter_*.ckpt"
+
+
+@dataclass
+class TrainConfig:
+    """The training tree: `ript train`, `ript up` and the ROS trainer node read it (their defaults
+    are these). lr 1e-5 with LoopConfig's KL stop: one Adam step at 1e-4 moved a calibrated LIBERO
+    policy by ~11 nats per query (bench/loop_trust_region.py)."""
+
+    iterations: int = 20
+    """M: optimisation steps."""
+    max_env_steps: int | None = None
+    """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
+    runs at equal interaction, e.g. dynamic sampling on vs off."""
+    learning_rate: float = 1e-5
+    """Adam learning rate for the LOOP updates."""
+    weight_decay: float = 0.0
+    eval_every: int = 5
+    """Evaluate every this many iterations (and before the first, and after the last). 0: never."""
+    parallel_groups: int = 1
+    """Groups rolled out at once; the source runs parallel_groups * K trials per call."""
+    keep_checkpoints: int = 2
+    """Completed-iteration checkpoints kept on disk (older ones are deleted)."""
+    seed: int = 0
+    frozen_parameters: list[str] = field(default_factory=list)
+    """Policy parameters the LOOP update leaves alone, by name prefix (e.g. 'head.scale_head': keep
+    the SFT-calibrated exploration scale instead of letting PPO shrink or blow it up)."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.max_env_steps is not None and self.max_env_steps < 1:
+            raise ValueError(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
+        if self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
+            raise ValueError(
+                f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
+                f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}"
+            )
+
+
+class UnresumableRunError(RuntimeError):
+    """A run folder with a history that no checkpoint can restore."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A stable 63-bit seed from integers (Python's hash of ints is not salted, but be explicit)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value * 6364136223846793005 + int(part) + 1442695040888963407) % (1 << 63)
+    return value
+
+
+def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list[torch.nn.Parameter]:
+    """The policy's parameters minus those whose name starts with a frozen prefix (each prefix must
+    match something: a typo should not silently train everything)."""
+    named = list(policy.named_parameters())
+    for prefix in frozen_prefixes:
+        if not any(name.startswith(prefix) for name, _ in named):
+            raise ValueError(
+                f"frozen parameter prefix {prefix!r} matches no parameter of the policy "
+                f"(names start with: {sorted({name.split('.')[0] for name, _ in named})})"
+            )
+    return [p for name, p in named if not name.startswith(tuple(frozen_prefixes))]
+
+
+class Learner:
+    def __init__(
+        self,
+        policy: Policy,
+        contexts: Sequence[Any],
+        config: TrainConfig,
+        run_dir: str | Path,
+        extra_config: dict | None = None,
+        tensorboard: bool = True,
+        on_status: Callable[[str, str], None] | None = None,
+        policy_checkpoint: dict | None = None,
+    ) -> None:
+        self.policy = policy
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        trainable = trainable_parameters(policy, config.frozen_parameters)
+        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.sampler = DynamicSampler(contexts, config.sampler)
+        self.updater = LoopUpdater(policy.log_prob, trainable, self.optimizer, config.loop)
+        self.iteration = 0
+        self.history: list[dict] = []
+        self.env_steps = 0
+        self.logger = MetricsLogger(self.run_dir, tensorboard=tensorboard)
+        self.logger.save_config({"train": asdict(config), **(extra_config or {})})
+        self.on_status = on_status or (lambda state, detail: None)
+        # A policy checkpoint's header (ript.policies.checkpoint.checkpoint_header): stored in every
+        # iteration checkpoint so `ript eval` can load any iteration.
+        self.policy_checkpoint = policy_checkpoint
+
+    def budget_spent(self) -> bool:
+        return self.config.max_env_steps is not None and self.env_steps >= self.config.max_env_steps
+
+    def update_from_batch(
+        self, batch: SampledBatch, iteration: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """The LOOP update of one sampled batch (shared with the ROS trainer's interactive core):
+        RLOO advantages + N epochs of PPO clip, seeded from (seed, iteration). Returns the log row."""
+        row: dict[str, Any] = {"iteration": iteration, **batch.stats, "sampler/stop_reason": batch.reason}
+        if batch.reason not in ("complete", "early_stop"):
+            log.warning(
+                "iteration %d: sampler stopped early (%s) with %d informative trials",
+                iteration,
+                batch.reason,
+                len(batch.trials),
+            )
+        if batch.groups:
+            # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
+            # would make log pi_theta differ from the sampling distribution at ratio = 1.
+            self.updater.generator = torch.Generator().manual_seed(derive_seed(self.config.seed, iteration, 1 << 20))
+
+            def report_epoch(epoch, total):
+                self.on_status("updating", f"epoch {epoch}/{total}")
+                if on_epoch is not None:
+                    on_epoch(epoch, total)
+
+            loop_batch, _ = build_loop_batch(batch.groups)
+            row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
+            describe = getattr(self.policy, "distribution_stats", None)
+            if describe is not None:  # how wide the policy now explores, per action dimension
+                rows = torch.linspace(0, len(loop_batch) - 1, min(len(loop_batch), 512)).long()
+                row.update(describe({key: value[rows] for key, value in loop_batch.obs.items()}))
+            if row["stats/stopped_early"] and row["stats/num_minibatches"] <= 1:
+                # A run in this state barely learns, and its metrics alone do not say why.
+                log.warning(
+                    "iteration %d: target_kl stopped the update after %d optimizer step(s) kept "
+                    "(approx KL %.3f > %g): the step is too large for the policy's sampling "
+                    "scale; lower train.learning_rate, or raise exploration_floor / fix the "
+                    "dims with a tiny calibrated scale (docs/policy.md)",
+                    iteration,
+                    int(row["stats/num_minibatches"]),
+                    row["stats/approx_kl_at_stop"],
+                    self.updater.config.target_kl,
+                )
+        return row
+
+    def finish_iteration(self, row: dict) -> None:
+        """Closes an iteration: its row joins the history, then the checkpoint, then the log."""
+        self.iteration = int(row["iteration"])
+        self.history.append(row)
+        self.save_checkpoint()
+        self.logger.log(self.iteration, row)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "history": self.history,
+            "env_steps": self.env_steps,
+            "config": asdict(self.config),
+            **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.checkpoint_dir / f"iter_{self.iteration:06d}.ckpt"
+        save_verified(self.state_dict(), path)
+        for old in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))[: -self.config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def resume(self, fresh: bool = False) -> bool:
+        """Load the newest checkpoint that verifies. Corrupt ones are reported and set aside.
+        Returns False when there is nothing to resume from.
+
+        A run folder whose checkpoints all failed to verify (now or on an earlier start) has a history
+        that cannot be restored: starting over at iteration 1 beside it would mix runs, so that raises
+        UnresumableRunError unless `fresh` (`resume=fresh`), which sets that history aside first."""
+        for path in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB), reverse=True):
+            state = load_or_set_aside(path, "checkpoint")
+            if state is None:
+                continue
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # the config wins: a resumed run may change the lr
+                group["lr"] = self.config.learning_rate
+                group["weight_decay"] = self.config.weight_decay
+            self.sampler.load_state_dict(state["sampler"])
+            self.iteration = int(state["iteration"])
+            self.history = list(state["history"])
+            self.env_steps = int(state["env_steps"])
+            # metrics.jsonl may have rows past the checkpoint (killed between log and save): rewrite it.
+            self.logger.rewrite(self.history)
+            log.info("resumed from %s (iteration %d)", path.name, self.iteration)
+            return True
+        lost = sorted(self.checkpoint_dir.glob("iter_*.corrupt"))
+        if lost and not fresh:
+            raise UnresumableRunError(
+                f"{self.run_dir}: every checkpoint is unreadable ({', '.join(p.name for p in lost)} set aside); "
+                "refusing to start again at iteration 1 beside that run's history. Resume from a copy of the "
+                "checkpoints, or start over here with resume=fresh (the old history is moved aside, not deleted)"
+            )
+        if fresh:
+            self._set_history_aside()
+        return False
+
+    def _set_history_aside(self) -> None:
+        """resume=fresh: move what belonged to the unrecoverable run into <run>/discarded-<time>/."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.run_dir / f"discarded-{stamp}"
+        for name in self.DISCARDED_ON_FRESH:
+            if (self.run_dir / name).exists():
+                target.mkdir(exist_ok=True)
+                (self.run_dir / name).rename(target / name)
+                log.warning("resume=fresh: moved %s to %s", name, target)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.logger.rewrite([])
+
+    DISCARDED_ON_FRESH: tuple[str, ...] = ("checkpoints",)
+    """What resume=fresh moves aside (the ROS trainer adds its stored trials)."""
+
+    def close(self) -> None:
+        self.logger.close()
