@@ -1,12 +1,14 @@
 """The Policy contract on the reference MLP policy: sample/log_prob consistency, clipping, chunks."""
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Laplace, Normal
 
 from ript.core.constants import OBS_STATE
 from ript.core.distributions import gaussian_log_prob, laplace_log_prob, sample_gaussian, sample_laplace
-from ript.core.policy import ChunkQueue, PolicySample
+from ript.core.policy import PolicySample
+from ript.core.trial_runner import TrialRunner
 from ript.policies.mlp_policy import MLPPolicy, MLPPolicyConfig
 
 
@@ -75,21 +77,24 @@ def test_act_is_deterministic_and_bounded():
     assert policy.act(obs).abs().max() <= 1.0
 
 
-def test_chunk_queue_executes_h_of_H_then_requeries():
+def test_chunk_recorder_executes_h_of_H_then_requeries():
     policy = make_policy(chunk_size=4)
-    queue = ChunkQueue(policy, execute_steps=2, stochastic=True)
-    obs = {OBS_STATE: torch.randn(1, 3)}
-    first = queue(obs)
-    chunk = queue.last_sample.actions[0]
-    torch.testing.assert_close(first, chunk[0])
-    torch.testing.assert_close(queue(obs), chunk[1])
-    assert queue.needs_query
-    queue(obs)
-    assert queue.last_sample.actions[0] is not chunk
+    runner = TrialRunner(policy, execute_steps=2)
+    runner.begin("t", stochastic=True, seed=0)
+    obs = {OBS_STATE: np.random.default_rng(0).normal(size=3).astype(np.float32)}
+    first, query = runner.act(obs)
+    chunk = query.actions
+    torch.testing.assert_close(torch.as_tensor(first), chunk[0])
+    torch.testing.assert_close(torch.as_tensor(runner.act(obs)[0]), chunk[1])
+    assert runner.recorder.needs_query
+    assert runner.act(obs)[1].actions is not chunk
     with pytest.raises(ValueError, match="execute_steps"):
-        ChunkQueue(policy, execute_steps=5)
-    deterministic = ChunkQueue(policy, execute_steps=4, stochastic=False)
-    torch.testing.assert_close(deterministic(obs), policy.act(obs)[0, 0])
+        TrialRunner(policy, execute_steps=5)
+    deterministic = TrialRunner(policy, execute_steps=4)
+    deterministic.begin("d", stochastic=False)
+    torch.testing.assert_close(
+        torch.as_tensor(deterministic.act(obs)[0]), policy.act({OBS_STATE: torch.as_tensor(obs[OBS_STATE])[None]})[0, 0]
+    )
 
 
 def test_policy_sample_validates_shapes():

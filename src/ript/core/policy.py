@@ -11,13 +11,12 @@ likely its own samples were, and re-score them later under new weights:
 `scored` is what the distribution is defined over: the raw (unclipped) continuous actions for a
 regression head, the token ids for a tokenized head. Sampling and scoring use the same
 distribution (temperature, top-k, exploration scale included), so the PPO ratio is exact.
-Chunk queueing (execute h of H) is a wrapper, not part of each model: see `ChunkQueue`.
+Chunk queueing (execute h of H) is not part of each model: see `ript.core.recorder.ChunkRecorder`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -97,43 +96,3 @@ def executed_mask(executed: Tensor, num_elements: int, scores_per_step: bool) ->
     if scores_per_step:
         return torch.arange(num_elements)[None, :] < executed[:, None]
     return torch.ones((executed.shape[0], num_elements), dtype=torch.bool)
-
-
-class ChunkQueue:
-    """Executes the first `execute_steps` actions of each predicted chunk before re-querying.
-
-    Works on a single environment (batch row 0). Keeps the PolicySample of the current chunk so the
-    caller can record how many of its steps were actually executed.
-    """
-
-    def __init__(self, policy: Policy, execute_steps: int | None = None, stochastic: bool = True) -> None:
-        horizon = policy.chunk_size
-        self.execute_steps = horizon if execute_steps is None else execute_steps
-        if not 1 <= self.execute_steps <= horizon:
-            raise ValueError(f"execute_steps must be in [1, {horizon}], got {self.execute_steps}")
-        self.policy = policy
-        self.stochastic = stochastic
-        self._queue: deque[Tensor] = deque()
-        self.last_sample: PolicySample | None = None
-
-    def reset(self) -> None:
-        self._queue.clear()
-        self.last_sample = None
-        self.policy.reset()
-
-    @property
-    def needs_query(self) -> bool:
-        return not self._queue
-
-    @torch.no_grad()
-    def __call__(self, obs: Observation, generator: torch.Generator | None = None) -> Tensor:
-        """Returns one action [A] for the single environment in `obs`."""
-        if not self._queue:
-            if self.stochastic:
-                self.last_sample = self.policy.sample(obs, generator=generator)
-                chunk = self.last_sample.actions[0]
-            else:
-                self.last_sample = None
-                chunk = self.policy.act(obs)[0]
-            self._queue.extend(chunk[: self.execute_steps])
-        return self._queue.popleft()

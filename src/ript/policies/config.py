@@ -145,7 +145,7 @@ class VLAConfig:
     chunk_size: int = 8
     """H: actions predicted per query."""
     execute_steps: int | None = None
-    """h: actions executed per query (ChunkQueue, the rollout code, the policy node); None: the whole
+    """h: actions executed per query (ChunkRecorder: the rollouts, the policy node); None: the whole
     chunk. On a 1-demo LIBERO policy, executing 4 of 4 gave 53 % where 1 of 4 gave 10 %, and it
     explores per chunk as the references do (docs/results.md)."""
     action_low: float = -1.0

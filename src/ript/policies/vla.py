@@ -5,7 +5,7 @@
 
 then either H action queries decoded in parallel (regression head) or an autoregressive token
 prior with an FSQ tokenizer (tokenized head). Both implement the `Policy` contract; chunk
-queueing (execute h of H) is `ChunkQueue`'s job.
+queueing (execute h of H) is `ChunkRecorder`'s job (ript.core.recorder).
 """
 
 from __future__ import annotations

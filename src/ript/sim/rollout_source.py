@@ -1,22 +1,20 @@
 """LIBERO as a RIPT rollout source: K stochastic trials per context on a vector of envs.
 
 `PolicyAgent` drives `run_episodes` with any `Policy`: it queries the policy when a trial's chunk
-queue is empty (batched over every trial that needs a query), executes the first `execute_steps`
-actions of each chunk, and records what LOOP needs per query — the policy inputs, what was scored
-and its log-probs, and a mask of the elements actually executed. A crashed trial restarts from
+is used up (batched over every trial that needs a query); each trial's ChunkRecorder executes the
+first `execute_steps` actions of each chunk and records what LOOP needs per query. A crashed trial restarts from
 `begin`, which discards its partial record, so a crash never leaks half a trajectory into a batch.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ript.core.policy import Policy, executed_mask
+from ript.core.policy import Policy
+from ript.core.recorder import ChunkRecorder
 from ript.core.sampler import Trial
 from ript.core.trials import Trajectory
 from ript.sim.contexts import Context
@@ -24,14 +22,6 @@ from ript.sim.vector_env import EpisodeResult, VectorEnv, run_episodes
 
 Featurize = Callable[[dict, Context], dict[str, np.ndarray]]
 """(one LIBERO observation, its context) -> policy inputs for one row (no batch dim)."""
-
-
-@dataclass
-class _Query:
-    obs: dict[str, np.ndarray]
-    scored: torch.Tensor
-    log_probs: torch.Tensor
-    executed: int = 0
 
 
 def policy_generator(policy: Policy, seed: int) -> torch.Generator:
@@ -58,53 +48,33 @@ class PolicyAgent:
         self.stochastic = stochastic
         self.generator = generator
         self.contexts: dict[int, Context] = {}
-        self.queues: dict[int, deque] = {}
-        self.records: dict[int, list[_Query]] = {}
+        self.recorders: dict[int, ChunkRecorder] = {}
         self.finished: dict[int, tuple[EpisodeResult, Trajectory | None]] = {}
 
     def begin(self, trial: int, context: Context, obs: dict) -> None:
         self.contexts[trial] = context
-        self.queues[trial] = deque()
-        self.records[trial] = []
+        self.recorders[trial] = ChunkRecorder(self.execute_steps, self.policy.chunk_size, self.policy.scores_per_step)
 
     @torch.no_grad()
     def act(self, trials: list[int], obs: list[dict]) -> np.ndarray:
-        needs = [j for j, t in enumerate(trials) if not self.queues[t]]
-        if needs:
+        needs = [j for j, t in enumerate(trials) if self.recorders[t].needs_query]
+        if needs:  # one batched policy query for every trial whose chunk is used up
             rows = [self.featurize(obs[j], self.contexts[trials[j]]) for j in needs]
             batch = {key: torch.as_tensor(np.stack([row[key] for row in rows])) for key in rows[0]}
             if self.stochastic:
                 sample = self.policy.sample(batch, generator=self.generator)
-                chunks = sample.actions.cpu().numpy()
+                chunks, scored, log_probs = sample.actions.cpu().numpy(), sample.scored.cpu(), sample.log_probs.cpu()
                 for n, j in enumerate(needs):
-                    self.records[trials[j]].append(_Query(rows[n], sample.scored[n].cpu(), sample.log_probs[n].cpu()))
+                    self.recorders[trials[j]].add_chunk(rows[n], chunks[n], scored[n], log_probs[n])
             else:
                 chunks = self.policy.act(batch).cpu().numpy()
-            for n, j in enumerate(needs):
-                self.queues[trials[j]].extend(chunks[n, : self.execute_steps])
-        actions = np.stack([self.queues[t].popleft() for t in trials])
-        if self.stochastic:
-            for t in trials:
-                self.records[t][-1].executed += 1
-        return actions
+                for n, j in enumerate(needs):
+                    self.recorders[trials[j]].add_chunk({}, chunks[n])  # nothing to re-score: keep no inputs
+        return np.stack([self.recorders[t].next_action() for t in trials])
 
     def end(self, trial: int, result: EpisodeResult) -> None:
-        trajectory = self._trajectory(self.records.pop(trial), result.steps) if self.stochastic else None
-        self.finished[trial] = (result, trajectory)
-
-    def _trajectory(self, queries: list[_Query], num_steps: int) -> Trajectory:
-        log_probs = torch.stack([q.log_probs for q in queries])  # [Q, T]
-        mask = executed_mask(
-            torch.tensor([q.executed for q in queries]), log_probs.shape[1], self.policy.scores_per_step
-        )
-        obs = {key: torch.as_tensor(np.stack([q.obs[key] for q in queries])) for key in queries[0].obs}
-        return Trajectory(
-            obs=obs,
-            scored=torch.stack([q.scored for q in queries]),
-            log_probs=log_probs,
-            mask=mask,
-            num_steps=num_steps,
-        )
+        recorder = self.recorders.pop(trial)
+        self.finished[trial] = (result, recorder.trajectory(result.steps) if self.stochastic else None)
 
 
 class LiberoRolloutSource:

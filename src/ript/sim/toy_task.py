@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from ript.core.constants import OBS_STATE
 from ript.core.learner import TrainConfig
 from ript.core.loop import LoopConfig
 from ript.core.policy import Policy
+from ript.core.recorder import ChunkRecorder
 from ript.core.sampler import SamplerConfig, Trial
 from ript.core.train import RiptTrainer
 from ript.core.trials import Trajectory
@@ -60,35 +62,29 @@ class ReachTask:
         x = torch.tensor([c[0] for c in contexts])
         goal = torch.tensor([c[1] for c in contexts])
         horizon = policy.chunk_size
-        obs_rows, scored_rows, logp_rows = [], [], []
-        for _query in range(math.ceil(cfg.episode_steps / horizon)):
-            obs = {OBS_STATE: torch.stack([x, goal - x], dim=1)}
-            if stochastic:
-                sample = policy.sample(obs, generator=generator)
-                actions = sample.actions
-                obs_rows.append(obs[OBS_STATE])
-                scored_rows.append(sample.scored)
-                logp_rows.append(sample.log_probs)
-            else:
-                actions = policy.act(obs)
-            for h in range(horizon):
-                x = x + cfg.step_size * actions[:, h, 0]
+        recorders = [ChunkRecorder(horizon, horizon, policy.scores_per_step) for _ in contexts]  # whole chunks
+        for _step in range(math.ceil(cfg.episode_steps / horizon) * horizon):
+            if recorders[0].needs_query:  # every episode queries at the same steps: one batched call
+                state = torch.stack([x, goal - x], dim=1)
+                if stochastic:
+                    sample = policy.sample({OBS_STATE: state}, generator=generator)
+                    for i, recorder in enumerate(recorders):
+                        recorder.add_chunk(
+                            {OBS_STATE: state[i]}, sample.actions[i], sample.scored[i], sample.log_probs[i]
+                        )
+                else:
+                    actions = policy.act({OBS_STATE: state})
+                    for i, recorder in enumerate(recorders):
+                        recorder.add_chunk({}, actions[i])
+            step = torch.as_tensor(np.stack([recorder.next_action() for recorder in recorders]))
+            x = x + cfg.step_size * step[:, 0]
         rewards = ((x - goal).abs() < cfg.tolerance).float()
         trajectories = []
         if stochastic:
-            states = torch.stack(obs_rows, dim=1)  # [N, Q, D]
-            scored = torch.stack(scored_rows, dim=1)  # [N, Q, H, A]
-            logps = torch.stack(logp_rows, dim=1)  # [N, Q, H]
-            for i in range(len(contexts)):
-                trajectories.append(
-                    Trajectory(
-                        obs={OBS_STATE: states[i]},
-                        scored=scored[i],
-                        log_probs=logps[i],
-                        mask=torch.ones_like(logps[i], dtype=torch.bool),
-                        num_steps=cfg.episode_steps,
-                    )
-                )
+            for recorder in recorders:
+                trajectory = recorder.trajectory(num_steps=cfg.episode_steps)
+                assert trajectory is not None  # every query was sampled
+                trajectories.append(trajectory)
         return rewards, trajectories
 
     def rollout(self, policy: Policy, contexts: list, group_size: int, seed: int) -> list[list[Trial]]:
