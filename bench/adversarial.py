@@ -412,14 +412,15 @@ def case_kill_loop(work: Path, kills: int, seed: int) -> None:
 
 # ---- 4. reward floods --------------------------------------------------------------------------
 def case_reward_flood(work: Path, count: int, seed: int) -> None:
-    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.core.trial_identity import TrialIdentity
+    from ript.panel.state import PanelConfig, PanelState
 
     rng = random.Random(seed)
     trainer = make_trainer(work / "flood", iterations=1)
     panel = PanelState(PanelConfig(token="t", marks_file=str(work / "flood" / "marks.jsonl")))
     ticket = trainer.next_trial()
     panel.on_trial_start(
-        ActiveTrial(
+        TrialIdentity(
             ticket.trial_id,
             ticket.context_id,
             ticket.iteration,
@@ -460,12 +461,13 @@ def case_reward_flood(work: Path, count: int, seed: int) -> None:
 
 # ---- 5. the panel journal torn at every byte ----------------------------------------------------
 def case_torn_journal(work: Path) -> None:
-    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.core.trial_identity import TrialIdentity
+    from ript.panel.state import PanelConfig, PanelState
 
     journal = work / "journal" / "marks.jsonl"
     state = PanelState(PanelConfig(token="t", undo_window_s=0, marks_file=str(journal)))
     for n in range(3):
-        state.on_trial_start(ActiveTrial(f"it0001-g000-c000-k{n}-aaaaaa", "ctx0", 1, n, 3, "task"))
+        state.on_trial_start(TrialIdentity(f"it0001-g000-c000-k{n}-aaaaaa", "ctx0", 1, n, 3, "task"))
         mark = state.mark(f"it0001-g000-c000-k{n}-aaaaaa", n % 2 == 0, hold=False)
         state.published(mark)
     data = journal.read_bytes()
@@ -477,7 +479,7 @@ def case_torn_journal(work: Path) -> None:
         tried += 1
         try:
             again = PanelState(PanelConfig(token="t", undo_window_s=0, marks_file=str(torn)))
-            again.on_trial_start(ActiveTrial("it0001-g001-c001-k0-bbbbbb", "ctx1", 1, 0, 2, "task"))
+            again.on_trial_start(TrialIdentity("it0001-g001-c001-k0-bbbbbb", "ctx1", 1, 0, 2, "task"))
             again.published(again.mark("it0001-g001-c001-k0-bbbbbb", True, hold=False))
             reread = PanelState(PanelConfig(token="t", undo_window_s=0, marks_file=str(torn)))
             if not any(m.trial_id == "it0001-g001-c001-k0-bbbbbb" for m in reread.marks):
@@ -510,8 +512,9 @@ def case_panel_fuzz(work: Path, seconds: float) -> None:
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
+    from ript.core.trial_identity import TrialIdentity
     from ript.panel.app import create_app
-    from ript.panel.state import ActiveTrial, PanelConfig, PanelState
+    from ript.panel.state import PanelConfig, PanelState
 
     class Actions:  # the trainer and the robot bridge, answering at once
         def publish(self, mark):
@@ -535,7 +538,7 @@ def case_panel_fuzz(work: Path, seconds: float) -> None:
             allowed_hosts=("testserver",),
         )
     )
-    state.on_trial_start(ActiveTrial("it0001-g000-c000-k0-aaaaaa", "ctx0", 1, 0, 2, "task"))
+    state.on_trial_start(TrialIdentity("it0001-g000-c000-k0-aaaaaa", "ctx0", 1, 0, 2, "task"))
     state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Actions()))
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from ript.core.trial_identity import TrialIdentity
 from ript.panel.app import RobotUnavailable, create_app
-from ript.panel.state import ActiveTrial, PanelConfig, PanelState
+from ript.panel.state import PanelConfig, PanelState
 
 TOKEN = "unit-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -52,8 +53,8 @@ class Recorder:
         return True, f"{command} done"
 
 
-def trial(n: int = 1) -> ActiveTrial:
-    return ActiveTrial(f"it0001-g000-c000-k{n}-abc", "libero_spatial/0/init00", 1, n, 4, "pick up the bowl")
+def trial(n: int = 1) -> TrialIdentity:
+    return TrialIdentity(f"it0001-g000-c000-k{n}-abc", "libero_spatial/0/init00", 1, n, 4, "pick up the bowl")
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from ript.panel.state import ActiveTrial, PanelConfig, PanelState
+from ript.core.trial_identity import TrialIdentity
+from ript.panel.state import PanelConfig, PanelState
 
-TRIAL = ActiveTrial("it0002-g001-c003-k1-abcdef", "libero_spatial/0/init03", 2, 1, 4, "pick up the bowl")
+TRIAL = TrialIdentity("it0002-g001-c003-k1-abcdef", "libero_spatial/0/init03", 2, 1, 4, "pick up the bowl")
 
 
 def panel(tmp_path, **config) -> PanelState:
@@ -21,7 +22,7 @@ def test_a_torn_last_line_costs_only_itself(tmp_path):
     with state.path.open("a") as f:
         f.write('{"event": "published", "mark_id": "')  # the crash: half a line, no newline
     restarted = panel(tmp_path)
-    second_trial = ActiveTrial("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
+    second_trial = TrialIdentity("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
     restarted.on_trial_start(second_trial)
     second = restarted.mark(second_trial.trial_id, False)
     again = panel(tmp_path)
@@ -67,7 +68,7 @@ def test_a_trial_whose_start_was_missed_is_adopted_from_the_trainer_status(tmp_p
     assert state.trial.instruction == TRIAL.instruction and state.trial.context_id == TRIAL.context_id
     state.mark(TRIAL.trial_id, True)  # markable: no 409
     # A late status for an earlier trial does not take the panel back to it.
-    newer = ActiveTrial("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
+    newer = TrialIdentity("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
     state.on_trial_start(newer)
     state.on_status(status)
     assert state.trial.trial_id == newer.trial_id
@@ -83,7 +84,7 @@ def test_history_shows_only_what_the_trainer_stored(tmp_path):
     state.on_status({"state": "waiting_for_reset", "message": f"stored {TRIAL.trial_id} (reward 1)"})
     assert state.history()["iterations"] == [{"iteration": 2, "trials": 1, "success_rate": 1.0}]
     # An operator mark the trainer overrides (another judge's reward arrived first) is shown as such.
-    second = ActiveTrial("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
+    second = TrialIdentity("it0002-g001-c003-k2-abcdef", TRIAL.context_id, 2, 2, 4, TRIAL.instruction)
     state.on_trial_start(second)
     mark = state.mark(second.trial_id, False)
     state.published(mark)

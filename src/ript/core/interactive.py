@@ -34,6 +34,7 @@ from ript.core.learner import Learner, TrainConfig, UnresumableRunError
 from ript.core.policy import Policy
 from ript.core.safe_io import CorruptFileError, load_verified
 from ript.core.sampler import Group, Trial
+from ript.core.trial_identity import TrialTicket
 from ript.core.trial_store import StoredTrial, TrialStore
 from ript.core.trials import Trajectory
 
@@ -46,20 +47,6 @@ class ContextInfo:
 
     context_id: str
     instruction: str
-
-
-@dataclass(frozen=True)
-class TrialTicket:
-    trial_id: str
-    iteration: int
-    group_id: int
-    context_index: int
-    context_id: str
-    instruction: str
-    trial_index: int
-    """k of K within its group (aborted trials are retried under the same k)."""
-    group_size: int
-    weights_version: int
 
 
 @dataclass
@@ -169,15 +156,15 @@ class InteractiveTrainer(Learner):
             f"{secrets.token_hex(3)}"
         )  # random tail: a restarted trainer never reuses an id
         ticket = TrialTicket(
-            trial_id,
-            self.iteration + 1,
-            group.group_id,
-            group.context_index,
-            group.context.context_id,
-            group.context.instruction,
-            k,
-            self.config.sampler.group_size,
-            self.weights_version,
+            trial_id=trial_id,
+            context_id=group.context.context_id,
+            iteration=self.iteration + 1,
+            trial_index=k,
+            group_size=self.config.sampler.group_size,
+            instruction=group.context.instruction,
+            group_id=group.group_id,
+            context_index=group.context_index,
+            weights_version=self.weights_version,
         )
         self.pending = _Pending(ticket)
         return ticket

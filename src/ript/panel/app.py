@@ -35,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ript.core.trial_identity import TrialIdentity
 from ript.panel.state import Mark, PanelError, PanelState, flush_due
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -113,17 +114,8 @@ class ErrorOut(BaseModel):
     detail: object = None
 
 
-class TrialOut(BaseModel):
-    trial_id: str
-    context_id: str
-    iteration: int
-    trial_index: int
-    group_size: int
-    instruction: str
-
-
 class StateOut(BaseModel):
-    trial: TrialOut | None
+    trial: TrialIdentity | None
     trial_closed: str
     suggestion: bool | None
     suggestion_source: str | None

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ript.core.trial_identity import TrialIdentity
+
 OUTCOMES = ("success", "failure")
 STORED = re.compile(r"^stored (\S+) \(reward ([-+0-9.eE]+)\)")
 """The trainer's status message once a trial is on disk (interactive.py's verdict)."""
@@ -88,16 +90,6 @@ class PanelConfig:
 
 
 @dataclass
-class ActiveTrial:
-    trial_id: str
-    context_id: str
-    iteration: int
-    trial_index: int
-    group_size: int
-    instruction: str
-
-
-@dataclass
 class Mark:
     mark_id: str
     trial_id: str
@@ -129,7 +121,7 @@ class PanelState:
         self.config = config
         self.clock = clock
         self._lock = threading.RLock()
-        self.trial: ActiveTrial | None = None
+        self.trial: TrialIdentity | None = None
         self.trial_closed = ""
         """Why the active trial takes no mark ('' while it does): marked, aborted, judged."""
         self.suggestion: dict[str, tuple[bool, str, float]] = {}
@@ -137,7 +129,7 @@ class PanelState:
         classifier, shown for the operator to accept or override."""
         self.trainer: dict[str, Any] = {"state": "unknown", "message": "no status from the trainer yet"}
         self.marks: list[Mark] = []
-        self.trials: dict[str, ActiveTrial] = {}
+        self.trials: dict[str, TrialIdentity] = {}
         """Every trial this panel has seen start (TrialStart, or adopted from the trainer's status)."""
         self.instruction = ""
         """The latest instruction the trainer latched (for a trial adopted from its status)."""
@@ -210,7 +202,7 @@ class PanelState:
         self.marks = list(by_id.values())
 
     # ---- what the adapter hears ------------------------------------------------------------------
-    def on_trial_start(self, trial: ActiveTrial) -> None:
+    def on_trial_start(self, trial: TrialIdentity) -> None:
         with self._lock:
             self.trial, self.trial_closed = trial, ""
             self.trials[trial.trial_id] = trial
@@ -243,7 +235,7 @@ class PanelState:
             trial_id = str(status.get("trial_id", ""))
             if status.get("state") == "collecting" and trial_id and trial_id not in self.trials:
                 self.on_trial_start(
-                    ActiveTrial(
+                    TrialIdentity(
                         trial_id,
                         str(status.get("context_id", "")),
                         int(status.get("iteration", 0)),

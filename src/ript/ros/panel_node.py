@@ -31,8 +31,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from ript.core.trial_identity import TrialIdentity
 from ript.panel.app import RobotCommand, RobotUnavailable, TrainerUnavailable, create_app
-from ript.panel.state import ActiveTrial, Mark, PanelConfig, PanelState, flush_due
+from ript.panel.state import Mark, PanelConfig, PanelState, flush_due
 from ript.ros.ros_images import image_to_rgb
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -92,7 +93,7 @@ class PanelNode(Node):
 
     def _on_trial_start(self, msg: TrialStart) -> None:
         self.state.on_trial_start(
-            ActiveTrial(msg.trial_id, msg.context_id, msg.iteration, msg.trial_index, msg.group_size, msg.instruction)
+            TrialIdentity(msg.trial_id, msg.context_id, msg.iteration, msg.trial_index, msg.group_size, msg.instruction)
         )
 
     def _on_status(self, msg: TrainerStatus) -> None:

@@ -30,8 +30,9 @@ from ript_interfaces.srv import AbortTrial, StartTrial
 from std_msgs.msg import String
 
 from ript.core.config_io import from_dict, merged, set_dotted
-from ript.core.interactive import ContextInfo, InteractiveTrainer, TrialTicket, Verdict
+from ript.core.interactive import ContextInfo, InteractiveTrainer, Verdict
 from ript.core.learner import TrainConfig, UnresumableRunError
+from ript.core.trial_identity import TrialTicket
 from ript.policies.vla import SAMPLING_KNOBS
 from ript.ros.ros_main import spin_node
 from ript.ros.trial_start import TRIAL_START_QOS
