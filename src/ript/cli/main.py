@@ -19,6 +19,10 @@ SUBCOMMANDS = {
     "contexts": ("ript.cli.contexts", "draw training contexts disjoint from the LIBERO evaluation init states"),
     "sft": ("ript.cli.sft", "stage 2: supervised fine-tuning of the VLA from HDF5 demos (ours or LIBERO's)"),
     "calibrate-scale": ("ript.cli.scale", "fit the regression head's scale by NLL on demos, mean frozen"),
+    "export-lerobot": (
+        "ript.cli.export_lerobot",
+        "scripted demos or a run's stored trials as a LeRobotDataset v3.0 folder (parquet + mp4 + meta)",
+    ),
     "export-onnx": ("ript.cli.export_onnx", "export a policy checkpoint's inference path to ONNX"),
     "sim-outcomes": (
         "ript.cli.outcomes",

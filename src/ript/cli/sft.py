@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         nargs="+",
         required=True,
-        help="HDF5 demo files, or folders searched for *.hdf5 (multi-task: one file per task)",
+        help="HDF5 demo files, folders searched for *.hdf5 (multi-task: one file per task), or LeRobotDataset "
+        "v3 folders (`ript export-lerobot` writes them)",
     )
     data.add_argument("--max-demos", type=int, default=None, help="use at most this many demos per file")
     model = parser.add_argument_group("model (ignored with --init, which brings its own config)")
@@ -98,10 +99,16 @@ def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
     from tqdm import tqdm
 
     from ript.core.paths import files_under
+    from ript.policies import lerobot_data
     from ript.policies.libero_data import read_demos
 
     demos = []
-    for file in tqdm(files_under(paths, ".hdf5", "demo"), desc="reading demos", unit="file", disable=not progress):
+    datasets = [Path(p) for p in paths if lerobot_data.is_dataset(p)]  # LeRobotDataset v3 folders
+    for folder in datasets:
+        demos += lerobot_data.read_demos(folder, max_demos=max_demos)
+    hdf5 = [p for p in paths if Path(p) not in datasets]
+    files = files_under(hdf5, ".hdf5", "demo") if hdf5 else []
+    for file in tqdm(files, desc="reading demos", unit="file", disable=not progress):
         demos += read_demos(file, max_demos=max_demos)
     return demos
 
