@@ -100,5 +100,5 @@ def test_policy_sample_rescore_gradient_and_greedy_act():
     policy.temperature = 1.0
     assert not torch.allclose(policy.log_prob(obs, sample.scored), sample.log_probs)
     # Greedy act decodes the argmax tokens.
-    greedy_ids, _ = policy._sample_tokens(policy.prepare(obs), None)
+    greedy_ids, _ = policy.head_distribution.tokens(policy.prepare(obs), None)
     torch.testing.assert_close(policy.act(obs), policy.decode_tokens(greedy_ids).clamp(-1, 1))

@@ -63,16 +63,7 @@ def live_config(policy: VLAPolicy) -> dict:
     """The policy's config with the exploration knobs as currently set (they define the scored
     distribution, and an RL run may have changed them since the policy was built)."""
     config = policy.config.to_dict()
-    if policy.head_type == "regression":
-        config["regression"].update(
-            exploration_scale=float(policy.exploration_scale),
-            exploration_floor=float(policy.exploration_floor),
-            fixed_action_dims=list(policy.fixed_action_dims),
-            gripper_temperature=float(policy.gripper_temperature),
-            noise_correlation=float(policy.noise_correlation),
-        )
-    else:
-        config["tokenized"].update(temperature=float(policy.temperature), top_k=int(policy.top_k))
+    config[policy.head_type].update(policy.head_distribution.knobs())
     return config
 
 

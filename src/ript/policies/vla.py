@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
@@ -93,21 +94,10 @@ class ChunkHeadPolicy(Policy):
         self.action_dim = config.action_dim
         self.obs_keys = observation_keys(config)
         self.head_type = config.head
-        self.scores_per_step = config.head == "regression"  # tokens are decoded jointly into the chunk
-        # Only this head's knobs exist: hasattr(policy, 'temperature') says whether a knob applies.
-        if config.head == "regression":
-            self.distribution = config.regression.distribution
-            self.exploration_scale = config.regression.exploration_scale
-            self.exploration_floor = config.regression.exploration_floor
-            self.fixed_action_dims = config.regression.fixed_action_dims
-            self.gripper_dim = config.regression.bernoulli_dim(config.action_dim)  # None: continuous
-            self.gripper_temperature = config.regression.gripper_temperature
-            self.noise_correlation = config.regression.noise_correlation
-        else:
-            self.temperature = config.tokenized.temperature
-            self.top_k = config.tokenized.top_k
-            self.num_tokens = config.tokenized.tokens_per_chunk
-            self.bos_id = config.tokenized.vocab_size
+        # What the head's outputs mean as a distribution over action chunks: sampled, scored and
+        # acted by this object, whose knobs (only this head's) it sets on the policy.
+        self.head_distribution = HEAD_DISTRIBUTIONS[config.head](self, config)
+        self.scores_per_step = self.head_distribution.scores_per_step
 
     # hooks ---------------------------------------------------------------------------------
     @property
@@ -148,113 +138,168 @@ class ChunkHeadPolicy(Policy):
     @torch.no_grad()
     def sample(self, obs: Observation, generator: torch.Generator | None = None) -> PolicySample:
         obs = self.prepare(obs)
-        batch = obs[OBS_STATE].shape[0]
         # Noise is drawn where the generator lives: a CPU generator gives the same samples on any device.
         where = generator.device if generator is not None else self.device
-        if self.head_type == "regression":
-            eps = standard_noise(self.distribution, (batch, self.chunk_size, self.action_dim), generator, where)
-        else:
-            eps = torch.rand((batch, self.num_tokens), generator=generator, device=where)
+        eps = self.head_distribution.noise(obs[OBS_STATE].shape[0], generator, where)
         return self.sample_with_noise(obs, eps.to(self.device))
 
     @torch.no_grad()
     def sample_with_noise(self, obs: Observation, eps: Tensor) -> PolicySample:
         """Sampling with given noise: standard Laplace/Gaussian eps [B, H, A] (regression) or
         uniforms [B, L] (tokenized). Same noise, same sample: used for torch/ONNX parity."""
-        obs = self.prepare(obs)
-        cfg = self.config
-        if self.head_type == "regression":
-            mean, scale = self.regression_params(obs)
-            actions, raw, logp = regression_sample(
-                mean,
-                scale,
-                eps.to(mean.device),
-                self.distribution,
-                self.exploration_scale,
-                cfg.action_low,
-                cfg.action_high,
-                self.exploration_floor,
-                self.fixed_action_dims,
-                self.gripper_dim,
-                self.gripper_temperature,
-                self.noise_correlation,
-            )
-            return PolicySample(actions=actions, scored=raw, log_probs=logp)
-        ids, logp = self._sample_tokens(obs, eps.to(self.device))
-        actions = self.decode_tokens(ids).clamp(cfg.action_low, cfg.action_high)
-        return PolicySample(actions=actions, scored=ids, log_probs=logp)
-
-    def _sample_tokens(self, obs: dict[str, Tensor], uniforms: Tensor | None) -> tuple[Tensor, Tensor]:
-        context = self.encode(obs)
-        like = torch.zeros((obs[OBS_STATE].shape[0], self.num_tokens), dtype=torch.long, device=self.device)
-        return sample_tokens(
-            lambda tokens_in: self.token_logits(context, tokens_in),
-            like,
-            self.bos_id,
-            self.temperature,
-            self.top_k,
-            uniforms,
-        )
+        return self.head_distribution.sample(self.prepare(obs), eps.to(self.device))
 
     def log_prob(self, obs: Observation, scored: Tensor) -> Tensor:
         """Per-element log-probs: [B, H] (regression) or [B, L] (tokenized); differentiable for torch."""
-        obs = self.prepare(obs)
-        scored = torch.as_tensor(scored).to(self.device)
-        if self.head_type == "regression":
-            mean, scale = self.regression_params(obs)
-            return regression_log_prob(
-                scored,
-                mean,
-                scale,
-                self.distribution,
-                self.exploration_scale,
-                self.exploration_floor,
-                self.fixed_action_dims,
-                self.gripper_dim,
-                self.gripper_temperature,
-                self.noise_correlation,
-            )
-        bos = torch.full_like(scored[:, :1], self.bos_id)
-        logits = self.token_logits(self.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
-        return token_log_prob(logits, scored, self.temperature, self.top_k)
+        return self.head_distribution.log_prob(self.prepare(obs), torch.as_tensor(scored).to(self.device))
 
     @torch.no_grad()
     def act(self, obs: Observation) -> Tensor:
         """The mode: mu_theta (a Bernoulli gripper at +-1) or the greedy token sequence, decoded."""
-        obs = self.prepare(obs)
-        if self.head_type == "regression":
-            actions = regression_mode(self.regression_params(obs)[0], self.gripper_dim)
-        else:
-            actions = self.decode_tokens(self._sample_tokens(obs, None)[0])
+        actions = self.head_distribution.mode(self.prepare(obs))
         return actions.clamp(self.config.action_low, self.config.action_high)
 
     @torch.no_grad()
     def distribution_stats(self, obs: Observation) -> dict[str, float]:
-        """What the sampling distribution looks like on these observations: the mean sampling scale
-        per explored continuous dimension, the Bernoulli gripper's mean entropy (nats) and p(close),
-        or the tokens' mean entropy. Logged after each LOOP update."""
-        obs = self.prepare(obs)
-        if self.head_type != "regression":
-            ids = self._sample_tokens(
-                obs,
-                torch.rand((obs[OBS_STATE].shape[0], self.num_tokens), generator=torch.Generator().manual_seed(0)).to(
-                    self.device
-                ),
-            )[0]
-            return {"policy/token_entropy": float(-self.log_prob(obs, ids).mean())}
-        mean, scale = self.regression_params(obs)
-        scale = sampling_scale(scale, self.exploration_scale, self.exploration_floor)
+        """What the sampling distribution looks like on these observations (logged after each LOOP
+        update): per explored dimension its mean sampling scale and the Bernoulli gripper's entropy
+        and p(close), or the tokens' mean entropy."""
+        return self.head_distribution.stats(self.prepare(obs))
+
+
+class RegressionDistribution:
+    """The regression head's chunk distribution (ript.policies.heads.regression): Laplace or
+    Gaussian around mu_theta with the explored scale, a Bernoulli gripper when configured. Its
+    knobs live on the policy (`policy.exploration_scale`, ...), as they are part of what is scored."""
+
+    scores_per_step = True
+    KNOBS = ("exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature", "noise_correlation")
+
+    def __init__(self, policy: ChunkHeadPolicy, config: VLAConfig) -> None:
+        self.policy = policy
+        head = config.regression
+        policy.distribution = head.distribution
+        policy.exploration_scale = head.exploration_scale
+        policy.exploration_floor = head.exploration_floor
+        policy.fixed_action_dims = head.fixed_action_dims
+        policy.gripper_dim = head.bernoulli_dim(config.action_dim)  # None: continuous
+        policy.gripper_temperature = head.gripper_temperature
+        policy.noise_correlation = head.noise_correlation
+
+    def knobs(self) -> dict:
+        p = self.policy
+        return {
+            "exploration_scale": float(p.exploration_scale),
+            "exploration_floor": float(p.exploration_floor),
+            "fixed_action_dims": list(p.fixed_action_dims),
+            "gripper_temperature": float(p.gripper_temperature),
+            "noise_correlation": float(p.noise_correlation),
+        }
+
+    def noise(self, batch: int, generator: torch.Generator | None, where) -> Tensor:
+        p = self.policy
+        return standard_noise(p.distribution, (batch, p.chunk_size, p.action_dim), generator, where)
+
+    def _arguments(self) -> tuple:
+        p = self.policy
+        return (p.exploration_floor, p.fixed_action_dims, p.gripper_dim, p.gripper_temperature, p.noise_correlation)
+
+    def sample(self, obs: dict[str, Tensor], eps: Tensor) -> PolicySample:
+        p, cfg = self.policy, self.policy.config
+        mean, scale = p.regression_params(obs)
+        actions, raw, logp = regression_sample(
+            mean,
+            scale,
+            eps.to(mean.device),
+            p.distribution,
+            p.exploration_scale,
+            cfg.action_low,
+            cfg.action_high,
+            *self._arguments(),
+        )
+        return PolicySample(actions=actions, scored=raw, log_probs=logp)
+
+    def log_prob(self, obs: dict[str, Tensor], scored: Tensor) -> Tensor:
+        p = self.policy
+        mean, scale = p.regression_params(obs)
+        return regression_log_prob(scored, mean, scale, p.distribution, p.exploration_scale, *self._arguments())
+
+    def mode(self, obs: dict[str, Tensor]) -> Tensor:
+        return regression_mode(self.policy.regression_params(obs)[0], self.policy.gripper_dim)
+
+    def stats(self, obs: dict[str, Tensor]) -> dict[str, float]:
+        p = self.policy
+        mean, scale = p.regression_params(obs)
+        scale = sampling_scale(scale, p.exploration_scale, p.exploration_floor)
         stats = {
             f"policy/scale/dim_{d}": float(scale[..., d].mean())
-            for d in range(self.action_dim)
-            if d not in self.fixed_action_dims and d != self.gripper_dim
+            for d in range(p.action_dim)
+            if d not in p.fixed_action_dims and d != p.gripper_dim
         }
-        if self.gripper_dim is not None and self.gripper_dim not in self.fixed_action_dims:
-            logit = gripper_logit(mean, self.gripper_dim, self.gripper_temperature)
-            p = torch.sigmoid(logit)
-            entropy = -(p * torch.nn.functional.logsigmoid(logit) + (1 - p) * torch.nn.functional.logsigmoid(-logit))
-            stats.update({"policy/gripper_entropy": float(entropy.mean()), "policy/gripper_p_close": float(p.mean())})
+        if p.gripper_dim is not None and p.gripper_dim not in p.fixed_action_dims:
+            logit = gripper_logit(mean, p.gripper_dim, p.gripper_temperature)
+            prob = torch.sigmoid(logit)
+            entropy = -(prob * F.logsigmoid(logit) + (1 - prob) * F.logsigmoid(-logit))
+            stats.update(
+                {"policy/gripper_entropy": float(entropy.mean()), "policy/gripper_p_close": float(prob.mean())}
+            )
         return stats
+
+
+class TokenDistribution:
+    """The tokenized head's chunk distribution (ript.policies.heads.tokenized): tokens drawn one by
+    one from the prior at `temperature`, within the `top_k` logits, decoded jointly into the chunk
+    (so every executed step depends on every token: a started chunk is scored whole)."""
+
+    scores_per_step = False
+    KNOBS = ("temperature", "top_k")
+
+    def __init__(self, policy: ChunkHeadPolicy, config: VLAConfig) -> None:
+        self.policy = policy
+        policy.temperature = config.tokenized.temperature
+        policy.top_k = config.tokenized.top_k
+        policy.num_tokens = config.tokenized.tokens_per_chunk
+        policy.bos_id = config.tokenized.vocab_size
+
+    def knobs(self) -> dict:
+        return {"temperature": float(self.policy.temperature), "top_k": int(self.policy.top_k)}
+
+    def noise(self, batch: int, generator: torch.Generator | None, where) -> Tensor:
+        return torch.rand((batch, self.policy.num_tokens), generator=generator, device=where)
+
+    def tokens(self, obs: dict[str, Tensor], uniforms: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Token ids [B, L] and their log-probs, drawn by inverse CDF from uniforms (None: greedy)."""
+        p = self.policy
+        context = p.encode(obs)
+        like = torch.zeros((obs[OBS_STATE].shape[0], p.num_tokens), dtype=torch.long, device=p.device)
+        return sample_tokens(
+            lambda tokens_in: p.token_logits(context, tokens_in), like, p.bos_id, p.temperature, p.top_k, uniforms
+        )
+
+    def sample(self, obs: dict[str, Tensor], eps: Tensor) -> PolicySample:
+        p = self.policy
+        ids, logp = self.tokens(obs, eps)
+        actions = p.decode_tokens(ids).clamp(p.config.action_low, p.config.action_high)
+        return PolicySample(actions=actions, scored=ids, log_probs=logp)
+
+    def log_prob(self, obs: dict[str, Tensor], scored: Tensor) -> Tensor:
+        p = self.policy
+        bos = torch.full_like(scored[:, :1], p.bos_id)
+        logits = p.token_logits(p.encode(obs), torch.cat([bos, scored[:, :-1]], dim=1))
+        return token_log_prob(logits, scored, p.temperature, p.top_k)
+
+    def mode(self, obs: dict[str, Tensor]) -> Tensor:
+        return self.policy.decode_tokens(self.tokens(obs, None)[0])
+
+    def stats(self, obs: dict[str, Tensor]) -> dict[str, float]:
+        p = self.policy
+        uniforms = torch.rand((obs[OBS_STATE].shape[0], p.num_tokens), generator=torch.Generator().manual_seed(0))
+        ids = self.tokens(obs, uniforms.to(p.device))[0]
+        return {"policy/token_entropy": float(-self.log_prob(obs, ids).mean())}
+
+
+HEAD_DISTRIBUTIONS = {"regression": RegressionDistribution, "tokenized": TokenDistribution}
+"""VLAConfig.head -> the distribution object a policy with that head samples and scores with."""
 
 
 class VLAPolicy(ChunkHeadPolicy):
