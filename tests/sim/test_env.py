@@ -41,6 +41,27 @@ def test_same_init_state_and_actions_give_the_same_trajectory(state_env, eval_st
     np.testing.assert_array_equal(finals[0], finals[1])
 
 
+def test_an_episode_does_not_depend_on_the_one_before(state_env, eval_states):
+    """The same init state and actions in a fresh env and in one that ran other episodes: the same
+    episode, bit for bit (rollouts that ran on other workers, or again after a crash, are compared)."""
+    rng = np.random.default_rng(1)
+    actions, other = rng.uniform(-1, 1, size=(120, 7)), rng.uniform(-1, 1, size=(120, 7))
+    state_env.reset(init_state=eval_states[5])
+    for action in other:
+        state_env.step(action)
+    fresh = LiberoEnv(LiberoEnvConfig(suite=state_env.config.suite, task_id=state_env.config.task_id, render=False))
+    try:
+        finals = []
+        for env in (state_env, fresh):
+            env.reset(init_state=eval_states[3])
+            for action in actions:
+                env.step(action)
+            finals.append(env.get_state())
+    finally:
+        fresh.close()
+    np.testing.assert_array_equal(finals[0], finals[1])
+
+
 def test_seeded_fresh_resets_are_deterministic(state_env):
     a, b, c = (state_env.sample_init_state(seed) for seed in (7, 7, 8))
     np.testing.assert_array_equal(a, b)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ript.core.learner import TrainConfig, UnresumableRunError
+from ript.sim.ray_rollout import RayConfig
 
 
 @dataclass
@@ -57,8 +58,13 @@ class LiberoTrainConfig:
     top_k: int | None = None
     """Tokenized head: top-k (None: the checkpoint's)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    rollout_backend: str = "local"
+    """Where trials run: 'local' (num_envs LIBERO worker processes here) or 'ray' (Ray actors; see `ray`)."""
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        if self.rollout_backend not in ("local", "ray"):
+            raise ValueError(f"rollout_backend must be 'local' or 'ray', got {self.rollout_backend!r}")
         if not self.task_ids:
             raise ValueError("task_ids must name at least one task")
         if self.contexts_per_task < 1 or self.num_envs < 1 or self.eval_episodes_per_task < 0:
@@ -166,16 +172,24 @@ def build(config: LiberoTrainConfig, progress: bool = True):
         else []
     )
     embeddings = {c.instruction: language(c.instruction) for c in train_contexts + eval_contexts}
+    policy_config = policy.config  # what featurize needs (and what a Ray worker receives with it)
 
     def featurize(obs, context):
-        return libero_policy_inputs(obs, policy.config, embeddings[context.instruction])
+        return libero_policy_inputs(obs, policy_config, embeddings[context.instruction])
 
     image_mode = policy.config.input_mode == "image"
     env_config = LiberoEnvConfig(
         suite=config.suite, render=image_mode, image_size=policy.config.image_size, max_steps=config.max_steps
     )
-    vec = VectorEnv(config.num_envs, env_config)
-    source = LiberoRolloutSource(vec, train_contexts, eval_contexts, featurize, policy.config.execute_steps)
+    if config.rollout_backend == "ray":
+        from ript.sim.ray_rollout import RayRolloutSource
+
+        source = RayRolloutSource(
+            policy, train_contexts, eval_contexts, featurize, policy.config.execute_steps, env_config, config.ray
+        )
+    else:
+        vec = VectorEnv(config.num_envs, env_config)
+        source = LiberoRolloutSource(vec, train_contexts, eval_contexts, featurize, policy.config.execute_steps)
     return policy, payload, source
 
 
@@ -209,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         history = trainer.run(progress=not args.no_progress)
     finally:
         trainer.close()
-        source.vec.close()
+        source.close()
     final = save_checkpoint(
         run_dir / "policy_final.ckpt",
         policy,

@@ -228,6 +228,9 @@ class LiberoEnv:
             robot.torques = np.zeros_like(robot.torques)
             if robot.has_gripper:
                 robot.gripper.current_action = np.zeros_like(robot.gripper.current_action)
+        # MuJoCo starts each step's constraint solver from the last step's accelerations: left over
+        # from the previous episode, they make a reused env drift from a fresh one by float rounding.
+        self.sim.data.qacc_warmstart[:] = 0
 
     def sample_init_state(self, seed: int) -> np.ndarray:
         """A fresh random placement drawn with `seed`, as a flattened MuJoCo state (unsettled, like

@@ -35,7 +35,7 @@ def policy_agent(
     empty), with a default featurisation: libero_data.policy_observation with
     embed_instruction(context.instruction) and image_size."""
     from ript.policies.libero_data import policy_observation
-    from ript.sim.rollout_source import PolicyAgent, policy_generator
+    from ript.sim.rollout_source import PolicyAgent
 
     if featurize is None:
         cache: dict[str, np.ndarray | None] = {}
@@ -48,9 +48,7 @@ def policy_agent(
                 )
             return policy_observation(obs, cache[text], image_size)
 
-    return PolicyAgent(
-        policy, featurize, execute_steps or policy.chunk_size, stochastic, generator=policy_generator(policy, seed)
-    )
+    return PolicyAgent(policy, featurize, execute_steps or policy.chunk_size, stochastic, seed=seed)
 
 
 def checkpoint_agent(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ript.core.policy import Policy
+from ript.core.policy import Policy, PolicySample
 from ript.core.recorder import ChunkRecorder
 from ript.core.sampler import Trial
 from ript.core.trials import Trajectory
@@ -24,9 +24,11 @@ Featurize = Callable[[dict, Context], dict[str, np.ndarray]]
 """(one LIBERO observation, its context) -> policy inputs for one row (no batch dim)."""
 
 
-def policy_generator(policy: Policy, seed: int) -> torch.Generator:
-    """A seeded generator on the policy's device (CUDA sampling needs a CUDA generator)."""
-    return torch.Generator(device=getattr(policy, "device", "cpu")).manual_seed(seed)
+def trial_seed(seed: int, trial: int) -> int:
+    """The noise seed of trial `trial` of a rollout call seeded `seed`."""
+    from ript.core.learner import derive_seed
+
+    return derive_seed(seed, trial)
 
 
 class PolicyAgent:
@@ -38,15 +40,22 @@ class PolicyAgent:
         featurize: Featurize,
         execute_steps: int,
         stochastic: bool,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
+        trial_ids: Sequence[int] | None = None,
     ) -> None:
+        """seed: each trial samples from its own generator, seeded by (seed, its trial id), so its
+        actions do not depend on which other trials share a batch, on how many envs run at once,
+        or on the worker it runs on. trial_ids: the ids of the trials run_episodes numbers 0..n-1
+        (default: those numbers), so a shard of a rollout keeps the noise of the whole."""
         if not 1 <= execute_steps <= policy.chunk_size:
             raise ValueError(f"execute_steps must be in [1, {policy.chunk_size}], got {execute_steps}")
         self.policy = policy
         self.featurize = featurize
         self.execute_steps = execute_steps
         self.stochastic = stochastic
-        self.generator = generator
+        self.seed = seed
+        self.trial_ids = trial_ids
+        self.generators: dict[int, torch.Generator] = {}
         self.contexts: dict[int, Context] = {}
         self.recorders: dict[int, ChunkRecorder] = {}
         self.finished: dict[int, tuple[EpisodeResult, Trajectory | None]] = {}
@@ -54,6 +63,9 @@ class PolicyAgent:
     def begin(self, trial: int, context: Context, obs: dict) -> None:
         self.contexts[trial] = context
         self.recorders[trial] = ChunkRecorder(self.execute_steps, self.policy.chunk_size, self.policy.scores_per_step)
+        trial_id = trial if self.trial_ids is None else self.trial_ids[trial]
+        # (re)started from its seed: a trial retried after a worker crash draws the same noise
+        self.generators[trial] = torch.Generator().manual_seed(trial_seed(self.seed, trial_id))
 
     @torch.no_grad()
     def act(self, trials: list[int], obs: list[dict]) -> np.ndarray:
@@ -62,7 +74,7 @@ class PolicyAgent:
             rows = [self.featurize(obs[j], self.contexts[trials[j]]) for j in needs]
             batch = {key: torch.as_tensor(np.stack([row[key] for row in rows])) for key in rows[0]}
             if self.stochastic:
-                sample = self.policy.sample(batch, generator=self.generator)
+                sample = self._sample(batch, [trials[j] for j in needs])
                 chunks, scored, log_probs = sample.actions.cpu().numpy(), sample.scored.cpu(), sample.log_probs.cpu()
                 for n, j in enumerate(needs):
                     self.recorders[trials[j]].add_chunk(rows[n], chunks[n], scored[n], log_probs[n])
@@ -71,6 +83,23 @@ class PolicyAgent:
                 for n, j in enumerate(needs):
                     self.recorders[trials[j]].add_chunk({}, chunks[n])  # nothing to re-score: keep no inputs
         return np.stack([self.recorders[t].next_action() for t in trials])
+
+    def _sample(self, batch: dict[str, torch.Tensor], trials: list[int]) -> PolicySample:
+        """One batched query, each row with its trial's own noise (drawn on the CPU: the same
+        samples on any device)."""
+        head = getattr(self.policy, "head_distribution", None)
+        if head is not None:
+            eps = torch.cat([head.noise(1, self.generators[t], "cpu") for t in trials])
+            return self.policy.sample_with_noise(batch, eps)
+        rows = [
+            self.policy.sample({k: v[n : n + 1] for k, v in batch.items()}, self.generators[t])
+            for n, t in enumerate(trials)
+        ]
+        return PolicySample(
+            actions=torch.cat([r.actions for r in rows]),
+            scored=torch.cat([r.scored for r in rows]),
+            log_probs=torch.cat([r.log_probs for r in rows]),
+        )
 
     def end(self, trial: int, result: EpisodeResult) -> None:
         recorder = self.recorders.pop(trial)
@@ -96,9 +125,7 @@ class LiberoRolloutSource:
 
     def rollout(self, policy: Policy, contexts: list[Context], group_size: int, seed: int) -> list[list[Trial]]:
         repeated = [c for c in contexts for _ in range(group_size)]
-        agent = PolicyAgent(
-            policy, self.featurize, self.execute_steps, stochastic=True, generator=policy_generator(policy, seed)
-        )
+        agent = PolicyAgent(policy, self.featurize, self.execute_steps, stochastic=True, seed=seed)
         run_episodes(self.vec, repeated, agent)
         groups = []
         for i in range(len(contexts)):
@@ -108,6 +135,9 @@ class LiberoRolloutSource:
                 group.append(Trial(-1, float(result.success), trajectory))
             groups.append(group)
         return groups
+
+    def close(self) -> None:
+        self.vec.close()
 
     def evaluate(self, policy: Policy, seed: int = 0) -> dict[str, float]:
         """Deterministic policy on the held-out benchmark states: overall and per-task success."""

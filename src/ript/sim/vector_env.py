@@ -227,6 +227,68 @@ class VectorEnv:
         self.close()
 
 
+class InProcessVectorEnv:
+    """VectorEnv's interface over envs stepped one after another in this process: what a rollout
+    worker that is already its own process (a Ray actor) uses. An env's exception propagates; the
+    process that owns it is the unit that fails and is retried."""
+
+    def __init__(
+        self, num_envs: int, config: LiberoEnvConfig | None = None, simulator: str = "libero", max_cached_envs: int = 4
+    ) -> None:
+        from ript.core.registry import load
+
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.config = config or LiberoEnvConfig()
+        self.max_cached_envs = max_cached_envs
+        self._make_env = load(SIMULATORS.target(simulator))
+        self._cache: list[dict[tuple[str, int], Any]] = [{} for _ in range(num_envs)]
+        self._active: list[Any] = [None] * num_envs
+        self.restarts = 0
+
+    def reset(self, contexts: Sequence[Context], env_ids: Sequence[int] | None = None) -> list[dict]:
+        env_ids = list(range(len(contexts))) if env_ids is None else list(env_ids)
+        observations = []
+        for i, context in zip(env_ids, contexts):
+            cache, key = self._cache[i], (context.suite, context.task_id)
+            if key not in cache:
+                while len(cache) >= self.max_cached_envs:
+                    cache.pop(next(iter(cache))).close()
+                cache[key] = self._make_env(self.config, context)
+            self._active[i] = cache[key]
+            observations.append(cache[key].reset(init_state=context.init_state))
+        return observations
+
+    def step(self, actions: np.ndarray, env_ids: Sequence[int] | None = None) -> VecStep:
+        actions = np.asarray(actions, dtype=np.float64)
+        env_ids = list(range(len(actions))) if env_ids is None else list(env_ids)
+        n = len(env_ids)
+        out = VecStep([None] * n, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), [{}] * n)
+        for j, i in enumerate(env_ids):
+            obs, reward, done, info = self._active[i].step(actions[j])
+            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = (
+                obs,
+                reward,
+                done,
+                info["success"],
+                info,
+            )
+        return out
+
+    def close(self) -> None:
+        for cache in self._cache:
+            for env in cache.values():
+                env.close()
+            cache.clear()
+
+    def __enter__(self) -> InProcessVectorEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class EpisodeResult:
     context: Context
