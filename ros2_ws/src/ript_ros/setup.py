@@ -3,12 +3,15 @@ lib/ript_ros (where `ros2 run` and `ros2 launch` look) and the launch files into
 The code itself is `ript.ros`, installed with the `ript` distribution (the repository root)."""
 
 import os
+import xml.etree.ElementTree as ElementTree
 from glob import glob
 
 from setuptools import setup
 
 package_name = "ript_ros"
-ROOT = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.relpath(os.path.join(HERE, "..", "..", ".."))
+VERSION = ElementTree.parse(os.path.join(HERE, "package.xml")).getroot().findtext("version")
 NODES = {
     "policy_node": "ript.ros.policy_node:main",
     "trainer_node": "ript.ros.trainer_node:main",
@@ -23,7 +26,7 @@ NODES = {
 
 setup(
     name=package_name,
-    version="0.2.0",
+    version=VERSION,  # package.xml's, which tests/test_version.py holds equal to ript.__version__
     packages=[],
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
