@@ -81,12 +81,15 @@ def test_ray_gives_the_local_trials_with_any_worker_count(cluster, setup):
 
     policy, contexts, featurize, env_config = setup
     with VectorEnv(2, env_config) as vec:
-        local = flatten(LiberoRolloutSource(vec, contexts, [], featurize, 2).rollout(policy, contexts, K, seed=7))
+        local_source = LiberoRolloutSource(vec, contexts, contexts, featurize, 2)
+        local = flatten(local_source.rollout(policy, contexts, K, seed=7))
+        local_eval = local_source.evaluate(policy)
     assert len(local[0]) == len(contexts) * K and all(steps == STEPS for steps in local[3])
     for workers in (1, 2):
-        source = RayRolloutSource(policy, contexts, [], featurize, 2, env_config, RayConfig(num_workers=workers))
+        source = RayRolloutSource(policy, contexts, contexts, featurize, 2, env_config, RayConfig(num_workers=workers))
         try:
             assert_same(flatten(source.rollout(policy, contexts, K, seed=7)), local)
+            assert source.evaluate(policy) == local_eval
             if workers == 2:  # and another seed gives other trials
                 other = flatten(source.rollout(policy, contexts, K, seed=8))
                 assert not torch.allclose(other[1][0], local[1][0])

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ript.core.policy import Policy
@@ -29,7 +28,7 @@ from ript.core.sampler import Trial
 from ript.core.trials import Trajectory
 from ript.sim.contexts import Context
 from ript.sim.env import LiberoEnvConfig
-from ript.sim.rollout_source import Featurize, PolicyAgent
+from ript.sim.rollout_source import Featurize, PolicyAgent, evaluation_metrics
 from ript.sim.vector_env import InProcessVectorEnv, run_episodes
 
 log = logging.getLogger("ript.ray")
@@ -164,12 +163,7 @@ class RayRolloutSource:
         if not self.eval_contexts:
             return {}
         results = self._run(policy, self.eval_contexts, seed, stochastic=False)
-        successes = [results[n][1] for n in range(len(self.eval_contexts))]
-        metrics = {"eval/success_rate": float(np.mean(successes)), "eval/episodes": float(len(successes))}
-        for task_id in sorted({c.task_id for c in self.eval_contexts}):
-            task = [s for s, c in zip(successes, self.eval_contexts) if c.task_id == task_id]
-            metrics[f"eval/success_rate/task_{task_id}"] = float(np.mean(task))
-        return metrics
+        return evaluation_metrics(self.eval_contexts, [results[n][1] for n in range(len(self.eval_contexts))])
 
     @staticmethod
     def _trial(result: tuple[int, bool, int, dict | None]) -> Trial:

@@ -145,11 +145,13 @@ class LiberoRolloutSource:
             return {}
         agent = PolicyAgent(policy, self.featurize, self.execute_steps, stochastic=False)
         results = run_episodes(self.vec, self.eval_contexts, agent)
-        metrics = {
-            "eval/success_rate": float(np.mean([r.success for r in results])),
-            "eval/episodes": float(len(results)),
-        }
-        for task_id in sorted({c.task_id for c in self.eval_contexts}):
-            task = [r.success for r in results if r.context.task_id == task_id]
-            metrics[f"eval/success_rate/task_{task_id}"] = float(np.mean(task))
-        return metrics
+        return evaluation_metrics(self.eval_contexts, [r.success for r in results])
+
+
+def evaluation_metrics(contexts: Sequence[Context], successes: Sequence[bool]) -> dict[str, float]:
+    """The evaluation row: overall and per-task success of one episode per context."""
+    metrics = {"eval/success_rate": float(np.mean(successes)), "eval/episodes": float(len(successes))}
+    for task_id in sorted({c.task_id for c in contexts}):
+        task = [s for s, c in zip(successes, contexts) if c.task_id == task_id]
+        metrics[f"eval/success_rate/task_{task_id}"] = float(np.mean(task))
+    return metrics

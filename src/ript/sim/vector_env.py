@@ -74,6 +74,25 @@ class VecStep:
     """True: the worker was restarted, the trial is void; reset that env before stepping it again."""
     infos: list[dict]
 
+    @classmethod
+    def of(cls, results: Sequence[tuple | Exception]) -> VecStep:
+        """From each env's (obs, reward, done, info) step result, or the WorkerCrashed that voided it."""
+        n = len(results)
+        out = cls([None] * n, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), [{}] * n)
+        for j, result in enumerate(results):
+            if isinstance(result, Exception):
+                out.crashed[j], out.infos[j] = True, {"error": str(result)}
+                continue
+            obs, reward, done, info = result
+            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = (
+                obs,
+                reward,
+                done,
+                info["success"],
+                info,
+            )
+        return out
+
 
 class VectorEnv:
     def __init__(
@@ -190,23 +209,7 @@ class VectorEnv:
         env_ids = list(range(len(actions))) if env_ids is None else list(env_ids)
         if actions.shape != (len(env_ids), 7):
             raise ValueError(f"actions must be [{len(env_ids)}, 7], got {actions.shape}")
-        results = self._call(env_ids, "step", list(actions))
-        n = len(env_ids)
-        out = VecStep([None] * n, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), [{}] * n)
-        for j, r in enumerate(results):
-            if isinstance(r, WorkerCrashed):
-                out.crashed[j] = True
-                out.infos[j] = {"error": str(r)}
-                continue
-            obs, reward, done, info = r
-            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = (
-                obs,
-                reward,
-                done,
-                info["success"],
-                info,
-            )
-        return out
+        return VecStep.of(self._call(env_ids, "step", list(actions)))
 
     def close(self) -> None:
         for i in range(self.num_envs):
@@ -263,18 +266,7 @@ class InProcessVectorEnv:
     def step(self, actions: np.ndarray, env_ids: Sequence[int] | None = None) -> VecStep:
         actions = np.asarray(actions, dtype=np.float64)
         env_ids = list(range(len(actions))) if env_ids is None else list(env_ids)
-        n = len(env_ids)
-        out = VecStep([None] * n, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), [{}] * n)
-        for j, i in enumerate(env_ids):
-            obs, reward, done, info = self._active[i].step(actions[j])
-            out.obs[j], out.rewards[j], out.dones[j], out.successes[j], out.infos[j] = (
-                obs,
-                reward,
-                done,
-                info["success"],
-                info,
-            )
-        return out
+        return VecStep.of([self._active[i].step(action) for i, action in zip(env_ids, actions)])
 
     def close(self) -> None:
         for cache in self._cache:
