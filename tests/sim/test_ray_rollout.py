@@ -117,3 +117,20 @@ def test_a_killed_worker_is_replaced_and_no_trial_is_lost_or_doubled(cluster, se
         assert_same(again, reference)
     finally:
         source.close()
+
+
+def test_an_unreachable_cluster_is_named_at_once():
+    import socket
+    import time
+
+    from ript.sim.ray_rollout import check_reachable
+
+    with socket.socket() as probe:  # a port with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 5.0
+    with pytest.raises(ValueError, match="host:port"):
+        check_reachable("head-without-port")

@@ -99,11 +99,6 @@ class RolloutWorker:
             out.append((trial_ids[n], result.success, result.steps, fields))
         return out
 
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
-
 
 class RayRolloutSource:
     """`RolloutSource` on Ray workers; `close()` ends the workers (and a cluster it started)."""
@@ -125,6 +120,8 @@ class RayRolloutSource:
         self.config = config or RayConfig()
         self._started_cluster = not ray.is_initialized()
         if self._started_cluster:
+            if self.config.address is not None:
+                check_reachable(self.config.address)
             try:
                 if self.config.address is None:
                     ray.init(
@@ -213,6 +210,26 @@ class RayRolloutSource:
         self.workers = []
         if self._started_cluster:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fails at once, naming the address, when nothing listens there: ray.init itself retries an
+    unreachable head for minutes. 'auto' (an address Ray looks up) is left to Ray."""
+    import socket
+
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"ray.address must be 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address!r} ({exc}); start its head with `ray start --head` "
+            "there, or set ray.address (docs/scale.md)"
+        ) from exc
 
 
 def _config_of(policy: Policy) -> dict[str, Any]:
