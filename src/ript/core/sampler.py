@@ -289,26 +289,24 @@ class DynamicSampler:
             groups.append(group)
         return groups
 
-    def add_group_trials(self, group: Group, results: Sequence[float | Trial]) -> Group | None:
-        """All K trials of an open group at once (a Trial's context_index is set to the group's)."""
-        if len(results) != self.config.group_size:
-            raise ValueError(f"a rollout returned {len(results)} trials, expected K={self.config.group_size}")
-        closed = None
-        for result in results:
-            if isinstance(result, Trial):
-                result.context_index = group.context_index
-            closed = self.add_trial(group.group_id, result)
-        return closed
+    def add_groups(self, groups: Sequence[Group], results: Sequence[Sequence[float | Trial]]) -> None:
+        """All K trials of each of these open groups, as a rollout returned them (one list per group,
+        in order; a Trial's context_index is set to its group's)."""
+        if len(results) != len(groups):
+            raise ValueError(f"a rollout returned {len(results)} groups for {len(groups)} contexts")
+        for group, group_results in zip(groups, results):
+            if len(group_results) != self.config.group_size:
+                raise ValueError(f"a rollout returned {len(group_results)} trials, expected K={self.config.group_size}")
+            for result in group_results:
+                if isinstance(result, Trial):
+                    result.context_index = group.context_index
+                self.add_trial(group.group_id, result)
 
     # ---- synchronous API -------------------------------------------------------------------
     def collect(self, rollout_fn: RolloutFn, parallel_groups: int = 1) -> SampledBatch:
         """Collect one batch by calling rollout_fn on up to `parallel_groups` contexts at a time."""
         while groups := self.open_groups(parallel_groups):
-            results = rollout_fn([group.context for group in groups])
-            if len(results) != len(groups):
-                raise ValueError(f"rollout_fn returned {len(results)} groups for {len(groups)} contexts")
-            for group, group_results in zip(groups, results):
-                self.add_group_trials(group, group_results)
+            self.add_groups(groups, rollout_fn([group.context for group in groups]))
         return self.finish_batch()
 
     # ---- persistence -----------------------------------------------------------------------

@@ -94,12 +94,10 @@ class RiptTrainer(Learner):
             seed = derive_seed(cfg.seed, iteration, rollout_calls)
             results = self.source.rollout(self.policy, [g.context for g in groups], cfg.sampler.group_size, seed)
             rollout_calls += 1
-            if len(results) != len(groups):
-                raise ValueError(f"the rollout source returned {len(results)} groups for {len(groups)} contexts")
-            for group, trials in zip(groups, results):
-                self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in trials)
-                trials_run += len(trials)
-                self.sampler.add_group_trials(group, trials)
+            self.sampler.add_groups(groups, results)
+            trials = [trial for group in results for trial in group]
+            self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in trials)
+            trials_run += len(trials)
             detail = (
                 f"collecting {self.sampler.accepted_trials}/{cfg.sampler.batch_size} informative ({trials_run} run)"
             )

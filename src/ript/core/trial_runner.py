@@ -10,7 +10,7 @@ with `ript.core.trial_store.trajectory_from_dict`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from ript.core.policy import Policy
 from ript.core.recorder import ChunkRecorder, Query
 from ript.core.safe_io import save_verified
+from ript.core.trial_store import trajectory_to_dict
 
 TRAJECTORY_KIND = "ript-trial-trajectory"
 
@@ -91,7 +92,7 @@ class TrialRunner:
         trajectory = self.recorder.trajectory() if self.stochastic else None
         if trajectory is None:
             return None
-        return {f.name: getattr(trajectory, f.name) for f in fields(trajectory)}
+        return trajectory_to_dict(trajectory)
 
 
 def save_trajectory(path: str | Path, trajectory: dict, trial_id: str, weights_version: int) -> str:

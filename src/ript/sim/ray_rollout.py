@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -74,30 +73,15 @@ class RolloutWorker:
 
     def run(
         self, version: int, weights: dict, contexts: list[Context], trial_ids: list[int], seed: int, stochastic: bool
-    ) -> list[tuple[int, bool, int, dict | None]]:
-        """(trial number, success, steps, trajectory fields or None) for each trial of the shard."""
+    ) -> list[tuple[int, bool, int, Trajectory | None]]:
+        """(trial number, success, steps, trajectory or None) for each trial of the shard."""
         if version != self.version:
             self.policy.load_state_dict(weights)
             self.version = version
         agent = PolicyAgent(self.policy, self.featurize, self.execute_steps, stochastic, seed=seed, trial_ids=trial_ids)
         with torch.no_grad():
             results = run_episodes(self.vec, contexts, agent)
-        out = []
-        for n, result in enumerate(results):
-            trajectory = agent.finished[n][1]
-            fields = (
-                None
-                if trajectory is None
-                else {
-                    "obs": trajectory.obs,
-                    "scored": trajectory.scored,
-                    "log_probs": trajectory.log_probs,
-                    "mask": trajectory.mask,
-                    "num_steps": trajectory.num_steps,
-                }
-            )
-            out.append((trial_ids[n], result.success, result.steps, fields))
-        return out
+        return [(trial_ids[n], result.success, result.steps, agent.finished[n][1]) for n, result in enumerate(results)]
 
 
 class RayRolloutSource:
@@ -114,6 +98,8 @@ class RayRolloutSource:
         config: RayConfig | None = None,
     ) -> None:
         import ray
+
+        from ript.policies.checkpoint import live_config
 
         self.contexts = list(contexts)
         self.eval_contexts = list(eval_contexts)
@@ -137,7 +123,7 @@ class RayRolloutSource:
         self._actor_class = ray.remote(num_cpus=self.config.cpus_per_worker, max_restarts=0)(RolloutWorker)
         self._worker_args = (
             getattr(policy, "policy_type", "vla"),
-            _config_of(policy),
+            live_config(policy),  # type: ignore[arg-type]
             env_config,
             self.config.envs_per_worker,
             featurize,
@@ -153,7 +139,8 @@ class RayRolloutSource:
     def rollout(self, policy: Policy, contexts: list[Context], group_size: int, seed: int) -> list[list[Trial]]:
         repeated = [c for c in contexts for _ in range(group_size)]
         results = self._run(policy, repeated, seed, stochastic=True)
-        return [[self._trial(results[i * group_size + k]) for k in range(group_size)] for i in range(len(contexts))]
+        trials = [Trial(-1, float(results[n][1]), results[n][3]) for n in range(len(repeated))]
+        return [trials[i * group_size : (i + 1) * group_size] for i in range(len(contexts))]
 
     def evaluate(self, policy: Policy, seed: int = 0) -> dict[str, float]:
         """Deterministic policy on the held-out benchmark states: overall and per-task success."""
@@ -161,11 +148,6 @@ class RayRolloutSource:
             return {}
         results = self._run(policy, self.eval_contexts, seed, stochastic=False)
         return evaluation_metrics(self.eval_contexts, [results[n][1] for n in range(len(self.eval_contexts))])
-
-    @staticmethod
-    def _trial(result: tuple[int, bool, int, dict | None]) -> Trial:
-        _, success, _, fields = result
-        return Trial(-1, float(success), None if fields is None else Trajectory(**fields))
 
     def _run(self, policy: Policy, contexts: list[Context], seed: int, stochastic: bool) -> dict[int, tuple]:
         """Every trial of `contexts` once, by number; a dead worker's shard runs again on a new one."""
@@ -230,9 +212,3 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
             f"cannot reach the Ray cluster at {address!r} ({exc}); start its head with `ray start --head` "
             "there, or set ray.address (docs/scale.md)"
         ) from exc
-
-
-def _config_of(policy: Policy) -> dict[str, Any]:
-    from ript.policies.checkpoint import live_config
-
-    return live_config(policy)  # type: ignore[arg-type]

@@ -29,26 +29,43 @@ class WorkerCrashed(RuntimeError):
     pass
 
 
+class EnvCache:
+    """The envs one worker has built, by (suite, task), least recently used dropped first:
+    creating an env takes seconds, resetting one to another context of its task does not."""
+
+    def __init__(self, make_env_target: str, base_config: LiberoEnvConfig, max_envs: int) -> None:
+        from collections import OrderedDict
+
+        from ript.core.registry import load
+
+        self._make_env = load(make_env_target)
+        self.base_config, self.max_envs = base_config, max_envs
+        self._envs: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+    def env_for(self, context: Context) -> Any:
+        key = (context.suite, context.task_id)
+        if key not in self._envs:
+            while len(self._envs) >= self.max_envs:
+                self._envs.popitem(last=False)[1].close()
+            self._envs[key] = self._make_env(self.base_config, context)
+        self._envs.move_to_end(key)
+        return self._envs[key]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
 def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
-    from collections import OrderedDict
-
-    from ript.core.registry import load
-
-    make_env = load(make_env_target)
-    envs: OrderedDict[tuple[str, int], Any] = OrderedDict()  # LRU: creating an env takes seconds
+    envs = EnvCache(make_env_target, base_config, max_cached_envs)
     env = None
     while True:
         command, payload = conn.recv()
         try:
             if command == "reset":
                 context: Context = payload
-                key = (context.suite, context.task_id)
-                if key not in envs:
-                    while len(envs) >= max_cached_envs:
-                        envs.popitem(last=False)[1].close()
-                    envs[key] = make_env(base_config, context)
-                envs.move_to_end(key)
-                env = envs[key]
+                env = envs.env_for(context)
                 conn.send(("ok", env.reset(init_state=context.init_state)))
             elif command == "step":
                 if env is None:
@@ -58,8 +75,7 @@ def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached
                 break
         except Exception:  # the env may be in a bad state: report, and let the parent restart us
             conn.send(("error", traceback.format_exc()))
-    for cached in envs.values():
-        cached.close()
+    envs.close()
     conn.close()
 
 
@@ -238,15 +254,12 @@ class InProcessVectorEnv:
     def __init__(
         self, num_envs: int, config: LiberoEnvConfig | None = None, simulator: str = "libero", max_cached_envs: int = 4
     ) -> None:
-        from ript.core.registry import load
-
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = num_envs
         self.config = config or LiberoEnvConfig()
-        self.max_cached_envs = max_cached_envs
-        self._make_env = load(SIMULATORS.target(simulator))
-        self._cache: list[dict[tuple[str, int], Any]] = [{} for _ in range(num_envs)]
+        target = SIMULATORS.target(simulator)
+        self._caches = [EnvCache(target, self.config, max_cached_envs) for _ in range(num_envs)]
         self._active: list[Any] = [None] * num_envs
         self.restarts = 0
 
@@ -254,13 +267,8 @@ class InProcessVectorEnv:
         env_ids = list(range(len(contexts))) if env_ids is None else list(env_ids)
         observations = []
         for i, context in zip(env_ids, contexts):
-            cache, key = self._cache[i], (context.suite, context.task_id)
-            if key not in cache:
-                while len(cache) >= self.max_cached_envs:
-                    cache.pop(next(iter(cache))).close()
-                cache[key] = self._make_env(self.config, context)
-            self._active[i] = cache[key]
-            observations.append(cache[key].reset(init_state=context.init_state))
+            self._active[i] = self._caches[i].env_for(context)
+            observations.append(self._active[i].reset(init_state=context.init_state))
         return observations
 
     def step(self, actions: np.ndarray, env_ids: Sequence[int] | None = None) -> VecStep:
@@ -269,10 +277,8 @@ class InProcessVectorEnv:
         return VecStep.of([self._active[i].step(action) for i, action in zip(env_ids, actions)])
 
     def close(self) -> None:
-        for cache in self._cache:
-            for env in cache.values():
-                env.close()
-            cache.clear()
+        for cache in self._caches:
+            cache.close()
 
     def __enter__(self) -> InProcessVectorEnv:
         return self
