@@ -27,7 +27,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def policy_and_featurize(checkpoint: Path | None):
     from ript.policies.checkpoint import load_checkpoint
     from ript.policies.config import VLAConfig
-    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.encoders import instruction_encoder
     from ript.policies.libero_data import state_dim
     from ript.policies.sft import libero_policy_inputs
     from ript.policies.vla import build_policy
@@ -49,7 +49,7 @@ def policy_and_featurize(checkpoint: Path | None):
         policy, embeddings = build_policy(config).eval(), None
     else:
         policy, payload = load_checkpoint(checkpoint)
-        embeddings = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+        embeddings = instruction_encoder(policy, payload.get("instruction_embeddings"))
     config = policy.config
     if config.input_mode != "state":
         raise SystemExit("bench/scale.py times state-mode policies (no rendering)")

@@ -53,7 +53,7 @@ def test_an_unknown_type_is_refused_with_the_known_ones(tmp_path):
     payload = load_verified(path)
     payload["policy_type"] = "openvla_7b"
     save_verified(payload, path)
-    with pytest.raises(CheckpointError, match="unknown policy type 'openvla_7b'; known: vla"):
+    with pytest.raises(CheckpointError, match="unknown policy type 'openvla_7b'; known: hf_vla, vla"):
         load_checkpoint(path)
 
 

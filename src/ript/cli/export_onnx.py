@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.checkpoint.with_name(args.checkpoint.name + ".onnx")
     from ript.policies.onnx_export import export_onnx
 
-    export_onnx(args.checkpoint, out)
+    try:
+        export_onnx(args.checkpoint, out)
+    except ValueError as exc:
+        raise SystemExit(f"ript export-onnx: {exc}") from None
     print(f"exported {args.checkpoint} -> {out}")
     if args.check:
         from ript.policies.checkpoint import load_checkpoint

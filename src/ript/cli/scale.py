@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if policy.head_type != "regression":
         raise SystemExit(f"{args.checkpoint} has a {policy.head_type} head; only regression heads have a scale")
     demos = load_demos(args.demos, args.max_demos, not args.no_progress)
-    embeddings = embed_instructions(demos, policy.config.use_language, payload.get("instruction_embeddings"))
+    embeddings = embed_instructions(demos, policy, payload.get("instruction_embeddings"))
     dataset = DemoDataset(demos, policy.config, embeddings)
     config = SFTConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
     history = calibrate_scale(policy, dataset, config, progress=not args.no_progress)

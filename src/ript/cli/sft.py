@@ -13,6 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ript.core.registry import POLICY_CONFIGS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
@@ -75,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="any field the flags do not reach, after them: sft.<field> (SFTConfig, e.g. "
-        "sft.weight_decay=0) or policy.<field> (VLAConfig of a new policy, e.g. "
-        "policy.regression.gripper_temperature=0.5); repeatable",
+        "sft.weight_decay=0) or policy.<field> (the config of a new policy, e.g. "
+        "policy.regression.gripper_temperature=0.5); policy.type picks the policy type: vla (default) "
+        "or hf_vla, a Hugging Face VLM from a local folder (policy.type=hf_vla policy.backbone=DIR "
+        "policy.lora.rank=16, docs/policy.md); repeatable",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/sft"), help="run folder root (default runs/sft)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -93,6 +97,22 @@ def split_overrides(assignments: list[str], sections: tuple[str, ...]) -> dict[s
             )
         split[section].append(rest)
     return split
+
+
+def policy_type_override(assignments: list[str]) -> tuple[str, list[str]]:
+    """Takes `type=...` out of the policy.* assignments: (policy type, the other assignments)."""
+    policy_type, rest = "vla", []
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        if key.strip() == "type":
+            policy_type = value.strip()
+            try:
+                POLICY_CONFIGS.target(policy_type)
+            except KeyError as exc:
+                raise SystemExit(f"ript sft: --set policy.type: {exc.args[0]}") from None
+        else:
+            rest.append(assignment)
+    return policy_type, rest
 
 
 def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
@@ -113,12 +133,13 @@ def load_demos(paths: list[Path], max_demos: int | None, progress: bool = True):
     return demos
 
 
-def embed_instructions(demos, use_language: bool, cache: dict | None = None) -> dict:
-    if not use_language:
+def embed_instructions(demos, policy, cache: dict | None = None) -> dict:
+    """Each demo instruction -> the policy's observation.language for it (none without language)."""
+    if not policy.config.use_language:
         return {}
-    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.encoders import instruction_encoder
 
-    encoder = LanguageEncoder(cache=cache)
+    encoder = instruction_encoder(policy, cache)
     instructions = sorted({demo.instruction for demo in demos})
     return dict(zip(instructions, encoder.embed(instructions)))
 
@@ -148,20 +169,22 @@ def plot_losses(history: list[dict], path: Path, title: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict, replace
+    from dataclasses import asdict, fields, replace
 
     import torch
 
     from ript.core.config_io import load_config
     from ript.core.metrics import MetricsLogger
+    from ript.core.registry import POLICY_TYPES
     from ript.policies.checkpoint import load_checkpoint, save_checkpoint
-    from ript.policies.config import RegressionHeadConfig, VLAConfig
+    from ript.policies.config import ChunkPolicyConfig, RegressionHeadConfig, VLAConfig
     from ript.policies.libero_data import PROPRIO_DIM, state_features
     from ript.policies.sft import DemoDataset, SFTConfig, train_sft
     from ript.policies.vla import build_policy
 
     sections = split_overrides(args.set, ("sft", "policy"))
-    if args.init is not None and sections["policy"]:
+    policy_type, sections["policy"] = policy_type_override(sections["policy"])
+    if args.init is not None and (sections["policy"] or policy_type != "vla"):
         raise SystemExit(f"ript sft: --set policy.* builds a new policy; --init {args.init} brings its own config")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             # Same weights, new reading of the gripper output: fine-tuning then fits it as a logit (BCE).
             config = replace(config, regression=replace(config.regression, gripper=args.gripper))
             weights = policy.state_dict()
-            policy = build_policy(config).to(device)
+            policy = POLICY_TYPES.get(policy.policy_type)(config.to_dict()).to(device)
             policy.load_state_dict(weights)
             print(f"gripper modelled as {args.gripper} from here on")
     else:
@@ -199,9 +222,16 @@ def run(args: argparse.Namespace) -> int:
             head=args.head,
             regression=RegressionHeadConfig(loss=args.loss, gripper=args.gripper or "bernoulli"),
         )
-        if sections["policy"]:
-            config = load_config(VLAConfig, overrides=sections["policy"], base=config.to_dict())
-        policy = build_policy(config).to(device)
+        if policy_type != "vla":
+            # The flags that every chunk policy shares carry over; the rest is the type's own.
+            shared = {f.name for f in fields(ChunkPolicyConfig)}
+            base = {key: value for key, value in config.to_dict().items() if key in shared}
+            config = load_config(POLICY_CONFIGS.get(policy_type), overrides=sections["policy"], base=base)
+            policy = POLICY_TYPES.get(policy_type)(config.to_dict()).to(device)
+        else:
+            if sections["policy"]:
+                config = load_config(VLAConfig, overrides=sections["policy"], base=config.to_dict())
+            policy = build_policy(config).to(device)
     flags = SFTConfig(
         steps=args.steps,
         tokenizer_steps=args.tokenizer_steps,
@@ -211,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     sft_config = load_config(SFTConfig, overrides=sections["sft"], base=asdict(flags))
-    embeddings = embed_instructions(demos, config.use_language, cached)
+    embeddings = embed_instructions(demos, policy, cached)
     dataset = DemoDataset(demos, config, embeddings)
 
     run_dir = args.out / time.strftime("%Y%m%d-%H%M%S")

@@ -151,7 +151,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[LiberoTrainConfig, Path]:
 def build(config: LiberoTrainConfig, progress: bool = True):
     """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
     from ript.policies.checkpoint import load_checkpoint
-    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
     from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
     from ript.sim.contexts import check_disjoint, evaluation_contexts, training_contexts
@@ -161,7 +161,7 @@ def build(config: LiberoTrainConfig, progress: bool = True):
 
     policy, payload = load_checkpoint(config.checkpoint)
     apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
-    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    language = instruction_encoder(policy, payload.get("instruction_embeddings"))
     train_contexts = training_contexts(
         config.suite, config.task_ids, config.contexts_per_task, seed=config.context_seed, progress=progress
     )

@@ -87,8 +87,9 @@ def derive_seed(*parts: int) -> int:
 
 
 def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list[torch.nn.Parameter]:
-    """The policy's parameters minus those whose name starts with a frozen prefix (each prefix must
-    match something: a typo should not silently train everything)."""
+    """The policy's parameters that require grad, minus those whose name starts with a frozen prefix
+    (each prefix must match something: a typo should not silently train everything). A frozen base
+    model (a VLM under LoRA) is left out, so LOOP neither steps nor snapshots it."""
     named = list(policy.named_parameters())
     for prefix in frozen_prefixes:
         if not any(name.startswith(prefix) for name, _ in named):
@@ -96,7 +97,7 @@ def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list
                 f"frozen parameter prefix {prefix!r} matches no parameter of the policy "
                 f"(names start with: {sorted({name.split('.')[0] for name, _ in named})})"
             )
-    return [p for name, p in named if not name.startswith(tuple(frozen_prefixes))]
+    return [p for name, p in named if p.requires_grad and not name.startswith(tuple(frozen_prefixes))]
 
 
 class Learner:

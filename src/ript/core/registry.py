@@ -47,8 +47,16 @@ def load(target: str) -> Callable[..., Any]:
     return value
 
 
-POLICY_TYPES = Registry("policy type", {"vla": "ript.policies.vla:policy_from_config"})
+POLICY_TYPES = Registry(
+    "policy type",
+    {"vla": "ript.policies.vla:policy_from_config", "hf_vla": "ript.policies.hf_vla:policy_from_config"},
+)
 """Policy type -> builder(config: dict) -> Policy (an nn.Module whose state_dict the checkpoint holds)."""
+
+POLICY_CONFIGS = Registry(
+    "policy type", {"vla": "ript.policies.config:VLAConfig", "hf_vla": "ript.policies.hf_vla:HFVLAConfig"}
+)
+"""Policy type -> its config dataclass (what `ript sft --set policy.type=... policy.<field>=...` fills)."""
 
 SIMULATORS = Registry("simulator", {"libero": "ript.sim.env:make_env"})
 """Simulator -> factory(base_config, context) -> env with reset/step/close (ript.sim.env.LiberoEnv's)."""

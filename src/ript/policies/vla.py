@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
 from ript.core.distributions import standard_noise
 from ript.core.policy import Observation, Policy, PolicySample
-from ript.policies.config import VLAConfig
+from ript.policies.config import ChunkPolicyConfig, VLAConfig
 from ript.policies.encoders import CameraEncoder, StateEncoder
 from ript.policies.heads.regression import (
     RegressionHead,
@@ -85,10 +85,10 @@ class ChunkHeadPolicy(Policy):
     `temperature` and `top_k` (tokenized).
     """
 
-    config: VLAConfig
+    config: ChunkPolicyConfig
     obs_keys: tuple[str, ...]
 
-    def _init_head_settings(self, config: VLAConfig) -> None:
+    def _init_head_settings(self, config: ChunkPolicyConfig) -> None:
         self.config = config
         self.chunk_size = config.chunk_size
         self.action_dim = config.action_dim
@@ -175,7 +175,7 @@ class RegressionDistribution:
     scores_per_step = True
     KNOBS = ("exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature", "noise_correlation")
 
-    def __init__(self, policy: ChunkHeadPolicy, config: VLAConfig) -> None:
+    def __init__(self, policy: ChunkHeadPolicy, config: ChunkPolicyConfig) -> None:
         self.policy = policy
         head = config.regression
         policy.distribution = head.distribution
@@ -254,7 +254,7 @@ class TokenDistribution:
     scores_per_step = False
     KNOBS = ("temperature", "top_k")
 
-    def __init__(self, policy: ChunkHeadPolicy, config: VLAConfig) -> None:
+    def __init__(self, policy: ChunkHeadPolicy, config: ChunkPolicyConfig) -> None:
         self.policy = policy
         policy.temperature = config.tokenized.temperature
         policy.top_k = config.tokenized.top_k
@@ -308,10 +308,12 @@ class VLAPolicy(ChunkHeadPolicy):
 
     """The torch VLA: encoders + trunk + a regression or tokenized head."""
 
-    def __init__(self, config: VLAConfig) -> None:
+    def __init__(self, config: ChunkPolicyConfig, encoder: nn.Module | None = None) -> None:
+        """`encoder`: observation dict -> tokens [B, N, D], with `num_tokens` (N) and `state` (the
+        StateEncoder that holds the normalisation); default: the compact VLA's own encoders."""
         super().__init__()
         self._init_head_settings(config)
-        self.encoder = ObservationEncoder(config)
+        self.encoder = encoder if encoder is not None else ObservationEncoder(config)
         self.trunk = Trunk(config.hidden_dim, config.num_layers, config.num_heads, config.mlp_ratio, config.dropout)
         if config.head == "regression":
             self.head = RegressionHead(config.hidden_dim, config.chunk_size, config.action_dim, config.regression)

@@ -154,9 +154,9 @@ class PolicyNode(Node):
         self.instruction_embedding = None
         if self.config.use_language:
             if msg.instruction not in self.embeddings:
-                from ript.policies.encoders import LanguageEncoder
+                from ript.policies.encoders import instruction_encoder
 
-                self.embeddings[msg.instruction] = LanguageEncoder(cache=self.embeddings)(msg.instruction)
+                self.embeddings[msg.instruction] = instruction_encoder(self.policy, self.embeddings)(msg.instruction)
             self.instruction_embedding = np.asarray(self.embeddings[msg.instruction], dtype=np.float32)
         self.runner.begin(msg.trial_id, msg.stochastic, seed=zlib.crc32(msg.trial_id.encode()) ^ self.seed)
 

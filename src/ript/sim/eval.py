@@ -56,11 +56,11 @@ def checkpoint_agent(
 ) -> tuple[object, dict, object]:
     """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
     from ript.policies.checkpoint import load_checkpoint
-    from ript.policies.encoders import LanguageEncoder
+    from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
 
     policy, payload = load_checkpoint(path)
-    language = LanguageEncoder(cache=payload.get("instruction_embeddings"))
+    language = instruction_encoder(policy, payload.get("instruction_embeddings"))
     embeddings: dict[str, object] = {}
 
     def featurize(obs, context):
