@@ -181,3 +181,38 @@ def test_train_runs_its_trials_on_ray_workers(tiny_checkpoint, tmp_path):
     assert rows[1]["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-3)  # workers sample what the learner scores
     assert rows[1]["eval/episodes"] == 1.0
     assert json.loads((run_dir / "config.json").read_text())["libero"]["ray"]["num_workers"] == 2
+
+
+def test_a_hugging_face_vla_trains_on_rendered_libero(tmp_path):
+    """policy.type=hf_vla (a tiny SmolVLM-architecture VLM built and saved locally, LoRA rank 4):
+    one LOOP iteration on real LIBERO camera frames, sampled and re-scored alike; the run's
+    checkpoints hold no base weights (which parameters an update moves: tests/policy/test_hf_vla.py)."""
+    from ript.policies.hf_backbones import build_backbone
+    from ript.policies.hf_vla import HFVLAConfig, HFVLAPolicy
+
+    backbone = build_backbone("smolvlm", "tiny", tmp_path / "smolvlm")
+    torch.manual_seed(0)
+    policy = HFVLAPolicy(
+        HFVLAConfig(
+            backbone=str(backbone), hidden_dim=32, num_layers=1, num_heads=2, chunk_size=4, image_size=32,
+            max_prompt_tokens=64, lora={"rank": 4, "alpha": 8},
+        )
+    )  # fmt: skip
+    checkpoint = save_checkpoint(tmp_path / "hf.ckpt", policy)
+    result = ript_train(
+        "--checkpoint", str(checkpoint), "--out", str(tmp_path / "run"),
+        "--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=0", "--set", "max_steps=12",
+        "--set", "num_envs=2", "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
+        "--set", "train.sampler.dynamic=false", "--set", "train.eval_every=0", "--set", "train.iterations=1",
+        "--set", "exploration_scale=3.0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = next((tmp_path / "run").iterdir())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 1 and rows[-1]["env_steps"] == 2 * 12
+    assert rows[-1]["stats/ratio_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert math.isfinite(rows[-1]["loss/policy"]) and rows[-1]["policy/scale/dim_0"] > 0
+    trained, payload = load_checkpoint(run_dir / "policy_final.ckpt")
+    assert payload["policy_type"] == "hf_vla" and isinstance(trained, HFVLAPolicy)
+    assert any(".lora_" in k for k in payload["state_dict"])
+    assert not any(k.startswith("encoder.vlm.") and ".lora_" not in k for k in payload["state_dict"])

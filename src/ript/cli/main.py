@@ -23,6 +23,10 @@ SUBCOMMANDS = {
         "ript.cli.export_lerobot",
         "scripted demos or a run's stored trials as a LeRobotDataset v3.0 folder (parquet + mp4 + meta)",
     ),
+    "hf-backbone": (
+        "ript.cli.hf_backbone",
+        "a local Hugging Face VLM folder (SmolVLM/PaliGemma architecture) from a config, for policy.type=hf_vla",
+    ),
     "export-onnx": ("ript.cli.export_onnx", "export a policy checkpoint's inference path to ONNX"),
     "sim-outcomes": (
         "ript.cli.outcomes",
