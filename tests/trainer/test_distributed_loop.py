@@ -131,3 +131,71 @@ def test_the_kl_stop_case_stops_mid_update(results):
     single, _ = results
     stats = single["trial_kl_stop"][1]
     assert stats["stats/stopped_early"] == 1.0 and stats["stats/num_minibatches"] >= 2
+
+
+def reach_config():
+    from ript.sim.toy_task import ReachTrainConfig
+
+    config = ReachTrainConfig()
+    config.train.iterations = 1
+    config.train.eval_every = 0
+    config.train.sampler.batch_size = 32
+    config.train.loop.minibatch_size = 15  # 32 rows or more: minibatches that do not split evenly
+    return config
+
+
+def reach_rank_main(rank: int, port: int, out_dir: str) -> None:
+    """Rank 0 runs the reach task's RiptTrainer; rank 1 follows its updates."""
+    from ript.core.distributed import DataParallel
+    from ript.core.learner import UpdateFollower
+    from ript.sim.toy_task import make_reach_policy, make_reach_trainer
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD_SIZE,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        data_parallel = DataParallel()
+        if rank == 0:
+            trainer = make_reach_trainer(
+                reach_config(), f"{out_dir}/run", tensorboard=False, data_parallel=data_parallel
+            )
+            history = trainer.run(progress=False)
+            trainer.close()
+            torch.save((trainer.policy.state_dict(), history), f"{out_dir}/rank0.pt")
+        else:
+            policy = make_reach_policy(reach_config())
+            with torch.no_grad():  # rank 0's weights must reach the follower
+                for p in policy.parameters():
+                    p.add_(1.0)
+            updates = UpdateFollower(policy, reach_config().train, data_parallel).run()
+            torch.save((policy.state_dict(), updates), f"{out_dir}/rank1.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_followers_take_every_update_of_a_reach_run(tmp_path):
+    from ript.sim.toy_task import make_reach_trainer
+
+    mp.spawn(reach_rank_main, args=(free_loopback_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    (leader_state, history), (follower_state, updates) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    single = make_reach_trainer(reach_config(), tmp_path / "single", tensorboard=False)
+    single_history = single.run(progress=False)
+    single.close()
+
+    assert updates == reach_config().train.iterations
+    for key, value in leader_state.items():
+        assert torch.equal(follower_state[key], value), key
+        # Looser than above: this run takes 12 Adam steps at lr 1e-2, and Adam scales each
+        # gradient element to a step of about lr, also a near-zero one whose rounding differs
+        # between one and two shards (measured: up to 1e-4 relative in the first minibatch).
+        torch.testing.assert_close(value, single.policy.state_dict()[key], rtol=0, atol=5e-5)
+    for row, single_row in zip(history, single_history, strict=True):
+        for key, value in single_row.items():
+            if isinstance(value, str):
+                assert row[key] == value, key
+            elif not key.startswith("time/"):
+                assert row[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key

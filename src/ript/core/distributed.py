@@ -50,6 +50,12 @@ class DataParallel:
         dist.all_reduce(buffer, op=op, group=self.group)
         return buffer.to(value.device)
 
+    def from_rank0(self, message: object = None) -> object:
+        """Rank 0's `message` (any picklable object), returned on every rank (the others' is ignored)."""
+        box = [message]
+        dist.broadcast_object_list(box, src=self.source_rank, group=self.group)
+        return box[0]
+
     @torch.no_grad()
     def broadcast_parameters(self, parameters: Sequence[Tensor]) -> None:
         """Every rank takes rank 0's values."""
