@@ -5,6 +5,7 @@
     ript train --resume runs/train/20261124-170000
     ript train --resume runs/train/20261124-170000 --set train.iterations=40   # extend it
     ript train --resume runs/train/20261124-170000 --set resume=fresh   # its checkpoints are all unreadable
+    torchrun --nproc-per-node 4 -m ript.cli.main train --checkpoint ...   # the LOOP update over 4 processes
 
 Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
 apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
@@ -15,12 +16,15 @@ learning-curve PNG and the final policy checkpoint, ready for `ript eval`.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ript.core.distributed import DataParallel
 from ript.core.learner import TrainConfig, UnresumableRunError
 from ript.sim.ray_rollout import RayConfig
 
@@ -148,19 +152,26 @@ def resolve_config(args: argparse.Namespace) -> tuple[LiberoTrainConfig, Path]:
     return config, args.out / time.strftime("%Y%m%d-%H%M%S")
 
 
+def load_run_policy(config: LiberoTrainConfig):
+    """The SFT checkpoint's policy with the config's sampling knobs (they change its log-probs), and the payload."""
+    from ript.policies.checkpoint import load_checkpoint
+    from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
+
+    policy, payload = load_checkpoint(config.checkpoint)
+    apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
+    return policy, payload
+
+
 def build(config: LiberoTrainConfig, progress: bool = True):
     """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
-    from ript.policies.checkpoint import load_checkpoint
     from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
-    from ript.policies.vla import SAMPLING_KNOBS, apply_sampling_knobs
     from ript.sim.contexts import check_disjoint, evaluation_contexts, training_contexts
     from ript.sim.env import LiberoEnvConfig
     from ript.sim.rollout_source import LiberoRolloutSource
     from ript.sim.vector_env import VectorEnv
 
-    policy, payload = load_checkpoint(config.checkpoint)
-    apply_sampling_knobs(policy, {knob: getattr(config, knob) for knob in SAMPLING_KNOBS})
+    policy, payload = load_run_policy(config)
     language = instruction_encoder(policy, payload.get("instruction_embeddings"))
     train_contexts = training_contexts(
         config.suite, config.task_ids, config.contexts_per_task, seed=config.context_seed, progress=progress
@@ -193,12 +204,48 @@ def build(config: LiberoTrainConfig, progress: bool = True):
     return policy, payload, source
 
 
+def join_data_parallel() -> DataParallel | None:
+    """Under torchrun (WORLD_SIZE > 1): join its process group (gloo for CPU tensors, NCCL for CUDA ones)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # The other ranks wait for each update through rank 0's rollouts and evaluation.
+    dist.init_process_group(
+        "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo", timeout=datetime.timedelta(hours=6)
+    )
+    return DataParallel()
+
+
+def follow_updates(config: LiberoTrainConfig, data_parallel: DataParallel) -> int:
+    """A rank > 0: its copy of the policy takes part in rank 0's LOOP updates, nothing else."""
+    import torch.distributed
+
+    from ript.core.learner import UpdateFollower
+
+    policy, _ = load_run_policy(config)
+    updates = UpdateFollower(policy, config.train, data_parallel).run()
+    logging.getLogger("ript.train").info("rank %d: took part in %d updates", data_parallel.rank, updates)
+    torch.distributed.destroy_process_group()
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ript.core.metrics import plot_curves
     from ript.core.train import RiptTrainer
     from ript.policies.checkpoint import checkpoint_header, save_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # Under torchrun, rank 0 is the whole of `ript train` (rollouts, evaluation, checkpoints, logs)
+    # and every rank shares the LOOP update; the others only need the resolved config.
+    data_parallel = join_data_parallel()
+    if data_parallel is not None and data_parallel.rank != 0:
+        config = data_parallel.from_rank0()
+        assert isinstance(config, LiberoTrainConfig)
+        return follow_updates(config, data_parallel)
     # resume=fresh is an instruction for this start only (it must not land in config.json, where
     # every later restart would read it): taken out of --set before the config is built
     modes = [item.split("=", 1)[1] for item in args.set if item.startswith("resume=")]
@@ -207,12 +254,20 @@ def run(args: argparse.Namespace) -> int:
     fresh = "fresh" in modes
     args.set = [item for item in args.set if not item.startswith("resume=")]
     config, run_dir = resolve_config(args)
+    if data_parallel is not None:
+        data_parallel.from_rank0(config)
     policy, payload, source = build(config, progress=not args.no_progress)
     stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
     metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
     header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)
     trainer = RiptTrainer(
-        policy, source, config.train, run_dir, extra_config={"libero": asdict(config)}, policy_checkpoint=header
+        policy,
+        source,
+        config.train,
+        run_dir,
+        extra_config={"libero": asdict(config)},
+        policy_checkpoint=header,
+        data_parallel=data_parallel,
     )
     try:
         try:
@@ -224,6 +279,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
         source.close()
+    if data_parallel is not None:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
     final = save_checkpoint(
         run_dir / "policy_final.ckpt",
         policy,

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ript.core.distributed import DataParallel
 from ript.core.loop import LoopConfig, LoopUpdater
 from ript.core.metrics import MetricsLogger
 from ript.core.policy import Policy
@@ -100,6 +101,13 @@ def trainable_parameters(policy: Policy, frozen_prefixes: Sequence[str]) -> list
     return [p for name, p in named if p.requires_grad and not name.startswith(tuple(frozen_prefixes))]
 
 
+def make_updater(policy: Policy, config: TrainConfig, data_parallel: DataParallel | None = None) -> LoopUpdater:
+    """The LOOP updater of the policy's trainable parameters, with its Adam optimizer."""
+    trainable = trainable_parameters(policy, config.frozen_parameters)
+    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return LoopUpdater(policy.log_prob, trainable, optimizer, config.loop, data_parallel=data_parallel)
+
+
 class Learner:
     def __init__(
         self,
@@ -111,15 +119,17 @@ class Learner:
         tensorboard: bool = True,
         on_status: Callable[[str, str], None] | None = None,
         policy_checkpoint: dict | None = None,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         self.policy = policy
         self.config = config
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        trainable = trainable_parameters(policy, config.frozen_parameters)
-        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        # With data_parallel this learner is rank 0: the other ranks run an UpdateFollower.
+        self.data_parallel = data_parallel
+        self.updater = make_updater(policy, config, data_parallel)
+        self.optimizer = self.updater.optimizer
         self.sampler = DynamicSampler(contexts, config.sampler)
-        self.updater = LoopUpdater(policy.log_prob, trainable, self.optimizer, config.loop)
         self.iteration = 0
         self.history: list[dict] = []
         self.env_steps = 0
@@ -149,7 +159,8 @@ class Learner:
         if batch.groups:
             # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
             # would make log pi_theta differ from the sampling distribution at ratio = 1.
-            self.updater.generator = torch.Generator().manual_seed(derive_seed(self.config.seed, iteration, 1 << 20))
+            order_seed = derive_seed(self.config.seed, iteration, 1 << 20)
+            self.updater.generator = torch.Generator().manual_seed(order_seed)
 
             def report_epoch(epoch, total):
                 self.on_status("updating", f"epoch {epoch}/{total}")
@@ -157,6 +168,8 @@ class Learner:
                     on_epoch(epoch, total)
 
             loop_batch, _ = build_loop_batch(batch.groups)
+            if self.data_parallel is not None:
+                self.data_parallel.from_rank0(("update", loop_batch, order_seed))
             row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
             describe = getattr(self.policy, "distribution_stats", None)
             if describe is not None:  # how wide the policy now explores, per action dimension
@@ -175,6 +188,18 @@ class Learner:
                     self.updater.config.target_kl,
                 )
         return row
+
+    def lead_followers(self) -> None:
+        """Rank 0, before its first update: the other ranks take this learner's weights and
+        optimizer state (a resume loaded them here only)."""
+        if self.data_parallel is not None:
+            self.data_parallel.from_rank0(("state", self.optimizer.state_dict()))
+            self.data_parallel.broadcast_parameters(self.updater.parameters)
+
+    def release_followers(self) -> None:
+        """Rank 0, after its last update: the other ranks' `UpdateFollower.run` returns."""
+        if self.data_parallel is not None:
+            self.data_parallel.from_rank0(None)
 
     def finish_iteration(self, row: dict) -> None:
         """Closes an iteration: its row joins the history, then the checkpoint, then the log."""
@@ -255,3 +280,28 @@ class Learner:
 
     def close(self) -> None:
         self.logger.close()
+
+
+class UpdateFollower:
+    """A rank > 0 of a data-parallel learner: a copy of the policy that takes its share of every
+    LOOP update rank 0's Learner runs. No rollouts, evaluation, checkpoints or logs here."""
+
+    def __init__(self, policy: Policy, config: TrainConfig, data_parallel: DataParallel) -> None:
+        policy.eval()  # as the learner's policy: log pi_theta must match the sampling distribution
+        self.data_parallel = data_parallel
+        self.updater = make_updater(policy, config, data_parallel)
+
+    def run(self) -> int:
+        """Follows rank 0 until it releases the followers; returns the number of updates taken."""
+        updates = 0
+        while (message := self.data_parallel.from_rank0()) is not None:
+            assert isinstance(message, tuple)
+            if message[0] == "state":
+                self.updater.optimizer.load_state_dict(message[1])
+                self.data_parallel.broadcast_parameters(self.updater.parameters)
+            else:
+                _, loop_batch, order_seed = message
+                self.updater.generator = torch.Generator().manual_seed(order_seed)
+                self.updater.update(loop_batch)
+                updates += 1
+        return updates

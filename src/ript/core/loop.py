@@ -15,11 +15,16 @@ a failing trial that runs to the step limit then no longer outweighs a success t
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ript.core.distributed import DataParallel
 
 
 def rloo_advantages(rewards: Tensor) -> Tensor:
@@ -46,6 +51,7 @@ def ppo_clip_loss(
     clip_high: float = 0.2,
     token_level: bool = True,
     weights: Tensor | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate, asymmetric clip range [1 - clip_low, 1 + clip_high].
 
@@ -54,6 +60,10 @@ def ppo_clip_loss(
     1 / the trial's valid elements gives every trial the same total weight); False averages within
     each sequence (row), then over rows that have at least one valid element.
     Masked elements contribute nothing to the loss nor to its gradient.
+
+    With `data_parallel`, the rows are this rank's share of a minibatch: the loss is divided by
+    the whole minibatch's normaliser (so the ranks' gradients sum to the whole minibatch's) and
+    the statistics are the whole minibatch's.
     """
     if logp_new.shape != logp_old.shape or logp_new.shape != mask.shape:
         raise ValueError(
@@ -74,43 +84,63 @@ def ppo_clip_loss(
     per_element = torch.where(mask, torch.maximum(pg_losses, pg_losses_clipped), torch.zeros_like(ratio))
 
     num_valid = maskf.sum()
+    floor: float | int
     if token_level and weights is not None:
         w = weights.detach().to(logp_new.dtype).unsqueeze(1) * maskf  # [N, T]
-        loss = (per_element * w).sum() / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+        total, normaliser, floor = (per_element * w).sum(), w.sum(), torch.finfo(w.dtype).tiny
     elif token_level:
-        loss = per_element.sum() / num_valid.clamp(min=1.0)
+        total, normaliser, floor = per_element.sum(), num_valid, 1.0
     else:
         per_row_count = maskf.sum(dim=1)  # [N]
         has_valid = per_row_count > 0
         per_row = per_element.sum(dim=1) / per_row_count.clamp(min=1.0)
-        loss = per_row[has_valid].sum() / has_valid.sum().clamp(min=1)
+        total, normaliser, floor = per_row[has_valid].sum(), has_valid.sum(), 1
+    if data_parallel is not None:
+        # Not this rank's count: dividing by its own would weight a rank's rows by their share.
+        normaliser = data_parallel.sum(normaliser)
+    loss = total / normaliser.clamp(min=floor)
 
     with torch.no_grad():
-        n = num_valid.clamp(min=1.0)
         # k3 estimator of KL(old || new), Schulman 2020: unbiased and always >= 0.
         kl = ((ratio - 1.0) - logratio) * maskf
         clipped_low = (ratio < 1.0 - clip_low) & (adv < 0) & mask
         clipped_high = (ratio > 1.0 + clip_high) & (adv > 0) & mask
-        stats = {
-            "approx_kl": float(kl.sum() / n),
-            "clip_frac": float((clipped_low | clipped_high).sum() / n),
-            "clip_frac_low": float(clipped_low.sum() / n),
-            "clip_frac_high": float(clipped_high.sum() / n),
-            "ratio_mean": float((ratio * maskf).sum() / n),
-            "ratio_max": float(ratio[mask].max()) if bool(mask.any()) else 1.0,
-            "ratio_min": float(ratio[mask].min()) if bool(mask.any()) else 1.0,
+        sums = {
+            "approx_kl": kl.sum(),
+            "clip_frac": (clipped_low | clipped_high).sum(),
+            "clip_frac_low": clipped_low.sum(),
+            "clip_frac_high": clipped_high.sum(),
+            "ratio_mean": (ratio * maskf).sum(),
         }
+        any_valid = bool(mask.any())
+        ratio_max = ratio[mask].max() if any_valid else ratio.new_tensor(-math.inf)
+        ratio_min = ratio[mask].min() if any_valid else ratio.new_tensor(math.inf)
+        if data_parallel is not None:
+            summed = data_parallel.sum(
+                torch.stack([value.to(num_valid.dtype) for value in sums.values()] + [num_valid])
+            )
+            sums, num_valid = dict(zip(sums, summed[:-1])), summed[-1]
+            ratio_max, negated_min = data_parallel.max(torch.stack([ratio_max, -ratio_min]))
+            ratio_min, any_valid = -negated_min, bool(num_valid > 0)
+        n = num_valid.clamp(min=1.0)
+        stats = {key: float(value / n) for key, value in sums.items()}
+        stats["ratio_max"] = float(ratio_max) if any_valid else 1.0
+        stats["ratio_min"] = float(ratio_min) if any_valid else 1.0
     return loss, stats
 
 
 LOSS_NORMALIZATIONS = ("token", "query", "trial")
 
 
-def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor) -> Tensor:
-    """k3 estimate of KL(old || new) over the valid elements (Schulman 2020; >= 0)."""
+def approx_kl(logp_new: Tensor, logp_old: Tensor, mask: Tensor, data_parallel: DataParallel | None = None) -> Tensor:
+    """k3 estimate of KL(old || new) over the valid elements (Schulman 2020; >= 0); with
+    `data_parallel`, over every rank's elements."""
     mask = mask.bool()
     logratio = torch.where(mask, logp_new - logp_old, torch.zeros_like(logp_new))
-    return (((torch.exp(logratio) - 1.0) - logratio) * mask).sum() / mask.sum().clamp(min=1)
+    total, count = (((torch.exp(logratio) - 1.0) - logratio) * mask).sum(), mask.sum()
+    if data_parallel is not None:
+        total, count = data_parallel.sum(torch.stack([total, count.to(total.dtype)]))
+    return total / count.clamp(min=1)
 
 
 @dataclass
@@ -189,7 +219,12 @@ LogProbFn = Callable[[Mapping[str, Tensor], Tensor], Tensor]
 
 
 class LoopUpdater:
-    """Runs N epochs of minibatched PPO over a LoopBatch, with global-norm gradient clipping."""
+    """Runs N epochs of minibatched PPO over a LoopBatch, with global-norm gradient clipping.
+
+    With `data_parallel` (ript.core.distributed), the update is shared by that group's ranks: each
+    calls `update` with the same batch and an identically seeded generator, scores its share of
+    every minibatch, and all take the step the single-process update would take (up to float
+    summation order). The trainable parameters are broadcast from rank 0 here."""
 
     def __init__(
         self,
@@ -198,12 +233,16 @@ class LoopUpdater:
         optimizer: torch.optim.Optimizer,
         config: LoopConfig,
         generator: torch.Generator | None = None,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         self.log_prob_fn = log_prob_fn
         self.parameters = [p for p in parameters if p.requires_grad]
         self.optimizer = optimizer
         self.config = config
         self.generator = generator
+        self.data_parallel = data_parallel
+        if data_parallel is not None:
+            data_parallel.broadcast_parameters(self.parameters)
 
     def update(self, batch: LoopBatch, on_epoch: Callable[[int, int], None] | None = None) -> dict[str, float]:
         """N epochs of PPO over `batch`; `on_epoch(epoch, N)` is called before each epoch (progress).
@@ -227,10 +266,12 @@ class LoopUpdater:
                 on_epoch(epoch + 1, cfg.ppo_epochs)
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, cfg.minibatch_size):
-                mb = batch.index(order[start : start + cfg.minibatch_size])
-                if not bool(mb.mask.any()):
+                rows = order[start : start + cfg.minibatch_size]
+                # Decided on the whole minibatch, so every rank skips the same ones.
+                if not bool(batch.mask[rows].any()):
                     continue
-                logp_new = self.log_prob_fn(mb.obs, mb.scored)
+                mb = batch.index(rows if self.data_parallel is None else self.data_parallel.shard(rows))
+                logp_new = self._log_prob(mb)
                 loss, stats = ppo_clip_loss(
                     logp_new,
                     mb.logp_old,
@@ -240,15 +281,19 @@ class LoopUpdater:
                     clip_high=cfg.clip_high,
                     token_level=cfg.loss_normalization != "query",
                     weights=None if weights is None else mb.weights,
+                    data_parallel=self.data_parallel,
                 )
                 saved = self._snapshot() if cfg.target_kl is not None else None
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.data_parallel is not None:
+                    self.data_parallel.sum_gradients(self.parameters)
+                    loss = self.data_parallel.sum(loss.detach())  # the whole minibatch's, for the log
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
                 self.optimizer.step()
                 if saved is not None:
                     with torch.no_grad():
-                        kl_after = float(approx_kl(self.log_prob_fn(mb.obs, mb.scored), mb.logp_old, mb.mask))
+                        kl_after = float(approx_kl(self._log_prob(mb), mb.logp_old, mb.mask, self.data_parallel))
                     if cfg.target_kl is not None and kl_after > cfg.target_kl:
                         self._restore(saved)
                         stopped_early = True
@@ -274,15 +319,28 @@ class LoopUpdater:
 
     @torch.no_grad()
     def batch_kl(self, batch: LoopBatch) -> float:
-        """KL(sampling policy || current policy) over every valid element of the batch."""
+        """KL(sampling policy || current policy) over every valid element of the batch (each rank
+        scores its share of the rows)."""
+        rows = torch.arange(len(batch))
+        if self.data_parallel is not None:
+            rows = self.data_parallel.shard(rows)
         total, count = 0.0, 0.0
-        for start in range(0, len(batch), self.config.minibatch_size):
-            mb = batch.index(torch.arange(start, min(start + self.config.minibatch_size, len(batch))))
+        for start in range(0, len(rows), self.config.minibatch_size):
+            mb = batch.index(rows[start : start + self.config.minibatch_size])
             valid = float(mb.mask.sum())
             if valid:
                 total += float(approx_kl(self.log_prob_fn(mb.obs, mb.scored), mb.logp_old, mb.mask)) * valid
                 count += valid
+        if self.data_parallel is not None:
+            total, count = self.data_parallel.sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
         return total / max(count, 1.0)
+
+    def _log_prob(self, mb: LoopBatch) -> Tensor:
+        """log pi_theta of mb's rows. A rank whose share of a minibatch is empty scores nothing
+        (the policy is never called on zero rows) but still joins every collective."""
+        if len(mb) == 0:
+            return torch.zeros_like(mb.logp_old, requires_grad=True)
+        return self.log_prob_fn(mb.obs, mb.scored)
 
     def _snapshot(self) -> tuple[list[Tensor], dict]:
         return [p.detach().clone() for p in self.parameters], copy.deepcopy(self.optimizer.state_dict())

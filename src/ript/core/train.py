@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ript.core.distributed import DataParallel
 from ript.core.learner import Learner, TrainConfig, derive_seed
 from ript.core.policy import Policy
 from ript.core.sampler import Trial
@@ -47,9 +48,18 @@ class RiptTrainer(Learner):
         tensorboard: bool = True,
         on_status: Callable[[str, str], None] | None = None,
         policy_checkpoint: dict | None = None,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         super().__init__(
-            policy, source.contexts, config, run_dir, extra_config, tensorboard, on_status, policy_checkpoint
+            policy,
+            source.contexts,
+            config,
+            run_dir,
+            extra_config,
+            tensorboard,
+            on_status,
+            policy_checkpoint,
+            data_parallel,
         )
         self.source = source
 
@@ -58,6 +68,7 @@ class RiptTrainer(Learner):
 
         cfg = self.config
         bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="ript train", unit="it", disable=not progress)
+        self.lead_followers()
         if self.iteration == 0 and not self.history:
             row: dict[str, float] = {"iteration": 0, "env_steps": 0}
             if cfg.eval_every:
@@ -75,6 +86,7 @@ class RiptTrainer(Learner):
                 }
             )
         bar.close()
+        self.release_followers()
         self.on_status("idle", "done")
         return self.history
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ript.core.constants import OBS_STATE
+from ript.core.distributed import DataParallel
 from ript.core.learner import TrainConfig
 from ript.core.loop import LoopConfig
 from ript.core.policy import Policy
@@ -122,19 +123,28 @@ class ReachTrainConfig:
     )
 
 
-def make_reach_trainer(config: ReachTrainConfig, run_dir, tensorboard: bool = True) -> RiptTrainer:
+def make_reach_policy(config: ReachTrainConfig) -> MLPPolicy:
+    """The run's initial policy (seeded by train.seed: every call gives the same weights)."""
     torch.manual_seed(config.train.seed)
-    task = ReachTask(config.task)
-    policy = MLPPolicy(
+    return MLPPolicy(
         MLPPolicyConfig(
-            state_dim=task.state_dim,
-            action_dim=task.action_dim,
+            state_dim=ReachTask.state_dim,
+            action_dim=ReachTask.action_dim,
             chunk_size=config.chunk_size,
             init_scale=config.init_scale,
         )
     )
+
+
+def make_reach_trainer(
+    config: ReachTrainConfig, run_dir, tensorboard: bool = True, data_parallel: DataParallel | None = None
+) -> RiptTrainer:
+    policy = make_reach_policy(config)
+    task = ReachTask(config.task)
     extra = {"task": asdict(config.task), "policy": asdict(policy.config)}
-    return RiptTrainer(policy, task, config.train, run_dir, extra_config=extra, tensorboard=tensorboard)
+    return RiptTrainer(
+        policy, task, config.train, run_dir, extra_config=extra, tensorboard=tensorboard, data_parallel=data_parallel
+    )
 
 
 def train_reach(config: ReachTrainConfig, run_dir, progress: bool = False) -> list[dict]:
