@@ -257,8 +257,13 @@ class TrialStore:
                 _check_scalars(trial)
                 return trial
             except (CorruptFileError, TypeError, ValueError) as exc:
-                reasons.append(str(exc).replace(f"{self.root.resolve()}/", "").replace(f"{self.root}/", ""))
+                reasons.append(self._relative(str(exc)))
         raise CorruptFileError("; ".join(reasons))
+
+    def _relative(self, message: str) -> str:
+        """A message with the store's own location left out (the reader knows where the store is)."""
+        resolved = str(self.root.resolve())
+        return message.replace(f"{resolved}/", "").replace(f"{self.root}/", "").replace(resolved, "the trial store")
 
     def trial_ids(self) -> dict[str, int]:
         """trial_id -> iteration for every stored trial (from file names: no payload is read)."""
