@@ -5,16 +5,22 @@ schemathesis fuzz of the OpenAPI schema that must never get a 5xx."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import schemathesis
+import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_STATE
 from ript.core.trial_identity import TrialIdentity
+from ript.core.trial_store import StoredTrial, TrialStore
+from ript.core.trials import Trajectory
 from ript.panel.app import RobotUnavailable, create_app
 from ript.panel.state import PanelConfig, PanelState
 
@@ -104,7 +110,9 @@ def test_mark_is_persisted_published_and_409_when_no_trial_or_already_marked(pan
     state.on_status({"state": "waiting_for_reset", "message": f"stored {trial().trial_id} (reward 0)"})
     history = client.get("/api/history", headers=AUTH).json()
     assert history["iterations"] == [{"iteration": 1, "trials": 1, "success_rate": 0.0}]
-    assert history["contexts"] == [{"context_id": "libero_spatial/0/init00", "outcomes": [False]}]
+    assert history["contexts"] == [
+        {"context_id": "libero_spatial/0/init00", "outcomes": [False], "trial_ids": [trial().trial_id]}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -285,8 +293,15 @@ def test_fuzz_api_never_answers_5xx(tmp_path):
     without the token (schemathesis' pytest plugin is not used: it predates pytest 9)."""
     # schemathesis' ASGI client sends Host: testserver
     state = PanelState(
-        PanelConfig(token=TOKEN, undo_window_s=0.5, marks_file=str(tmp_path / "m.jsonl"), allowed_hosts=("testserver",))
+        PanelConfig(
+            token=TOKEN,
+            undo_window_s=0.5,
+            marks_file=str(tmp_path / "m.jsonl"),
+            allowed_hosts=("testserver",),
+            run_dir=str(tmp_path / "run"),
+        )
     )
+    store_trial(tmp_path / "run", "it0001", 1.0, "operator", frames=2)  # a short id the fuzzer may hit
     state.on_trial_start(trial())
     state.set_frame("agentview", np.zeros((8, 8, 3), np.uint8))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(state, Recorder(state)))
@@ -298,6 +313,8 @@ def test_fuzz_api_never_answers_5xx(tmp_path):
         "/api/start_next",
         "/api/state",
         "/api/camera/{camera}.jpg",
+        "/api/trials/{trial_id}",
+        "/api/trials/{trial_id}/frames/{index}.jpg",
         "/health",
         "/api/robot/estop",
         "/api/robot/release",
@@ -376,3 +393,131 @@ def test_report_link_is_for_one_visit_and_the_page_loads_nothing(tmp_path):
     no_run = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "n.jsonl")))
     with TestClient(create_app(no_run, Recorder(no_run)), base_url=BASE) as client:
         assert client.post("/api/report", headers=AUTH).status_code == 404
+
+
+# ---- trial replay -------------------------------------------------------------------------------
+def store_trial(run_dir, trial_id: str, reward: float, source: str, frames: int = 0) -> Path:
+    """A trial as the trainer stores it; with `frames`, agentview frames whose brightness is 20 * index."""
+    queries = max(frames, 2)
+    obs = {OBS_STATE: torch.zeros(queries, 4)}
+    if frames:
+        obs[OBS_IMAGE_AGENTVIEW] = torch.stack(
+            [torch.full((16, 24, 3), 20 * i, dtype=torch.uint8) for i in range(frames)]
+        )
+    trajectory = Trajectory(
+        obs=obs,
+        scored=torch.zeros(queries, 2),
+        log_probs=torch.zeros(queries, 2),
+        mask=torch.ones(queries, 2, dtype=torch.bool),
+        num_steps=4 * queries,
+    )
+    trial = StoredTrial(trial_id, 1, 0, 0, "libero_spatial/0/init00", reward, source, 3, trajectory)
+    return TrialStore(run_dir / "trials").save(trial)
+
+
+@pytest.fixture
+def replay_panel(tmp_path):
+    run_dir = tmp_path / "run"
+    state = PanelState(PanelConfig(token=TOKEN, marks_file=str(tmp_path / "m.jsonl"), run_dir=str(run_dir)))
+    with TestClient(create_app(state, Recorder(state)), base_url=BASE, raise_server_exceptions=False) as client:
+        yield run_dir, client
+
+
+def test_stored_trial_replays_with_its_frames_reward_and_judge(replay_panel):
+    run_dir, client = replay_panel
+    store_trial(run_dir, "it0001-g000-c000-k0-aaaa01", 1.0, "operator", frames=5)
+    store_trial(run_dir, "it0001-g000-c000-k1-aaaa02", 0.0, "simulator")
+    url = "/api/trials/it0001-g000-c000-k0-aaaa01"
+    assert client.get(url).status_code == 401 and client.get(f"{url}/frames/0.jpg").status_code == 401
+    assert client.get(url, headers=AUTH).json() == {
+        "trial_id": "it0001-g000-c000-k0-aaaa01",
+        "iteration": 1,
+        "context_id": "libero_spatial/0/init00",
+        "reward": 1.0,
+        "reward_source": "operator",
+        "weights_version": 3,
+        "num_steps": 20,
+        "frames": 5,
+        "cameras": ["agentview"],
+    }
+    for index in (0, 4):
+        r = client.get(f"{url}/frames/{index}.jpg", headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        pixels = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert pixels.shape == (16, 24, 3) and abs(pixels.mean() - 20 * index) < 3
+    assert client.get(f"{url}/frames/0.jpg?camera=agentview", headers=AUTH).status_code == 200
+    r = client.get(f"{url}/frames/5.jpg", headers=AUTH)
+    assert r.status_code == 404 and "has 5 frames" in r.json()["detail"]
+    assert client.get(f"{url}/frames/0.jpg?camera=wrist", headers=AUTH).status_code == 404
+    # a state-only trial: its reward and judge, and no frames
+    state_only = client.get("/api/trials/it0001-g000-c000-k1-aaaa02", headers=AUTH).json()
+    assert (state_only["reward"], state_only["reward_source"], state_only["frames"]) == (0.0, "simulator", 0)
+    r = client.get("/api/trials/it0001-g000-c000-k1-aaaa02/frames/0.jpg", headers=AUTH)
+    assert r.status_code == 404 and "state-only" in r.json()["detail"]
+
+
+def test_replay_refuses_junk_ids_unknown_trials_and_files_outside_the_store(replay_panel, tmp_path):
+    run_dir, client = replay_panel
+    assert client.get("/api/trials/it0001-x", headers=AUTH).json()["detail"] == "the trainer has stored no trials yet"
+    store_trial(run_dir, "it0001-g000-c000-k0-aaaa01", 1.0, "operator", frames=2)
+    # a stored trial outside the store, and a link to it planted inside
+    outside = store_trial(tmp_path / "elsewhere", "escape", 1.0, "operator", frames=2)
+    (run_dir / "trials" / "iter_000001" / "000009-escape.trial").symlink_to(outside)
+    r = client.get("/api/trials/escape", headers=AUTH)
+    assert (
+        r.status_code == 409
+        and r.json()["error"] == "trial_damaged"
+        and "outside the trial store" in r.json()["detail"]
+    )
+    assert client.get("/api/trials/escape/frames/0.jpg", headers=AUTH).status_code == 409
+    # a path in the id: no route takes it (the id is one path segment)
+    for traversal in (
+        "..%2F..%2Felsewhere%2Ftrials%2Fiter_000001%2F000000-escape",
+        "..%2F..",
+        "iter_000001%2F000000-x",
+    ):
+        for path in (f"/api/trials/{traversal}", f"/api/trials/{traversal}/frames/0.jpg"):
+            r = client.get(path, headers=AUTH)
+            assert r.status_code == 404 and r.json()["error"] == "not_found", (path, r.text)
+    # anything but letters, digits, '_' and '-' (at most 128) is refused before the store is looked at
+    for junk in (
+        "%2E%2E",
+        ".hidden",
+        "-it0001",
+        "it0001-g000-c000-k0-aaaa01.trial",
+        "it0001%20k0",
+        "it%00",
+        "*",
+        "a" * 129,
+    ):
+        for path in (f"/api/trials/{junk}", f"/api/trials/{junk}/frames/0.jpg"):
+            r = client.get(path, headers=AUTH)
+            assert r.status_code == 422 and r.json()["error"] == "malformed", (path, r.text)
+    # the id must name the whole trial, not the tail of another one's
+    for unknown in ("aaaa01", "k0-aaaa01", "it0009-g000-c000-k0-ffffff"):
+        r = client.get(f"/api/trials/{unknown}", headers=AUTH)
+        assert r.status_code == 404 and "not in the trial store" in r.json()["detail"], unknown
+    assert client.get("/api/trials/it0001-g000-c000-k0-aaaa01/frames/-1.jpg", headers=AUTH).status_code == 422
+
+
+def test_damaged_trial_file_is_replayed_from_its_replica_or_refused_with_the_reason(replay_panel):
+    run_dir, client = replay_panel
+    store = TrialStore(run_dir / "trials")
+    paths = [store_trial(run_dir, f"it0001-g000-c000-k{k}-aaaa0{k}", 0.0, "classifier", frames=3) for k in (0, 1)]
+    intact = [path.read_bytes() for path in paths]
+    for path, data in zip(paths, intact):
+        path.write_bytes(data[:-10])  # truncated
+    r = client.get("/api/trials/it0001-g000-c000-k0-aaaa00", headers=AUTH)  # its replica holds it
+    assert r.status_code == 200 and r.json()["reward_source"] == "classifier"
+    store.replica(paths[1]).write_bytes(intact[1].replace(b"classifier", b"Classifier"))  # altered
+    url = "/api/trials/it0001-g000-c000-k1-aaaa01"
+    for damaged in (url, f"{url}/frames/0.jpg"):
+        r = client.get(damaged, headers=AUTH)
+        assert r.status_code == 409 and r.json()["error"] == "trial_damaged", r.text
+        assert "checksum mismatch" in r.json()["detail"], r.text
+    # read-only: the panel sets nothing aside and rebuilds nothing (the trainer does, on load)
+    assert paths[0].read_bytes() == intact[0][:-10] and not list(store.root.rglob("*.corrupt"))
+    # a whole file under another trial's name
+    paths[0].with_name("000002-it0001-g000-c000-k2-aaaa02.trial").write_bytes(intact[0])
+    r = client.get("/api/trials/it0001-g000-c000-k2-aaaa02", headers=AUTH)
+    assert r.status_code == 409 and "holds 'it0001-g000-c000-k0-aaaa00'" in r.json()["detail"], r.text

@@ -1,6 +1,7 @@
 """The panel in Debian's headless Chromium (Selenium + chromedriver): the page loads with the token
 from the URL fragment, shows the trial and the camera image changing as frames arrive, and a click
-on Success reaches the trainer (this test's node, subscribed to /reward) as the operator's reward.
+on Success reaches the trainer (this test's node, subscribed to /reward) as the operator's reward;
+a click on a dot of the per-context history replays that stored trial.
 Set RIPT_PANEL_SCREENSHOT=docs/operator_panel.png to keep the screenshot."""
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ript_interfaces.msg import Reward, TrainerStatus, TrialStart
+from selenium.common.exceptions import WebDriverException
 from sensor_msgs.msg import Image
+
+from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_STATE
+from ript.core.trial_store import StoredTrial, TrialStore
+from ript.core.trials import Trajectory
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -32,14 +39,18 @@ TRIAL = dict(
 )
 
 
-def frame(t: int, size: int = 128) -> Image:
+def scene(t: int, size: int = 128) -> np.ndarray:
     """A table-like scene with a red block that moves with t, so consecutive frames differ."""
     y, x = np.mgrid[0:size, 0:size]
     pixels = np.stack([90 + x // 4, 70 + y // 4, 50 + 0 * x], axis=-1).astype(np.uint8)
     cx, cy = 30 + (t * 3) % 70, 60 + int(10 * np.sin(t / 5))
     pixels[cy : cy + 16, cx : cx + 16] = (220, 30, 30)
+    return pixels
+
+
+def frame(t: int, size: int = 128) -> Image:
     msg = Image(height=size, width=size, encoding="rgb8", step=size * 3)
-    msg.data = pixels.tobytes()
+    msg.data = scene(t, size).tobytes()
     return msg
 
 
@@ -179,3 +190,76 @@ def test_page_shows_camera_and_success_click_reaches_the_trainer(ros, start_pane
     assert "mixed groups per 100 trials" in browser.find_element("tag name", "table").text
     browser.refresh()  # the link was for one visit
     until(lambda: "no such report link" in browser.page_source, what="the used link's refusal")
+
+
+def store(run_dir, trial_id: str, context_id: str, reward: float, judge: str, frames: int) -> None:
+    """A trial as the trainer stores it; `frames` agentview frames of the scene (0: a state-only trial)."""
+    queries = max(frames, 2)
+    obs = {OBS_STATE: torch.zeros(queries, 8)}
+    if frames:
+        obs[OBS_IMAGE_AGENTVIEW] = torch.from_numpy(np.stack([scene(5 * t) for t in range(frames)]))
+    trajectory = Trajectory(
+        obs=obs,
+        scored=torch.zeros(queries, 4),
+        log_probs=torch.zeros(queries, 4),
+        mask=torch.ones(queries, 4, dtype=torch.bool),
+        num_steps=8 * queries,
+    )
+    TrialStore(run_dir / "trials").save(StoredTrial(trial_id, 4, 0, 0, context_id, reward, judge, 4, trajectory))
+
+
+def test_history_dot_replays_the_stored_trial(start_panel, browser, tmp_path):
+    marks = tmp_path / "marks.jsonl"
+    journal(marks)
+    outcome = {r["trial_id"]: r for r in map(json.loads, marks.read_text().splitlines()) if r["event"] == "mark"}
+    played, state_only = outcome["it0004-k3"], outcome["it0004-k1"]
+    run_dir = tmp_path / "run0"  # start_panel's first run folder: the trainer's, whose trials/ the panel reads
+    store(run_dir, played["trial_id"], played["context_id"], float(played["success"]), "operator", frames=6)
+    store(run_dir, state_only["trial_id"], state_only["context_id"], float(state_only["success"]), "classifier", 0)
+    panel = start_panel(marks_file=str(marks))
+    browser.get(f"{panel.url}/#token={panel.token}")
+    text = lambda element_id: browser.find_element("id", element_id).text
+
+    def until(check, what: str, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if check():
+                    return
+            except WebDriverException:  # not there yet, or redrawn by the history's poll
+                pass
+            assert time.monotonic() < deadline, f"timed out waiting for {what}\n{panel.output()}"
+            time.sleep(0.1)
+
+    def click_dot(trial_id: str) -> bool:
+        browser.find_element("css selector", f'#contexts .dot[data-trial-id="{trial_id}"]').click()
+        return True
+
+    def verdict(record) -> str:
+        return f"reward {int(record['success'])} ({'success' if record['success'] else 'failure'})"
+
+    shown = lambda: browser.execute_script(
+        "const i = document.getElementById('replay-frame');"
+        "return i.complete && i.naturalWidth > 0 && !i.closest('[hidden]') ? [i.naturalWidth, i.src] : null;"
+    )
+    assert not browser.find_element("id", "replay").is_displayed()
+    until(lambda: click_dot(played["trial_id"]), "the history dot")
+    until(lambda: text("replay-judge") == "operator", "the replay's judge")
+    assert text("replay-reward") == verdict(played) and text("replay-trial") == played["trial_id"]
+    assert f"iteration 4 · context {played['context_id']}" in text("replay-info")
+    until(lambda: shown() and text("replay-position") == "frame 1 of 6", "the first frame")
+    width, first = shown()
+    assert width == 128
+    browser.find_element("id", "replay-play").click()
+    until(lambda: text("replay-position") == "frame 6 of 6" and text("replay-play") == "Play", "the flip-book's end")
+    assert shown()[1] != first
+
+    until(lambda: click_dot(state_only["trial_id"]), "the state-only trial's dot")
+    until(lambda: text("replay-judge") == "classifier", "the state-only trial's judge")
+    assert text("replay-reward") == verdict(state_only) and "no camera frames" in text("replay-note")
+    assert not browser.find_element("id", "replay-player").is_displayed()
+
+    until(lambda: click_dot("it0001-k0"), "a dot of a trial the store does not hold")
+    until(lambda: "not in the trial store" in text("replay-note"), "the 404's reason")
+    browser.find_element("id", "replay-close").click()
+    assert not browser.find_element("id", "replay").is_displayed()

@@ -5,6 +5,8 @@ LeRobot-style names, so a batch from a LIBERO env, a ROS topic or an HDF5 demo l
 
 OBS_STATE = "observation.state"
 """Proprioception (and, in state mode, object poses), float [B, D]."""
+OBS_IMAGE_PREFIX = "observation.images."
+"""Every camera's key starts with this; the rest is the camera's name."""
 OBS_IMAGE_AGENTVIEW = "observation.images.agentview"
 """Third-person RGB, uint8 [B, H, W, 3], upright."""
 OBS_IMAGE_WRIST = "observation.images.wrist"

@@ -21,10 +21,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ript.core.constants import OBS_IMAGE_PREFIX
 from ript.core.metrics import wilson_interval
 
 log = logging.getLogger("ript.report")
-IMAGE_PREFIX = "observation.images."
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _stored_trials(root: Path, max_filmstrips: int) -> list[dict]:
                 "reward_source": stored.reward_source,
                 "frames": [],
             }
-            images = [k for k in stored.trajectory.obs if k.startswith(IMAGE_PREFIX)]
+            images = [k for k in stored.trajectory.obs if k.startswith(OBS_IMAGE_PREFIX)]
             if images and wanted.get(stored.reward, 0) > 0:
                 wanted[stored.reward] -= 1
                 frames = stored.trajectory.obs[images[0]]

@@ -15,17 +15,29 @@ No rclpy here: unit-tested without ROS.
 from __future__ import annotations
 
 import logging
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ript.core.safe_io import CorruptFileError, atomic_write, load_verified, save_verified
+from ript.core.safe_io import (
+    CorruptFileError,
+    atomic_write,
+    confined_file,
+    file_digest,
+    load_verified,
+    save_verified,
+)
 from ript.core.trials import Trajectory
 
 TRIAL_SUFFIX = ".trial"
 REPLICA_DIR = ".replica"
 UNREPLAYED_DIR = "unreplayed"
+TRIAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+"""What a trial id may look like where one arrives from outside (the trainer's: it0003-g001-c012-k2-5f3a):
+no dots, slashes or glob characters, so an id can never name a path of its own."""
 log = logging.getLogger("ript.trial_store")
 
 
@@ -109,8 +121,6 @@ def load_announced_trajectory(
     be a regular file inside `folder` of at most `max_bytes`, its digest the announced one, its
     payload plain tensors and containers (no code runs) holding that trial, in the trajectory schema.
     Raises OSError, CorruptFileError or ValueError with the reason; returns the checked path too."""
-    from ript.core.safe_io import confined_file, file_digest
-
     checked = confined_file(path, folder, max_bytes)
     if file_digest(checked) != sha256:
         raise CorruptFileError(f"{checked}: digest differs from the announced one")
@@ -119,6 +129,23 @@ def load_announced_trajectory(
         held = payload.get("trial_id") if isinstance(payload, dict) else type(payload).__name__
         raise CorruptFileError(f"{checked} holds trial {held!r}")
     return checked, trajectory_from_dict(payload)
+
+
+def _check_scalars(trial: StoredTrial) -> None:
+    """The fields a viewer shows have the types the trainer writes (a forged file may hold anything)."""
+    for name, kinds in (
+        ("iteration", int),
+        ("context_id", str),
+        ("reward", (int, float)),
+        ("reward_source", str),
+        ("weights_version", int),
+        ("sequence", int),
+    ):
+        value = getattr(trial, name)
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise TrajectorySchemaError(f"trial {trial.trial_id}: {name} is a {type(value).__name__}")
+    if not math.isfinite(trial.reward):
+        raise TrajectorySchemaError(f"trial {trial.trial_id}: reward {trial.reward}")
 
 
 class TrialStore:
@@ -203,6 +230,40 @@ class TrialStore:
                 log.warning("rebuilt trial file %s from its replica", path)
             return trial
         return None
+
+    def read(self, trial_id: str) -> StoredTrial | None:
+        """The stored trial `trial_id` (None when there is none), for a viewer: read-only, it never
+        sets a damaged file aside or rebuilds it (the trainer's `load` does that), but shows the
+        replica when the file does not verify. Raises ValueError for an id outside TRIAL_ID_PATTERN
+        and CorruptFileError, naming the reason, when no copy is readable or one lies outside the store."""
+        if not re.fullmatch(TRIAL_ID_PATTERN, trial_id):
+            raise ValueError(f"not a trial id: {trial_id[:60]!r}")
+        path = next(
+            (p for p in self.root.glob(f"iter_*/*-{trial_id}{TRIAL_SUFFIX}") if p.stem.split("-", 1)[1] == trial_id),
+            None,
+        )
+        if path is None:
+            return None
+        reasons = []
+        for source in (path, self.replica(path)):
+            try:
+                # a symlink planted in the store must not make the viewer read files elsewhere
+                payload = load_verified(confined_file(source, self.root))
+                if not isinstance(payload, dict) or payload.get("trial_id") != trial_id:
+                    held = payload.get("trial_id") if isinstance(payload, dict) else type(payload).__name__
+                    raise CorruptFileError(f"{source}: holds {held!r}, not trial {trial_id}")
+                payload["trajectory"] = trajectory_from_dict(payload.get("trajectory"))
+                trial = StoredTrial(**payload)
+                _check_scalars(trial)
+                return trial
+            except (CorruptFileError, TypeError, ValueError) as exc:
+                reasons.append(self._relative(str(exc)))
+        raise CorruptFileError("; ".join(reasons))
+
+    def _relative(self, message: str) -> str:
+        """A message with the store's own location left out (the reader knows where the store is)."""
+        resolved = str(self.root.resolve())
+        return message.replace(f"{resolved}/", "").replace(f"{self.root}/", "").replace(resolved, "the trial store")
 
     def trial_ids(self) -> dict[str, int]:
         """trial_id -> iteration for every stored trial (from file names: no payload is read)."""

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import cv2
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -36,10 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ript.core.trial_identity import TrialIdentity
+from ript.core.trial_store import TRIAL_ID_PATTERN
+from ript.panel.replay import ReplayCache
 from ript.panel.state import Mark, PanelError, PanelState, flush_due
 
 STATIC_DIR = Path(__file__).with_name("static")
 log = logging.getLogger("ript.panel")
+CAMERA_NAME = r"^[A-Za-z0-9_]{1,40}$"
 TrialId = Field(min_length=1, max_length=200, pattern=r"^[\w\-./:]+$")
 
 
@@ -137,6 +140,8 @@ class IterationOut(BaseModel):
 class ContextOut(BaseModel):
     context_id: str
     outcomes: list[bool]
+    trial_ids: list[str]
+    """The trial of each outcome, in the same order (to replay it)."""
 
 
 class HistoryOut(BaseModel):
@@ -144,7 +149,22 @@ class HistoryOut(BaseModel):
     contexts: list[ContextOut]
 
 
+class TrialOut(BaseModel):
+    trial_id: str
+    iteration: int
+    context_id: str
+    reward: float
+    reward_source: str
+    """Who judged it: operator, simulator or classifier."""
+    weights_version: int
+    num_steps: int
+    frames: int
+    """Camera frames per camera, one per policy query; 0 for a state-only trial."""
+    cameras: list[str]
+
+
 ERRORS = {401: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+TRIAL_ERRORS = {**ERRORS, 404: {"model": ErrorOut}}
 
 
 def _error(status: int, error: str, detail: object = None) -> JSONResponse:
@@ -153,6 +173,12 @@ def _error(status: int, error: str, detail: object = None) -> JSONResponse:
         content={"error": error, "detail": jsonable_encoder(detail)},
         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
     )
+
+
+def _jpeg(pixels) -> bytes:
+    """RGB uint8 [H, W, 3] -> JPEG bytes."""
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return jpeg.tobytes() if ok else b""
 
 
 def host_allowed(host: str, allowed: set[str]) -> bool:
@@ -212,9 +238,8 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
 
     @app.exception_handler(PanelError)
     async def on_panel_error(request: Request, exc: PanelError):
-        return _error(
-            exc.status, {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status, "error"), exc.message
-        )
+        usual = {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status, "error")
+        return _error(exc.status, exc.error or usual, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def on_malformed(request: Request, exc: RequestValidationError):
@@ -323,15 +348,61 @@ def create_app(state: PanelState, actions: PanelActions) -> FastAPI:
         response_class=Response,
         dependencies=authorized,
     )
-    def get_camera(camera: str = PathParam(pattern=r"^[A-Za-z0-9_]{1,40}$")) -> Response:
+    def get_camera(camera: str = PathParam(pattern=CAMERA_NAME)) -> Response:
         frame = state.frame(camera)
         if frame is None:
             return _error(404, "not_found", f"no frame from camera {camera!r} yet")
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame.pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         return Response(
-            jpeg.tobytes() if ok else b"",
+            _jpeg(frame.pixels),
             media_type="image/jpeg",
             headers={"Cache-Control": "no-store", "X-Frame-Seq": str(frame.seq)},
+        )
+
+    replays = ReplayCache(Path(state.config.run_dir) / "trials") if state.config.run_dir else None
+
+    def replay(trial_id: str):
+        if replays is None:
+            raise PanelError(404, "this panel was started without the trainer's run_dir: no stored trials to replay")
+        return replays.get(trial_id)
+
+    @app.get("/api/trials/{trial_id}", response_model=TrialOut, dependencies=authorized, responses=TRIAL_ERRORS)
+    def get_trial(trial_id: str = PathParam(pattern=TRIAL_ID_PATTERN)) -> TrialOut:
+        """A stored trial to replay: its context, reward, who judged it and how many frames it has."""
+        trial = replay(trial_id)
+        return TrialOut(
+            trial_id=trial.trial_id,
+            iteration=trial.iteration,
+            context_id=trial.context_id,
+            reward=trial.reward,
+            reward_source=trial.reward_source,
+            weights_version=trial.weights_version,
+            num_steps=trial.num_steps,
+            frames=trial.frames,
+            cameras=sorted(trial.cameras),
+        )
+
+    @app.get(
+        "/api/trials/{trial_id}/frames/{index}.jpg",
+        responses={200: {"content": {"image/jpeg": {}}}, **TRIAL_ERRORS},
+        response_class=Response,
+        dependencies=authorized,
+    )
+    def get_trial_frame(
+        trial_id: str = PathParam(pattern=TRIAL_ID_PATTERN),
+        index: int = PathParam(ge=0, le=1_000_000),
+        camera: str = Query("", pattern=rf"^$|{CAMERA_NAME}", description="'': the trial's first camera"),
+    ) -> Response:
+        """Frame `index` of a stored trial as JPEG (frames never change: the browser may keep them)."""
+        trial = replay(trial_id)
+        name = camera or min(trial.cameras, default="")
+        if name not in trial.cameras:
+            raise PanelError(404, f"trial {trial_id} has no frames from camera {name!r} (a state-only trial?)")
+        if index >= trial.frames:
+            raise PanelError(404, f"trial {trial_id} has {trial.frames} frames, no frame {index}")
+        return Response(
+            _jpeg(trial.cameras[name][index]),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=600"},
         )
 
     @app.post("/api/mark", response_model=MarkOut, dependencies=authorized, responses=ERRORS)

@@ -42,12 +42,14 @@ def _iteration_of(trial_id: str) -> int:
 
 
 class PanelError(Exception):
-    """A request the panel refuses; `status` is the HTTP status the app answers with."""
+    """A request the panel refuses; `status` is the HTTP status the app answers with, `error` the
+    answer's error name ('': the status's usual one)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, error: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.error = error
 
 
 @dataclass
@@ -381,18 +383,21 @@ class PanelState:
         """Success rate per iteration and outcomes per context, over the trials the trainer stored
         (whoever judged them): the panel's plot agrees with the trainer's metrics."""
         with self._lock:
-            counted = list(self.outcomes.values())
+            counted = list(self.outcomes.items())
         per_iteration: dict[int, list[bool]] = {}
-        per_context: dict[str, list[bool]] = {}
-        for success, iteration, context_id in counted:
+        per_context: dict[str, list[tuple[str, bool]]] = {}
+        for trial_id, (success, iteration, context_id) in counted:
             per_iteration.setdefault(iteration, []).append(success)
-            per_context.setdefault(context_id or "?", []).append(success)
+            per_context.setdefault(context_id or "?", []).append((trial_id, success))
         return {
             "iterations": [
                 {"iteration": it, "trials": len(v), "success_rate": sum(v) / len(v)}
                 for it, v in sorted(per_iteration.items())
             ],
-            "contexts": [{"context_id": c, "outcomes": v} for c, v in sorted(per_context.items())],
+            "contexts": [
+                {"context_id": c, "outcomes": [ok for _, ok in v], "trial_ids": [t for t, _ in v]}
+                for c, v in sorted(per_context.items())
+            ],
         }
 
 

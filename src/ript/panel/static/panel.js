@@ -1,5 +1,6 @@
 // The operator panel page: polls /api/state, refreshes camera frames when their sequence number
-// changes, draws the success-rate plot, and sends the operator's marks with the access token.
+// changes, draws the success-rate plot, sends the operator's marks with the access token, and
+// replays a stored trial (a dot of the per-context history) as a flip-book of its frames.
 "use strict";
 
 const token = (() => {
@@ -57,6 +58,7 @@ for (const [name, fn] of Object.entries(actions)) $("btn-" + name).addEventListe
 const keys = { s: "success", f: "failure", a: "abort", y: "accept", u: "undo", n: "next", e: "estop" };
 document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+  if (e.key === "Escape" && !$("replay").hidden) { closeReplay(); return; }
   const name = keys[e.key.toLowerCase()];
   if (name) { e.preventDefault(); actions[name](); }
 });
@@ -103,10 +105,87 @@ function plot(h) {
   for (const ctx of h.contexts) {
     const tr = document.createElement("tr"), name = document.createElement("td"), dots = document.createElement("td");
     name.textContent = ctx.context_id;
-    for (const ok of ctx.outcomes.slice(-30)) { const d = document.createElement("span"); d.className = "dot " + (ok ? "ok" : "ko"); dots.appendChild(d); }
+    ctx.outcomes.forEach((ok, i) => {
+      if (i < ctx.outcomes.length - 30) return;  // the newest 30
+      const d = document.createElement("button"), id = ctx.trial_ids[i];
+      d.className = "dot " + (ok ? "ok" : "ko"); d.dataset.trialId = id;
+      d.title = `${id}: ${ok ? "success" : "failure"} (click to replay)`; dots.appendChild(d);
+    });
     tr.append(name, dots); body.appendChild(tr);
   }
 }
+
+// ---- trial replay -----------------------------------------------------------------------------
+// Frames come one request each, with the token (as camera frames do), kept as blob URLs while the
+// trial is open. `run` changes whenever what is shown changes, so a stale fetch or play loop stops.
+const REPLAY_FPS = 8;
+const replay = { trial: null, camera: "", frames: new Map(), run: 0 };
+function forgetFrames() { for (const url of replay.frames.values()) URL.revokeObjectURL(url); replay.frames.clear(); }
+function stopPlaying() { replay.run++; $("replay-play").textContent = "Play"; }
+
+async function showReplayFrame(index, run) {
+  const trial = replay.trial, key = `${replay.camera}/${index}`;
+  let url = replay.frames.get(key);
+  if (!url) {
+    const r = await get(`/api/trials/${encodeURIComponent(trial.trial_id)}/frames/${index}.jpg?camera=${encodeURIComponent(replay.camera)}`);
+    if (replay.run !== run) return false;
+    if (!r.ok) { $("replay-note").textContent = `frame ${index}: ${r.status} ${(await r.json().catch(() => ({}))).detail || ""}`; return false; }
+    url = URL.createObjectURL(await r.blob());
+    if (replay.run !== run) { URL.revokeObjectURL(url); return false; }
+    replay.frames.set(key, url);
+  }
+  $("replay-frame").src = url; $("replay-slider").value = index;
+  $("replay-position").textContent = `frame ${index + 1} of ${trial.frames}`;
+  return true;
+}
+
+async function openReplay(trialId) {
+  stopPlaying(); forgetFrames(); replay.trial = null;
+  const run = replay.run;
+  $("replay").hidden = false; $("replay-player").hidden = true; $("replay-trial").textContent = trialId;
+  for (const id of ["replay-info", "replay-reward", "replay-judge"]) $(id).textContent = "";
+  $("replay-note").textContent = "loading…";
+  const r = await get(`/api/trials/${encodeURIComponent(trialId)}`);
+  const trial = await r.json().catch(() => ({}));
+  if (replay.run !== run) return;
+  if (!r.ok) { $("replay-note").textContent = `${r.status} ${trial.error || ""}: ${trial.detail || ""}`; return; }
+  replay.trial = trial; replay.camera = trial.cameras[0] || "";
+  $("replay-info").textContent = `iteration ${trial.iteration} · context ${trial.context_id} · ${trial.num_steps} steps · weights version ${trial.weights_version}`;
+  $("replay-reward").textContent = `reward ${trial.reward} (${trial.reward > 0.5 ? "success" : "failure"})`;
+  $("replay-judge").textContent = trial.reward_source || "unknown";
+  if (!trial.frames) { $("replay-note").textContent = "no camera frames were stored for this trial (a state-only run)"; return; }
+  $("replay-note").textContent = "";
+  $("replay-camera").replaceChildren(...trial.cameras.map((name) => new Option(name, name)));
+  $("replay-camera").hidden = trial.cameras.length < 2;
+  $("replay-slider").max = trial.frames - 1; $("replay-player").hidden = false;
+  await showReplayFrame(0, run);
+}
+
+function closeReplay() { stopPlaying(); forgetFrames(); replay.trial = null; $("replay").hidden = true; }
+
+async function togglePlay() {
+  const trial = replay.trial;
+  if (!trial || !trial.frames) return;
+  if ($("replay-play").textContent === "Pause") { stopPlaying(); return; }
+  const run = ++replay.run;
+  $("replay-play").textContent = "Pause";
+  let index = Number($("replay-slider").value);
+  if (index >= trial.frames - 1) index = 0;  // at the end: play from the start
+  for (; index < trial.frames && replay.run === run; index++) {
+    if (!(await showReplayFrame(index, run))) break;
+    await new Promise((done) => setTimeout(done, 1000 / REPLAY_FPS));
+  }
+  if (replay.run === run) stopPlaying();
+}
+
+// the history table is redrawn every poll: one listener on the table serves every dot
+$("contexts").addEventListener("click", (e) => { const dot = e.target.closest(".dot[data-trial-id]"); if (dot) openReplay(dot.dataset.trialId); });
+$("replay-close").addEventListener("click", closeReplay);
+$("replay-play").addEventListener("click", togglePlay);
+$("replay-slider").addEventListener("input", () => { stopPlaying(); showReplayFrame(Number($("replay-slider").value), replay.run); });
+$("replay-camera").addEventListener("change", () => {
+  stopPlaying(); replay.camera = $("replay-camera").value; showReplayFrame(Number($("replay-slider").value), replay.run);
+});
 
 async function poll() {
   try { const r = await get("/api/state"); if (r.ok) render(await r.json()); } catch (e) { feedback("panel unreachable", true); }
