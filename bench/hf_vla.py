@@ -75,7 +75,7 @@ def bench_size(size: str, args, work: Path) -> dict:
     }
     for batch in (1, 8):
         obs = observation(policy, batch, args.device)
-        row[f"sample_ms_b{batch}"] = timed_ms(lambda: policy.sample(obs), args.device, args.rounds)
+        row[f"sample_ms_b{batch}"] = timed_ms(lambda obs=obs: policy.sample(obs), args.device, args.rounds)
 
     obs = observation(policy, args.update_queries, args.device)
     sample = policy.sample(obs)
