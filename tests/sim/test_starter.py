@@ -38,31 +38,60 @@ def calls(monkeypatch, tmp_path):
     return made
 
 
+STEPS = ["record-demos", "sft"] * 4 + ["calibrate-scale"]
+"""stage 1: demos + SFT, two DAgger rounds (recording + SFT each); then 1 demo + SFT of the task; calibration"""
+
+
 def test_builds_in_order_then_reuses(tmp_path, calls):
-    policy = starter.ensure_starter_policy(tmp_path / "starter", "0,1", progress=False)
-    assert policy == tmp_path / "starter" / "policy.pt" and policy.read_text() == "calibrated"
-    assert [c[0] for c in calls] == ["record-demos", "sft", "record-demos", "sft", "calibrate-scale"]
-    dagger = calls[2]
-    assert dagger[dagger.index("--learner") + 1] == str(tmp_path / "starter" / "sft" / "20260101-000000" / "policy.pt")
-    assert dagger[dagger.index("--tasks") + 1] == "0,1"
-    assert not list((tmp_path / "starter").glob("*.partial*")), "every step's output was renamed into place"
+    folder = tmp_path / "starter"
+    policy = starter.ensure_starter_policy(folder, "2,6", progress=False)
+    assert policy == folder / "policy.pt" and policy.read_text() == "calibrated"
+    assert [c[0] for c in calls] == STEPS
+
+    def value(call, flag):
+        return call[call.index(flag) + 1]
+
+    def policy_of(step):
+        return str(folder / step / "20260101-000000" / "policy.pt")
+
+    # Stage 1 never sees the starter's own tasks; the starter's demo is of those tasks only.
+    assert all(value(c, "--tasks") == "0,1,5,8" for c in calls[:6] if c[0] == "record-demos")
+    assert value(calls[6], "--tasks") == "2,6" and value(calls[6], "--demos") == "1"
+    # Each DAgger round drives with the previous policy and fine-tunes it on everything recorded so far.
+    assert value(calls[2], "--learner") == policy_of("sft_stage1") and value(calls[2], "--beta") == "0.5"
+    assert value(calls[3], "--init") == policy_of("sft_stage1")
+    assert value(calls[4], "--learner") == policy_of("sft_dagger_1") and value(calls[4], "--beta") == "0.3"
+    second_sft = calls[5]
+    assert [a for a in second_sft[second_sft.index("--demos") + 1 :][:3]] == [
+        str(folder / "demos_pretrain"), str(folder / "dagger_1"), str(folder / "dagger_2"),
+    ]  # fmt: skip
+    # The task's fine-tune starts from the last DAgger policy, at the low learning rate.
+    assert value(calls[7], "--init") == policy_of("sft_dagger_2") and value(calls[7], "--lr") == "3e-05"
+    assert value(calls[8], "--checkpoint") == policy_of("sft_target")
+    assert not list(folder.glob("*.partial*")), "every step's output was renamed into place"
     calls.clear()
-    assert starter.ensure_starter_policy(tmp_path / "starter", "0,1") == policy and calls == []
+    assert starter.ensure_starter_policy(folder, "2,6") == policy and calls == []
+
+
+def test_a_starter_of_every_pretraining_task_is_refused(tmp_path, calls):
+    with pytest.raises(SystemExit, match="no pre-training task left"):
+        starter.ensure_starter_policy(tmp_path / "starter", "0,1,5,6,8", progress=False)
 
 
 def test_interrupted_build_resumes_at_its_step(tmp_path, calls):
     folder = tmp_path / "starter"
     starter.ensure_starter_policy(folder, "0", progress=False)
-    # As if stopped during the DAgger recording: its partial output is there, nothing after it.
+    # As if stopped during the second DAgger recording: its partial output is there, nothing after it.
     (folder / "policy.pt").unlink()
-    shutil.rmtree(folder / "sft_dagger")
-    (folder / "dagger").rename(folder / "dagger.partial")
-    (folder / "dagger.partial" / "torn.hdf5").write_text("half a file")
+    for later in ("sft_dagger_2", "demos_target", "sft_target"):
+        shutil.rmtree(folder / later)
+    (folder / "dagger_2").rename(folder / "dagger_2.partial")
+    (folder / "dagger_2.partial" / "torn.hdf5").write_text("half a file")
     calls.clear()
     policy = starter.ensure_starter_policy(folder, "0", progress=False)
-    assert [c[0] for c in calls] == ["record-demos", "sft", "calibrate-scale"]
+    assert [c[0] for c in calls] == STEPS[4:]
     assert "--learner" in calls[0], "resumed at the DAgger recording, not at the first demos"
-    assert not (folder / "dagger" / "torn.hdf5").exists(), "the interrupted try's output was discarded"
+    assert not (folder / "dagger_2" / "torn.hdf5").exists(), "the interrupted try's output was discarded"
     assert policy.exists()
 
 
@@ -120,7 +149,7 @@ def test_a_shipped_starter_is_used_only_when_it_verifies(tmp_path, calls, monkey
         (shipped.parent / "starter.json").write_text(json.dumps({**record, **changes}))
 
     refused(lambda: rewrite(format=0), "format 0, this ript reads 1; `ript starter --tasks 0 --rebuild`")
-    refused(lambda: rewrite(recipe={**record["recipe"], "sft_steps": 1}), "built with another recipe")
+    refused(lambda: rewrite(recipe={**record["recipe"], "target_sft_steps": 1}), "built with another recipe")
     refused(lambda: shipped.write_bytes(shipped.read_bytes()[:-3]), "the shipped starter does not verify")
     other = tiny_checkpoint(tmp_path / "other" / "policy.pt")  # a whole checkpoint, but not the recorded one
     refused(lambda: shipped.write_bytes(other.read_bytes()), "sha256 differs")

@@ -1,7 +1,7 @@
 """`ript starter`: the starter policy `ript up sim` uses when no checkpoint is given.
 
-ript starter                          # which starter task 0 uses, and how well it does
-ript starter --rebuild                # build it anew into runs/starter/ (tens of minutes on 2 cores)
+ript starter                          # which starter task 2 uses, and how well it does
+ript starter --rebuild                # build it anew into runs/starter/ (about half an hour on 2 cores)
 ript starter --ship                   # measure the built one (building it if needed) and put it into
                                       # the package with its record
 """
@@ -13,9 +13,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from ript.cli.starter_policy import DEFAULT_TASKS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", default="0", help="libero_spatial task(s) of the starter (default 0)")
+    parser.add_argument(
+        "--tasks", default=DEFAULT_TASKS, help=f"libero_spatial task(s) of the starter (default {DEFAULT_TASKS})"
+    )
     parser.add_argument(
         "--rebuild",
         action="store_true",

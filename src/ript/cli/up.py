@@ -6,7 +6,7 @@ RESPAWN_DELAY_S, up to RESPAWN_MAX_RETRIES times (each node recovers its state o
 that must not come back by itself (the Franka bridge), or one past its retries, stops the graph.
 Ctrl-C or SIGTERM stops every node (SIGINT, then SIGKILL after a grace period).
 
-    ript up sim                  # a starter policy for task 0 (built once into runs/starter/), panel on :8000
+    ript up sim                  # the starter policy for task 2 (shipped, or built once), panel on :8000
     ript up sim --set checkpoint=runs/sft/policy.ckpt --set max_steps=120
     ript up franka --set checkpoint=policy.ckpt --set contexts_file=contexts.yaml --set robot_ip=172.16.0.2
     ript up franka --set checkpoint=policy.ckpt --set use_sim=true --set contexts_file=runs/contexts/c.npz
@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ript.cli.starter_policy import DEFAULT_TASKS
 from ript.ros.graph import (
     ARGUMENTS,
     MODES,
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="print the launch arguments and their defaults")
     parser.add_argument(
         "--tasks",
-        default="0",
+        default=DEFAULT_TASKS,
         help="sim, use_sim: tasks for a missing contexts_file (e.g. '0,1'; sim without "
         "contexts_file: drawn into runs/contexts/libero_spatial_tasks<ids>_<per-task>each_seed0.npz); "
         "sim: also the tasks of the starter policy built when no checkpoint is given",
@@ -218,11 +219,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     arguments = launch_arguments(args.mode, args.set)
     if not arguments["checkpoint"] and args.mode == "sim":
-        from ript.cli.starter_policy import ensure_starter_policy, starter_name
+        from ript.cli.starter_policy import LAUNCH_ARGUMENTS, ensure_starter_policy, starter_name
 
         arguments["checkpoint"] = str(
             ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks)
         )
+        # The settings that lifted this start, where the user left 'auto'.
+        chosen = {name: value for name, value in LAUNCH_ARGUMENTS.items() if arguments[name] == "auto"}
+        arguments.update(chosen)
+        print(f"ript up sim: RIPT on the starter with {', '.join(f'{k}={v}' for k, v in chosen.items())}", flush=True)
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
