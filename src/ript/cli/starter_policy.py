@@ -68,10 +68,12 @@ LAUNCH_ARGUMENTS = {
     "learning_rate": "3e-5",
     "context_selection": "mixed",
     "batch_size": "16",
+    "render": "true",
 }
-"""What `ript up sim` runs RIPT on the starter with, where the user left the launch argument at
-'auto': the issue-18 recipe, with B = 16 (two mixed groups) so that the first update comes within
-minutes instead of after 48 informative trials."""
+"""What `ript up sim` runs RIPT on the starter with, unless the user sets the launch argument: the
+issue-18 recipe, with B = 16 (two mixed groups) so that the first update comes within minutes
+instead of after 48 informative trials, and rendered cameras so the panel shows the scene (the
+policy itself reads states). How it is trained, not how it is built: not part of `recipe()`."""
 
 
 SHIPPED_DIR = Path(__file__).with_name("starter_policies")
@@ -94,7 +96,6 @@ def recipe() -> dict:
         "target_learning_rate": TARGET_LEARNING_RATE,
         "seeds": [DEMO_SEED, TARGET_SEED],
         "model": list(MODEL),
-        "launch_arguments": dict(LAUNCH_ARGUMENTS),
     }
 
 

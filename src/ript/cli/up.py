@@ -224,8 +224,9 @@ def run(args: argparse.Namespace) -> int:
         arguments["checkpoint"] = str(
             ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks)
         )
-        # The settings that lifted this start, where the user left 'auto'.
-        chosen = {name: value for name, value in LAUNCH_ARGUMENTS.items() if arguments[name] == "auto"}
+        # The settings that lifted this start, where the user did not set the argument.
+        given = {assignment.partition("=")[0] for assignment in args.set}
+        chosen = {name: value for name, value in LAUNCH_ARGUMENTS.items() if name not in given}
         arguments.update(chosen)
         print(f"ript up sim: RIPT on the starter with {', '.join(f'{k}={v}' for k, v in chosen.items())}", flush=True)
     if not arguments["checkpoint"]:
