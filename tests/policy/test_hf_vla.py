@@ -267,3 +267,12 @@ def test_type_overrides_are_checked(tmp_path):
     demos = write_demo_file(tmp_path / "demos", num_demos=1)
     with pytest.raises(SystemExit, match="unknown policy type 'nope'"):
         main(["sft", "--demos", str(demos), "--steps", "1", "--set", "policy.type=nope", "--out", str(tmp_path)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bfloat16 autocast of the VLM)")
+def test_on_cuda_under_bf16_autocast_samples_are_still_scored_exactly(backbones):
+    policy = tiny_policy(backbones["smolvlm"]).to("cuda")
+    obs = {key: value.to("cuda") for key, value in observation(policy).items()}
+    sample = policy.sample(obs, torch.Generator().manual_seed(1))
+    assert sample.actions.device.type == "cuda"
+    assert torch.allclose(policy.log_prob(obs, sample.scored), sample.log_probs, atol=1e-4)

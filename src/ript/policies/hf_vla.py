@@ -86,8 +86,12 @@ class HFVLAConfig(ChunkPolicyConfig):
     image_size: int = 128
     """Square resolution the cameras are rendered/resized to before the processor (which resizes
     to the VLM's own input size)."""
-    max_prompt_tokens: int = 96
-    """Length of the prompt id vector (image placeholders + instruction); longer prompts are refused."""
+    max_prompt_tokens: int = 192
+    """Length of the prompt id vector (image placeholders + instruction); longer prompts are refused.
+    SmolVLM-256M/500M: 2 cameras x (64 image tokens + 3 around them) + the instruction, ~150."""
+    image_splitting: bool = False
+    """Let an Idefics3/SmolVLM processor tile each image into crops + a global view (its default for
+    documents). Off: one view per camera, a fixed and small number of image tokens (SmolVLA's choice)."""
     freeze_vision: bool = True
     """Keep the vision tower and its projector frozen (their forward then saves no activations)."""
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -125,7 +129,7 @@ def backbone_sha256(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_backbone(folder: str | Path) -> tuple[nn.Module, Any]:
+def load_backbone(folder: str | Path, image_splitting: bool = False) -> tuple[nn.Module, Any]:
     """(the VLM without its LM head, its processor), both from a local directory only."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -138,6 +142,8 @@ def load_backbone(folder: str | Path) -> tuple[nn.Module, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True)
     processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    if hasattr(processor.image_processor, "do_image_splitting"):
+        processor.image_processor.do_image_splitting = image_splitting
     return model.model, processor
 
 
@@ -249,7 +255,7 @@ class HFVLAPolicy(VLAPolicy):
                 f"(sha256 {digest[:12]}…, expected {config.backbone_sha256[:12]}…): its adapters would not fit"
             )
         config.backbone, config.backbone_sha256 = str(folder), digest
-        vlm, processor = load_backbone(folder)
+        vlm, processor = load_backbone(folder, config.image_splitting)
         vlm.requires_grad_(False)
         # (after the adapters: injecting them leaves only adapter weights trainable)
         self.lora_layers = add_lora(vlm, config.lora) if config.lora.rank else []
