@@ -277,3 +277,19 @@ def test_supervisor_restarts_what_can_restart_and_stops_on_what_cannot(tmp_path)
         )
     finally:
         up_cli.stop(bridge.processes, grace_s=1)
+
+
+def test_ript_up_sim_renders_cameras_for_a_policy_that_reads_them(tmp_path):
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.vla import build_policy
+
+    def checkpoint(input_mode: str):
+        config = VLAConfig(input_mode=input_mode, image_size=64, hidden_dim=16, num_layers=1, num_heads=2, chunk_size=4)
+        return str(save_checkpoint(tmp_path / f"{input_mode}.pt", build_policy(config)))
+
+    assert up_cli.policy_reads_cameras(checkpoint("image"))
+    assert not up_cli.policy_reads_cameras(checkpoint("state"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="cannot use"):
+        up_cli.policy_reads_cameras(str(tmp_path / "junk.pt"))

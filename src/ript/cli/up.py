@@ -212,12 +212,27 @@ def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int, redraw
     print(f"wrote {len(contexts)} training contexts to {path}", flush=True)
 
 
+def policy_reads_cameras(checkpoint: str) -> bool:
+    """Whether the checkpoint's policy reads camera images (its type's config says), without building it."""
+    from ript.core.registry import POLICY_CONFIGS
+    from ript.core.safe_io import CorruptFileError
+    from ript.policies.checkpoint import read_checkpoint
+
+    try:
+        payload = read_checkpoint(checkpoint)
+        config = POLICY_CONFIGS.get(payload.get("policy_type", "vla")).from_dict(payload["config"])
+    except (OSError, ValueError, KeyError, CorruptFileError) as exc:
+        raise SystemExit(f"ript up: cannot use {checkpoint}: {exc}") from None
+    return config.input_mode == "image"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         for name, (default, help_text) in ARGUMENTS[args.mode].items():
             print(f"{name:18s} {default!r:44s} {help_text}")
         return 0
     arguments = launch_arguments(args.mode, args.set)
+    given = {assignment.partition("=")[0] for assignment in args.set}
     if not arguments["checkpoint"] and args.mode == "sim":
         from ript.cli.starter_policy import LAUNCH_ARGUMENTS, ensure_starter_policy, starter_name
 
@@ -225,12 +240,14 @@ def run(args: argparse.Namespace) -> int:
             ensure_starter_policy(Path("runs/starter") / starter_name(args.tasks), args.tasks)
         )
         # The settings that lifted this start, where the user did not set the argument.
-        given = {assignment.partition("=")[0] for assignment in args.set}
         chosen = {name: value for name, value in LAUNCH_ARGUMENTS.items() if name not in given}
         arguments.update(chosen)
         print(f"ript up sim: RIPT on the starter with {', '.join(f'{k}={v}' for k, v in chosen.items())}", flush=True)
     if not arguments["checkpoint"]:
         raise SystemExit(f"ript up {args.mode}: give the policy with --set checkpoint=PATH")
+    if args.mode == "sim" and "render" not in given and policy_reads_cameras(arguments["checkpoint"]):
+        arguments["render"] = "true"
+        print("ript up sim: the policy reads camera images: the LIBERO bridge renders them (render=true)", flush=True)
     simulated = args.mode == "sim" or is_true(arguments["use_sim"])
     named_here = arguments["contexts_file"] == ARGUMENTS[args.mode]["contexts_file"][0]
     arguments["contexts_file"] = sim_contexts_file(args.mode, arguments, args.tasks, args.per_task)
