@@ -48,3 +48,13 @@ def start_peer(ros_env):
     for peer in peers:
         out = peer.stop()
         assert peer.proc.returncode == 0, f"peer exited with {peer.proc.returncode}:\n{out}"
+
+
+@pytest.fixture
+def graphs():
+    """Sim graphs a test starts (tests/ros/test_sim_graph.py's SimGraph); any still running is stopped."""
+    started: list = []
+    yield started
+    for graph in started:
+        if not graph.log.closed:
+            graph.stop()

@@ -105,15 +105,6 @@ class SimGraph:
         return self.log_path.read_text() + "".join(f"ript up: {line}\n" for line in self.restarts)
 
 
-@pytest.fixture
-def graphs():
-    started: list[SimGraph] = []
-    yield started
-    for graph in started:
-        if not graph.log.closed:
-            graph.stop()
-
-
 def test_one_iteration_with_operator_rewards(ros, sim_assets, tmp_path, graphs):
     from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, TrialStart, WeightsUpdate
 
