@@ -293,8 +293,9 @@ def test_two_robots_one_trainer(ros, sim_assets, tmp_path, graphs):
     robot is free, so both robots run trials, each group on one context. robot2's bridge is stopped
     (SIGSTOP) in the middle of its second trial: that trial times out, is re-issued to robot1 under
     the same k and never counted twice; every trial is stored once, with the robot that ran it, and
-    the iteration completes."""
-    from ript_interfaces.msg import ActionCommand, TrialStart
+    the iteration completes. Records from robot2 for robot1's trial, and from outside every robot's
+    namespace, are refused with their reasons."""
+    from ript_interfaces.msg import ActionCommand, TrialRecord, TrialStart
     from std_msgs.msg import String
 
     from ript.core.trial_store import TrialStore
@@ -313,34 +314,42 @@ def test_two_robots_one_trainer(ros, sim_assets, tmp_path, graphs):
     )
     graphs.append(graph)
     robots = ("robot1", "robot2")
-    started_on: dict[str, str] = {}  # trial id -> the robot whose trial-start topic announced it
+    # trial id -> the robot whose actions it ran on (the trainer announces a trial before this test
+    # may have discovered its publisher: starts are a sample, every action of a trial is not)
+    acted_on: dict[str, str] = {}
     starts: list[TrialStart] = []
     aborted: list[str] = []
     stalled: list[str] = []
 
-    def on_start(robot: str, msg: TrialStart) -> None:
-        started_on[msg.trial_id] = robot
-        starts.append(msg)
-
     for robot in robots:
-        ros.node.create_subscription(
-            TrialStart, f"/{robot}/ript/trial_start", lambda m, r=robot: on_start(r, m), RELIABLE
-        )
+        ros.node.create_subscription(TrialStart, f"/{robot}/ript/trial_start", starts.append, LATCHED)
     ros.node.create_subscription(String, "/ript/trial_aborted", lambda m: aborted.append(m.data), RELIABLE)
+    forged = {
+        topic: ros.node.create_publisher(TrialRecord, topic, RELIABLE)
+        for topic in ("/robot2/policy/trial_record", "/policy/trial_record")
+    }
+    forged_for: list[str] = []
 
-    def stall_second_robot2_trial(msg: ActionCommand) -> None:
-        robot2_trials = [t for t, r in started_on.items() if r == "robot2"]
-        if not stalled and msg.step >= 3 and len(robot2_trials) >= 2 and msg.trial_id == robot2_trials[1]:
+    def on_action(robot: str, msg: ActionCommand) -> None:
+        acted_on.setdefault(msg.trial_id, robot)
+        robot2_trials = [t for t, r in acted_on.items() if r == "robot2"]
+        if robot == "robot2" and not stalled and msg.step >= 3 and robot2_trials[1:2] == [msg.trial_id]:
             graph.signal("robot2/libero_bridge", signal.SIGSTOP)  # robot2 stops answering mid-trial
             stalled.append(msg.trial_id)
 
-    ros.node.create_subscription(ActionCommand, "/robot2/action", stall_second_robot2_trial, RELIABLE)
+    for robot in robots:
+        ros.node.create_subscription(ActionCommand, f"/{robot}/action", lambda m, r=robot: on_action(r, m), RELIABLE)
     checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
 
     resumed: list[str] = []
 
     def progress() -> bool:
         assert graph.alive(), graph.stop()[-3000:]
+        robot1_trial = next((t for t, r in acted_on.items() if r == "robot1"), None)
+        if robot1_trial and not forged_for:  # robot2, and a node in no robot's namespace, claim robot1's trial
+            for publisher in forged.values():
+                publisher.publish(TrialRecord(trial_id=robot1_trial, path="/nowhere.traj", sha256="0" * 64))
+            forged_for.append(robot1_trial)
         if stalled and stalled[0] in aborted and not resumed:
             graph.signal("robot2/libero_bridge", signal.SIGCONT)  # back, after its trial went elsewhere
             resumed.append(stalled[0])
@@ -349,16 +358,18 @@ def test_two_robots_one_trainer(ros, sim_assets, tmp_path, graphs):
     assert ros.spin_until(progress, 240.0), f"iteration not completed; log:\n{graph.stop()[-5000:]}"
     log = graph.stop()
 
-    assert stalled, f"robot2 never ran a second trial to stop; starts {started_on}\n{log[-3000:]}"
+    assert stalled, f"robot2 never ran a second trial to stop; trials {acted_on}\n{log[-3000:]}"
     (stalled_id,) = stalled
     assert stalled_id in aborted and f"no reward and trajectory within {timeout_s:g} s from robot2" in log
+    assert f"trajectory for {forged_for[0]} from robot2: the trial was issued to robot1" in log, log[-3000:]
+    assert "record on /policy/trial_record is from no robot of this trainer" in log, log[-3000:]
     stored = TrialStore(run_dir / "trials").load(1)
     ids = [t.trial_id for t in stored]
     assert len(stored) == 4 and len(set(ids)) == 4, ids
     assert stalled_id not in ids, "the trial of the robot that stopped answering was counted"
     assert {t.robot for t in stored} == set(robots), "trials ran on both robots"
     for trial in stored:
-        assert trial.robot == started_on[trial.trial_id], f"{trial.trial_id} stored with the wrong robot"
+        assert trial.robot == acted_on[trial.trial_id], f"{trial.trial_id} stored with the wrong robot"
     # its k, re-issued to robot1 in the same group
     stalled_slot = re.search(r"-g(\d+)-c\d+-k(\d+)-", stalled_id).groups()
     retries = [t for t in stored if re.search(r"-g(\d+)-c\d+-k(\d+)-", t.trial_id).groups() == stalled_slot]
