@@ -21,6 +21,15 @@ class LaunchConfiguration:
     def __init__(self, name):
         self.name = name
 
+    def perform(self, context):
+        """What launch resolves it to when the launch runs (`context`: the launch arguments)."""
+        return context[self.name]
+
+
+class OpaqueFunction:
+    def __init__(self, function):
+        self.function = function
+
 
 class Condition:
     def __init__(self, predicate, negate=False):
@@ -51,6 +60,7 @@ def _stand_in_modules(recorded: dict) -> dict[str, types.ModuleType]:
         "launch.actions": module(
             "launch.actions",
             DeclareLaunchArgument=lambda name, **kw: record("arguments")(name=name, **kw),
+            OpaqueFunction=OpaqueFunction,
             Shutdown=lambda **kw: ("Shutdown", kw),
         ),
         "launch.conditions": module(
@@ -93,7 +103,11 @@ def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> t
     for name, mod in _stand_in_modules(recorded).items():
         monkeypatch.setitem(sys.modules, name, mod)
     description = runpy.run_path(str(LAUNCH_DIR / f"{mode}.launch.py"))["generate_launch_description"]()
-    assert len(description) == len(recorded["arguments"]) + len(recorded["nodes"])
+    for action in description:  # a graph built when the launch runs: run it with these arguments
+        if isinstance(action, OpaqueFunction):
+            action.function(arguments)
+    opaque = sum(isinstance(action, OpaqueFunction) for action in description)
+    assert len(description) == len(recorded["arguments"]) + (opaque or len(recorded["nodes"]))
     nodes = []
     for node in recorded["nodes"]:
         if not _runs(node, arguments):
@@ -104,6 +118,7 @@ def launch_file_commands(mode: str, arguments: dict[str, str], monkeypatch) -> t
                 "package": node["package"],
                 "executable": node["executable"],
                 "name": node["name"],
+                "namespace": node.get("namespace", ""),
                 "parameters": {k: _resolve(v, arguments) for k, v in parameters.items()},
                 "remappings": [tuple(r) for r in node["remappings"]],
                 "respawn": node.get("respawn", False),
@@ -119,12 +134,19 @@ def ript_up_view(command: list[str]) -> dict:
     pairs = list(zip(args[::2], args[1::2]))
     remaps = [tuple(value.split(":=", 1)) for flag, value in pairs if flag == "-r"]
     name = next(target for source, target in remaps if source == "__node")
+    namespace = next((target.lstrip("/") for source, target in remaps if source == "__ns"), "")
     params = dict(tuple(value.split(":=", 1)) for flag, value in pairs if flag == "-p")
-    return {"name": name, "parameters": params, "remappings": [r for r in remaps if r[0] != "__node"]}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "parameters": params,
+        "remappings": [r for r in remaps if r[0] not in ("__node", "__ns")],
+    }
 
 
 GRAPHS = [
     ("sim", []),
+    ("sim", ["robots=2"]),
     ("franka", []),
     ("franka", ["use_sim=true", "agentview_serial=036522072967"]),
     ("franka", ["use_sim=false", "dry_run=false", "robot_ip=172.16.0.2", "wrist_serial=036522072967"]),
@@ -139,6 +161,7 @@ def test_launch_file_and_ript_up_start_the_same_graph(mode, settings, monkeypatc
     specs = active_nodes(mode, arguments)
 
     assert [n["name"] for n in launched] == [p["name"] for p in planned] == [s.name for s in specs]
+    assert [n["namespace"] for n in launched] == [p["namespace"] for p in planned] == [s.namespace for s in specs]
     for node, plan, spec in zip(launched, planned, specs):
         assert (node["package"], node["executable"]) == (ROS_PACKAGE, spec.executable)
         stringified = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in node["parameters"].items()}
@@ -293,3 +316,32 @@ def test_ript_up_sim_renders_cameras_for_a_policy_that_reads_them(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="cannot use"):
         up_cli.policy_reads_cameras(str(tmp_path / "junk.pt"))
+
+
+def test_robots_2_runs_a_policy_node_and_a_bridge_per_robot_under_one_trainer_and_panel():
+    arguments = up_cli.launch_arguments("sim", ["checkpoint=p.ckpt", "run_dir=/runs/x", "robots=2"])
+    planned = [ript_up_view(command) for command in up_cli.plan("sim", arguments)]
+    assert sorted(f"{p['namespace']}/{p['name']}".lstrip("/") for p in planned) == [
+        "operator_panel",
+        "robot1/libero_bridge",
+        "robot1/policy_node",
+        "robot2/libero_bridge",
+        "robot2/policy_node",
+        "trainer_node",
+    ]
+    trainer = next(p for p in planned if p["name"] == "trainer_node")
+    assert trainer["parameters"]["robots"] == "robot1,robot2"
+    for node in planned:
+        if node["namespace"]:  # a robot's own topics stay under its namespace, the shared ones go to the root
+            assert dict(node["remappings"]) == {
+                "reward": "/reward",
+                "ript/weights": "/ript/weights",
+                "ript/trial_aborted": "/ript/trial_aborted",
+                "ript/abort_trial": "/ript/abort_trial",
+            }
+    # one robot: the graph without namespaces, no robots parameter (the trainer's default: one robot)
+    single = up_cli.plan("sim", up_cli.launch_arguments("sim", ["checkpoint=p.ckpt"]))
+    assert all(ript_up_view(c)["namespace"] == "" and not ript_up_view(c)["remappings"] for c in single)
+    assert "robots" not in next(ript_up_view(c) for c in single if "trainer_node" in c[2])["parameters"]
+    with pytest.raises(ValueError, match="robots"):
+        up_cli.plan("sim", up_cli.launch_arguments("sim", ["checkpoint=p.ckpt", "robots=0"]))

@@ -94,7 +94,8 @@ def test_camera_image_best_effort_across_processes(ros, start_peer):
 
 def test_trial_start_carries_every_field_of_a_trials_identity():
     """The wire message and the one identity type (ript.core.trial_identity) name a trial alike:
-    whatever the trainer's ticket holds, but its place in the sampler, goes out in TrialStart."""
+    whatever the trainer's ticket holds, but its place in the sampler and its robot (named by the
+    topic it goes out on, /<robot>/ript/trial_start), goes out in TrialStart."""
     from dataclasses import fields
 
     from ript_interfaces.msg import TrialStart
@@ -102,7 +103,7 @@ def test_trial_start_carries_every_field_of_a_trials_identity():
     from ript.core.trial_identity import TrialIdentity, TrialTicket
 
     on_the_wire = set(TrialStart.get_fields_and_field_types())
-    sampler_only = {"group_id", "context_index"}
-    missing = {f.name for f in fields(TrialTicket)} - sampler_only - on_the_wire
+    not_in_the_message = {"group_id", "context_index", "robot"}
+    missing = {f.name for f in fields(TrialTicket)} - not_in_the_message - on_the_wire
     assert not missing, f"TrialStart lacks {sorted(missing)}"
     assert {f.name for f in fields(TrialIdentity)} <= on_the_wire

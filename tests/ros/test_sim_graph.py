@@ -7,12 +7,15 @@ starts them, with a tiny state-mode policy on real LIBERO (2 contexts, K=2, 24-s
    stored trial are rejected with a logged reason, a duplicate is idempotent.
 2. The simulator's success check on /reward, and the trainer SIGKILLed mid-iteration: restarted on
    the same run folder it keeps every stored trial and completes the iteration.
+3. Two robots (robots:=2: two policy nodes and two LIBERO bridges under /robot1 and /robot2) and one
+   trainer; one robot stops answering mid-trial and its trial is re-issued to the other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -23,7 +26,7 @@ import torch
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ript.cli import up as up_cli
-from ript.ros.graph import graph_nodes
+from ript.ros.graph import active_nodes
 
 pytestmark = pytest.mark.slow
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -74,13 +77,14 @@ class SimGraph:
             "target_kl=0",
         ] + [f"{k}={v}" for k, v in settings.items()]
         self.arguments = up_cli.launch_arguments("sim", sets)
-        self.names = [spec.name for spec in graph_nodes("sim")]
+        specs = active_nodes("sim", self.arguments)
+        self.names = [spec.full_name for spec in specs]
         self.log_path = run_dir.parent / f"{run_dir.name}.log"
         self.log = self.log_path.open("w")
         self.restarts: list[str] = []
         # ript up's own supervisor: a node that exits is restarted as `ript up` restarts it
         self.supervisor = up_cli.Supervisor(
-            graph_nodes("sim"),
+            specs,
             up_cli.plan("sim", self.arguments),
             log=self.restarts.append,
             stdout=self.log,
@@ -94,6 +98,9 @@ class SimGraph:
     def kill(self, name: str) -> None:
         os.kill(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].wait()
+
+    def signal(self, name: str, signum: int) -> None:
+        os.kill(self.procs[name].pid, signum)
 
     def alive(self) -> bool:
         """The graph runs: every exited node is being restarted (ript up's policy), none gave up."""
@@ -270,3 +277,99 @@ def test_nodes_killed_mid_trial_come_back_and_their_trial_is_aborted_at_once(ros
     assert "policy_node started" in log and f"after trial {first} began" in log, log[-3000:]
     assert "libero_bridge started" in log and f"after trial {second} began" in log, log[-3000:]
     assert len(list((run_dir / "trials" / "iter_000001").glob("*.trial"))) == 4
+
+
+def test_two_robots_one_trainer(ros, sim_assets, tmp_path, graphs):
+    """robots:=2 with the simulator's rewards: the trainer hands the open group's trials to whichever
+    robot is free, so both robots run trials, each group on one context. robot2's bridge is stopped
+    (SIGSTOP) in the middle of its second trial: that trial times out, is re-issued to robot1 under
+    the same k and never counted twice; every trial is stored once, with the robot that ran it, and
+    the iteration completes. Records from robot2 for robot1's trial, and from outside every robot's
+    namespace, are refused with their reasons."""
+    from ript_interfaces.msg import ActionCommand, TrialRecord, TrialStart
+    from std_msgs.msg import String
+
+    from ript.core.trial_store import TrialStore
+
+    run_dir = tmp_path / "run"
+    timeout_s = 30.0  # a bridge's first trial builds its LIBERO env: two at once on a busy machine take a while
+    graph = SimGraph(
+        sim_assets,
+        run_dir,
+        robots="2",
+        sim_reward="true",
+        dynamic="false",
+        iterations="1",
+        max_steps="40",
+        trial_timeout_s=str(timeout_s),
+    )
+    graphs.append(graph)
+    robots = ("robot1", "robot2")
+    # trial id -> the robot whose actions it ran on (the trainer announces a trial before this test
+    # may have discovered its publisher: starts are a sample, every action of a trial is not)
+    acted_on: dict[str, str] = {}
+    starts: list[TrialStart] = []
+    aborted: list[str] = []
+    stalled: list[str] = []
+
+    for robot in robots:
+        ros.node.create_subscription(TrialStart, f"/{robot}/ript/trial_start", starts.append, LATCHED)
+    ros.node.create_subscription(String, "/ript/trial_aborted", lambda m: aborted.append(m.data), RELIABLE)
+    forged = {
+        topic: ros.node.create_publisher(TrialRecord, topic, RELIABLE)
+        for topic in ("/robot2/policy/trial_record", "/policy/trial_record")
+    }
+    forged_for: list[str] = []
+
+    def on_action(robot: str, msg: ActionCommand) -> None:
+        acted_on.setdefault(msg.trial_id, robot)
+        robot2_trials = [t for t, r in acted_on.items() if r == "robot2"]
+        if robot == "robot2" and not stalled and msg.step >= 3 and robot2_trials[1:2] == [msg.trial_id]:
+            graph.signal("robot2/libero_bridge", signal.SIGSTOP)  # robot2 stops answering mid-trial
+            stalled.append(msg.trial_id)
+
+    for robot in robots:
+        ros.node.create_subscription(ActionCommand, f"/{robot}/action", lambda m, r=robot: on_action(r, m), RELIABLE)
+    checkpoint = run_dir / "checkpoints" / "iter_000001.ckpt"
+
+    resumed: list[str] = []
+
+    def progress() -> bool:
+        assert graph.alive(), graph.stop()[-3000:]
+        robot1_trial = next((t for t, r in acted_on.items() if r == "robot1"), None)
+        if robot1_trial and not forged_for:  # robot2, and a node in no robot's namespace, claim robot1's trial
+            for publisher in forged.values():
+                publisher.publish(TrialRecord(trial_id=robot1_trial, path="/nowhere.traj", sha256="0" * 64))
+            forged_for.append(robot1_trial)
+        if stalled and stalled[0] in aborted and not resumed:
+            graph.signal("robot2/libero_bridge", signal.SIGCONT)  # back, after its trial went elsewhere
+            resumed.append(stalled[0])
+        return checkpoint.exists()
+
+    assert ros.spin_until(progress, 240.0), f"iteration not completed; log:\n{graph.stop()[-5000:]}"
+    log = graph.stop()
+
+    assert stalled, f"robot2 never ran a second trial to stop; trials {acted_on}\n{log[-3000:]}"
+    (stalled_id,) = stalled
+    assert stalled_id in aborted and f"no reward and trajectory within {timeout_s:g} s from robot2" in log
+    assert f"trajectory for {forged_for[0]} from robot2: the trial was issued to robot1" in log, log[-3000:]
+    assert "record on /policy/trial_record is from no robot of this trainer" in log, log[-3000:]
+    stored = TrialStore(run_dir / "trials").load(1)
+    ids = [t.trial_id for t in stored]
+    assert len(stored) == 4 and len(set(ids)) == 4, ids
+    assert stalled_id not in ids, "the trial of the robot that stopped answering was counted"
+    assert {t.robot for t in stored} == set(robots), "trials ran on both robots"
+    for trial in stored:
+        assert trial.robot == acted_on[trial.trial_id], f"{trial.trial_id} stored with the wrong robot"
+    # its k, re-issued to robot1 in the same group
+    stalled_slot = re.search(r"-g(\d+)-c\d+-k(\d+)-", stalled_id).groups()
+    retries = [t for t in stored if re.search(r"-g(\d+)-c\d+-k(\d+)-", t.trial_id).groups() == stalled_slot]
+    assert [t.robot for t in retries] == ["robot1"], [t.trial_id for t in retries]
+    # each group on one context, in what was announced and in what was stored
+    announced: dict[str, set[str]] = {}
+    for start in starts:
+        announced.setdefault(re.search(r"-g(\d+)-", start.trial_id).group(1), set()).add(start.context_id)
+    assert all(len(contexts) == 1 for contexts in announced.values()), announced
+    assert all(len({t.context_id for t in stored if t.group_id == g}) == 1 for g in {t.group_id for t in stored})
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1] and rows[0]["sampler/trials"] == 4

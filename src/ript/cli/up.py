@@ -71,8 +71,10 @@ def launch_arguments(mode: str, assignments: list[str]) -> dict[str, str]:
 
 
 def node_command(spec: NodeSpec, arguments: dict[str, str]) -> list[str]:
-    """`python -m module --ros-args ...` with the node's name, parameters and remappings."""
+    """`python -m module --ros-args ...` with the node's name, namespace, parameters and remappings."""
     command = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        command += ["-r", f"__ns:=/{spec.namespace}"]
     for key, spec_value in spec.parameters.items():
         value = resolve(spec_value, arguments)
         if isinstance(value, bool):
@@ -114,7 +116,7 @@ class Supervisor:
         """index -> when the exited node starts again."""
 
     def pids(self) -> dict[str, int]:
-        return {spec.name: proc.pid for spec, proc in zip(self.specs, self.processes)}
+        return {spec.full_name: proc.pid for spec, proc in zip(self.specs, self.processes)}
 
     def poll(self) -> int | None:
         """Restart what is due; None while the graph runs, else the exit code that stops it."""
@@ -124,21 +126,21 @@ class Supervisor:
                 if now >= self.restart_at[i]:
                     del self.restart_at[i]
                     self.processes[i] = subprocess.Popen(self.commands[i], **self.popen)
-                    self.log(f"restarted {spec.name} (pid {self.processes[i].pid})")
+                    self.log(f"restarted {spec.full_name} (pid {self.processes[i].pid})")
                 continue
             code = proc.poll()
             if code is None:
                 continue
             if not spec.respawn:
-                self.log(f"{spec.name} exited with {code}; it is not restarted by itself: stopping the graph")
+                self.log(f"{spec.full_name} exited with {code}; it is not restarted by itself: stopping the graph")
                 return code or 1
             if self.restarts[i] >= self.max_retries:
-                self.log(f"{spec.name} exited with {code} after {self.restarts[i]} restarts: stopping the graph")
+                self.log(f"{spec.full_name} exited with {code} after {self.restarts[i]} restarts: stopping the graph")
                 return code or 1
             self.restarts[i] += 1
             self.restart_at[i] = now + self.delay_s
             self.log(
-                f"{spec.name} exited with {code}; restarting it in {self.delay_s:g} s "
+                f"{spec.full_name} exited with {code}; restarting it in {self.delay_s:g} s "
                 f"(restart {self.restarts[i]} of {self.max_retries})"
             )
         return None

@@ -3,7 +3,7 @@
 The same learner as `ript train` (DynamicSampler, LOOP update, checkpoints: learner.py); only
 the way trials arrive differs:
 
-    ticket = trainer.next_trial()               # sampler picks the context; a fresh trial_id
+    ticket = trainer.next_trial(robot)          # sampler picks the context; a fresh trial_id
     trainer.on_reward(trial_id, success)        # from /reward, matched by trial_id
     trainer.on_trajectory(trial_id, traj)       # from the policy node, matched by trial_id
         both present -> TrialStore.save (durable) -> sampler.add_trial -> acknowledged
@@ -13,7 +13,14 @@ the way trials arrive differs:
 
 Every message about a trial names it, and each is checked against what the trainer issued: a
 reward for an unknown, aborted or closed trial is rejected with its reason, a repeated one is
-idempotent. Restart: `resume()` loads the newest checkpoint, then replays the stored trials of the
+idempotent, a trajectory from a robot the trial was not issued to is refused.
+
+Several robots: each runs one trial at a time, and the K trials of the open group are handed to
+whichever robots ask (`next_trial(robot)`), so a group's trials run in parallel on different robots,
+all on the group's one context. Only one group is open at a time: a robot that asks while every
+trial of the group is issued gets None and waits for the group to close. That keeps the storage
+order a replay of the sampler (groups open in the order their trials are stored), which is what
+makes a restart reproduce its groups exactly. Restart: `resume()` loads the newest checkpoint, then replays the stored trials of the
 open iteration through the sampler in storage order, which reproduces its groups exactly.
 No rclpy here.
 """
@@ -69,6 +76,10 @@ class _Pending:
     reward_source: str = ""
     trajectory: Trajectory | None = None
 
+    @property
+    def age_s(self) -> float:
+        return time.monotonic() - self.started
+
 
 SaveWeights = Callable[[Path], None]
 """Writes the current policy weights as a policy checkpoint at the given path."""
@@ -93,7 +104,10 @@ class InteractiveTrainer(Learner):
         self.initial_weights = Path(initial_weights)
         self.weights_dir = self.run_dir / "weights"
         self.group: Group | None = None
-        self.pending: _Pending | None = None
+        self.running: dict[str, _Pending] = {}
+        """trial_id -> a trial issued and not yet stored or aborted, in the order they were issued."""
+        self._slots: dict[int, str] = {}
+        """k -> trial_id of the open group's trials, running or stored (an abort frees its k)."""
         self.closed: dict[str, str] = {}
         """trial_id -> why no more messages are taken for it ('stored', 'aborted: ...', 'closed')."""
         self.rewards: dict[str, float] = {}
@@ -140,17 +154,31 @@ class InteractiveTrainer(Learner):
         return self.iteration >= self.config.iterations or self.stopped_reason is not None
 
     # ---- trials ----------------------------------------------------------------------------------
-    def next_trial(self) -> TrialTicket | None:
-        """Issue the next trial; None while one is running or when training is done."""
-        if self.pending is not None or self.done:
+    @property
+    def pending(self) -> _Pending | None:
+        """The newest running trial (None when none runs); `running` holds every one."""
+        return next(reversed(self.running.values()), None)
+
+    def running_on(self, robot: str) -> _Pending | None:
+        """The trial `robot` runs now, if any."""
+        return next((p for p in self.running.values() if p.ticket.robot == robot), None)
+
+    def next_trial(self, robot: str = "") -> TrialTicket | None:
+        """Issue the open group's next trial to `robot`; None while that robot runs one, while every
+        trial of the open group is issued (the next group opens when it closes), or when training is done."""
+        if self.done or self.running_on(robot) is not None:
             return None
         if self.group is None:
+            # every running trial belongs to the open group, so none runs here: safe to close the iteration
             self.group = self.sampler.open_group()
+            self._slots = {}
             if self.group is None:  # sampler budget spent or nothing informative: close the iteration
                 self._finish_iteration_update()
-                return self.next_trial()
+                return self.next_trial(robot)
         group = self.group
-        k = len(group.trials)
+        k = next((k for k in range(self.config.sampler.group_size) if k not in self._slots), None)
+        if k is None:
+            return None
         trial_id = (
             f"it{self.iteration + 1:04d}-g{group.group_id:03d}-c{group.context_index:03d}-k{k}-"
             f"{secrets.token_hex(3)}"
@@ -165,8 +193,10 @@ class InteractiveTrainer(Learner):
             group_id=group.group_id,
             context_index=group.context_index,
             weights_version=self.weights_version,
+            robot=robot,
         )
-        self.pending = _Pending(ticket)
+        self.running[trial_id] = _Pending(ticket)
+        self._slots[k] = trial_id
         return ticket
 
     def on_reward(self, trial_id: str, reward: float, source: str = "") -> Verdict:
@@ -174,28 +204,34 @@ class InteractiveTrainer(Learner):
         closed = self._closed_verdict(trial_id, "reward", reward)
         if closed is not None:
             return closed
-        pending = self.pending
-        assert pending is not None  # _closed_verdict answered for any trial but the running one
+        pending = self.running[trial_id]  # _closed_verdict answered for any trial that is not running
         if pending.reward is not None:
             if pending.reward == reward:
                 return Verdict(True, f"duplicate reward {reward:g} for {trial_id}: already recorded")
             return Verdict(False, f"conflicting reward {reward:g} for {trial_id}: already has {pending.reward:g}")
         pending.reward, pending.reward_source = reward, source
-        return self._maybe_complete("reward recorded")
+        return self._maybe_complete(pending, "reward recorded")
 
-    def trajectory_wanted(self, trial_id: str) -> Verdict | None:
-        """None if a trajectory for `trial_id` would be taken now, else the verdict on it: checked
-        before the file a message names is opened, so a stray or forged record reads nothing."""
+    def trajectory_wanted(self, trial_id: str, robot: str | None = None) -> Verdict | None:
+        """None if a trajectory for `trial_id` from `robot` (None: not checked) would be taken now,
+        else the verdict on it: checked before the file a message names is opened, so a stray or
+        forged record, or one from a robot the trial was not issued to, reads nothing."""
         closed = self._closed_verdict(trial_id, "trajectory", None)
         if closed is not None:
             return closed
-        assert self.pending is not None  # _closed_verdict answered for any trial but the running one
-        if self.pending.trajectory is not None:
+        pending = self.running[trial_id]  # _closed_verdict answered for any trial that is not running
+        if robot is not None and robot != pending.ticket.robot:
+            return Verdict(
+                False,
+                f"trajectory for {trial_id} from {robot or 'the un-namespaced robot'}: "
+                f"the trial was issued to {pending.ticket.robot or 'the un-namespaced robot'}",
+            )
+        if pending.trajectory is not None:
             return Verdict(True, f"duplicate trajectory for {trial_id}: already recorded")
         return None
 
-    def on_trajectory(self, trial_id: str, trajectory: Trajectory) -> Verdict:
-        refused = self.trajectory_wanted(trial_id)
+    def on_trajectory(self, trial_id: str, trajectory: Trajectory, robot: str | None = None) -> Verdict:
+        refused = self.trajectory_wanted(trial_id, robot)
         if refused is not None:
             return refused
         if trajectory.log_probs.shape[0] == 0:
@@ -203,9 +239,9 @@ class InteractiveTrainer(Learner):
         unscorable = self._unscorable(trajectory)
         if unscorable:
             return Verdict(False, f"trajectory of {trial_id} refused: {unscorable}")
-        assert self.pending is not None  # trajectory_wanted checked it is the running trial's
-        self.pending.trajectory = trajectory
-        return self._maybe_complete("trajectory recorded")
+        pending = self.running[trial_id]  # trajectory_wanted checked it is a running trial's
+        pending.trajectory = trajectory
+        return self._maybe_complete(pending, "trajectory recorded")
 
     def _unscorable(self, trajectory: Trajectory) -> str:
         """Why the policy cannot re-score this trajectory as LOOP will ('' if it can): a foreign or
@@ -220,20 +256,24 @@ class InteractiveTrainer(Learner):
         return ""
 
     def abort(self, trial_id: str, reason: str) -> Verdict:
-        if self.pending is None or self.pending.ticket.trial_id != trial_id:
+        pending = self.running.pop(trial_id, None)
+        if pending is None:
             why = self.closed.get(trial_id, "unknown trial")
             return Verdict(False, f"cannot abort {trial_id}: {why}")
-        self.pending = None
+        if self._slots.get(pending.ticket.trial_index) == trial_id:
+            del self._slots[pending.ticket.trial_index]  # its k goes to the group's next trial
         self.closed[trial_id] = f"aborted: {reason}"
         log.warning("trial %s aborted (%s); its group gets another trial", trial_id, reason)
         return Verdict(True, f"aborted {trial_id}")
 
     @property
     def pending_age_s(self) -> float:
-        return time.monotonic() - self.pending.started if self.pending is not None else 0.0
+        """Age of the newest running trial (0 when none runs)."""
+        pending = self.pending
+        return pending.age_s if pending is not None else 0.0
 
     def _closed_verdict(self, trial_id: str, what: str, reward: float | None) -> Verdict | None:
-        if self.pending is not None and self.pending.ticket.trial_id == trial_id:
+        if trial_id in self.running:
             return None
         why = self.closed.get(trial_id)
         if why is None:
@@ -248,9 +288,7 @@ class InteractiveTrainer(Learner):
             )
         return Verdict(False, f"{what} for finished trial {trial_id}: {why}")
 
-    def _maybe_complete(self, partial: str) -> Verdict:
-        pending = self.pending
-        assert pending is not None  # called for the running trial only
+    def _maybe_complete(self, pending: _Pending, partial: str) -> Verdict:
         if pending.reward is None or pending.trajectory is None:
             return Verdict(True, partial)
         ticket = pending.ticket
@@ -264,9 +302,10 @@ class InteractiveTrainer(Learner):
             pending.reward_source,
             ticket.weights_version,
             pending.trajectory,
+            robot=ticket.robot,
         )
         self.store.save(stored)  # durable before the trial counts anywhere
-        self.pending = None
+        del self.running[ticket.trial_id]
         row = self._add_to_sampler(stored)
         return Verdict(
             True, f"stored {ticket.trial_id} (reward {stored.reward:g})", trial_stored=True, iteration_row=row
@@ -280,11 +319,13 @@ class InteractiveTrainer(Learner):
                 f"{stored.context_index}, the open group is {group and group.group_id}"
             )
         self.closed[stored.trial_id] = "stored"
+        if stored.trial_id not in self._slots.values():  # a replayed trial: it takes the next free k
+            self._slots[min(set(range(len(self._slots) + 1)) - set(self._slots))] = stored.trial_id
         self.rewards[stored.trial_id] = stored.reward
         self.env_steps += stored.trajectory.num_steps
         self._iteration_rewards.append(stored.reward)
         if self.sampler.add_trial(group.group_id, Trial(stored.context_index, stored.reward, stored.trajectory)):
-            self.group = None
+            self.group, self._slots = None, {}
         if self.group is None and self.sampler.finished:
             return self._finish_iteration_update()
         return None
@@ -293,7 +334,7 @@ class InteractiveTrainer(Learner):
     def _finish_iteration_update(self) -> dict:
         iteration = self.iteration + 1
         batch = self.sampler.finish_batch()
-        self.group = None
+        self.group, self._slots = None, {}
         start = time.perf_counter()
         row = self.update_from_batch(batch, iteration)
         row["time/rollout_s"] = start - self._iteration_start
@@ -350,7 +391,7 @@ class InteractiveTrainer(Learner):
         replayed = self.store.load(iteration)
         for stored in replayed:
             if self.group is None:
-                self.group = self.sampler.open_group()
+                self.group, self._slots = self.sampler.open_group(), {}
             if self.group is None or self.group.group_id != stored.group_id:
                 raise RuntimeError(
                     f"replay diverged at {stored.trial_id}: sampler opened group "

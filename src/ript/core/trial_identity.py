@@ -31,3 +31,5 @@ class TrialTicket(TrialIdentity):
     group_id: int
     context_index: int
     weights_version: int
+    robot: str = ""
+    """The robot the trial is issued to (its namespace, e.g. "robot2"; "" in a one-robot graph)."""

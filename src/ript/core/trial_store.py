@@ -56,6 +56,9 @@ class StoredTrial:
     trajectory: Trajectory
     sequence: int = 0
     """Order of storage within its iteration (0, 1, ...): the replay order after a restart."""
+    robot: str = ""
+    """The robot that ran the trial (its namespace, e.g. "robot2"; "" in a one-robot graph, and in
+    files written before robots were recorded, which load with this default)."""
 
 
 def trajectory_to_dict(trajectory: Trajectory) -> dict:
@@ -140,6 +143,7 @@ def _check_scalars(trial: StoredTrial) -> None:
         ("reward_source", str),
         ("weights_version", int),
         ("sequence", int),
+        ("robot", str),
     ):
         value = getattr(trial, name)
         if not isinstance(value, kinds) or isinstance(value, bool):

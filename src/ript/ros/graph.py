@@ -10,11 +10,16 @@ strings (e.g. [Arg("run_dir"), "/incoming"]), `IfElse(name, a, b)` (a when the l
 true) or `Text(value)` (always a string parameter, even "036522072967"), which map to launch
 substitutions one to one. A node with `run_if=(name, True/False)` runs only when that launch
 argument is true/false (launch's IfCondition/UnlessCondition).
+
+`robots:=N` (sim) runs N robots under one trainer and one panel: each robot's policy node and
+LIBERO bridge under the namespace robot1 … robotN, where their own topics (robot/state, action,
+cameras, ript/trial_start, policy/trial_record) live; the shared ones (reward, weights, aborts) are
+remapped to the root. N = 1 is the one-robot graph without namespaces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 MODES = ("sim", "franka")
@@ -59,6 +64,13 @@ class NodeSpec:
     """Restarted when it exits (every ript node recovers its state: the trainer resumes its run folder,
     the panel its journal, the others hear of the running trial and have it aborted). False: its exit
     stops the whole graph instead (a robot bridge: a restart would command a robot nobody watched)."""
+    namespace: str = ""
+    """The ROS namespace the node runs in ('' : the root); a robot's nodes run under its name."""
+
+    @property
+    def full_name(self) -> str:
+        """The node's name with its namespace (robot2/policy_node): unique in a graph."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 ROS_PACKAGE = "ript_ros"
@@ -112,6 +124,11 @@ ARGUMENTS: dict[str, dict[str, tuple[str, str]]] = {
         "max_steps": ("0", "episode budget in the simulator (0: the suite's standard)"),
         "render": ("false", "render cameras (image-mode policies); state-mode policies need none"),
         "sim_reward": ("true", "the simulator's success check publishes /reward (false: an operator/classifier)"),
+        "robots": (
+            "1",
+            "LIBERO robots under one trainer: N > 1 runs a policy node and a bridge per robot, "
+            "under the namespaces robot1 … robotN",
+        ),
         "trial_timeout_s": ("120.0", "abort a trial without reward and trajectory after this long"),
         "reward_mode": (
             "any",
@@ -192,6 +209,34 @@ _TRAINER_ARGS = (
     "fixed_action_dims",
     "gripper_temperature",
 )
+
+
+SHARED_TOPICS = ("reward", "ript/weights", "ript/trial_aborted", "ript/abort_trial")
+"""What a robot's nodes share with the trainer and the panel (each message names its trial): remapped
+from the robot's namespace to the root. Everything else a robot's node names stays in its namespace."""
+
+
+def robot_namespaces(count: int) -> list[str]:
+    """robot1 … robotN; [''] for one robot (the graph without namespaces)."""
+    if count < 1:
+        raise ValueError(f"robots must be >= 1, got {count}")
+    return [""] if count == 1 else [f"robot{n}" for n in range(1, count + 1)]
+
+
+def robot_count(arguments: dict[str, str]) -> int:
+    """The `robots` launch argument (1 where the mode has none)."""
+    text = arguments.get("robots", "1")
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"robots must be a whole number >= 1, got {text!r}") from None
+
+
+def _in_namespace(spec: NodeSpec, namespace: str) -> NodeSpec:
+    if not namespace:
+        return spec
+    shared = tuple((name, f"/{name}") for name in SHARED_TOPICS)
+    return replace(spec, namespace=namespace, remappings=spec.remappings + shared)
 
 
 def _policy(mode: str) -> NodeSpec:
@@ -316,27 +361,41 @@ def _franka_emulator() -> NodeSpec:
     )
 
 
-def graph_nodes(mode: str) -> list[NodeSpec]:
+def _libero_bridge() -> NodeSpec:
+    return NodeSpec(
+        "libero_bridge",
+        "ript_libero_bridge",
+        "ript.ros.libero_bridge",
+        {
+            "contexts_file": Arg("contexts_file"),
+            "max_steps": Arg("max_steps"),
+            "render": Arg("render"),
+            "publish_reward": Arg("sim_reward"),
+        },
+    )
+
+
+def graph_nodes(mode: str, robots: int = 1) -> list[NodeSpec]:
     """Every node of a mode, conditional ones included (`active_nodes` picks those that run).
     franka: franka_ros2 (the robot driver and its Cartesian impedance controller) is not part of
-    ript; start it beside this graph."""
+    ript; start it beside this graph. sim: `robots` LIBERO robots (a policy node and a bridge each)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if robots != 1 and mode != "sim":
+        raise ValueError(f"several robots are a sim graph's; {mode} runs one")
+    namespaces = robot_namespaces(robots)
+    if namespaces != [""]:
+        trainer = _trainer(mode)
+        trainer.parameters["robots"] = ",".join(namespaces)
+        return [
+            *(_in_namespace(_policy(mode), namespace) for namespace in namespaces),
+            trainer,
+            _panel(mode),
+            *(_in_namespace(_libero_bridge(), namespace) for namespace in namespaces),
+        ]
     nodes = [_policy(mode), _trainer(mode), _panel(mode)]
     if mode == "sim":
-        nodes.append(
-            NodeSpec(
-                "libero_bridge",
-                "ript_libero_bridge",
-                "ript.ros.libero_bridge",
-                {
-                    "contexts_file": Arg("contexts_file"),
-                    "max_steps": Arg("max_steps"),
-                    "render": Arg("render"),
-                    "publish_reward": Arg("sim_reward"),
-                },
-            )
-        )
+        nodes.append(_libero_bridge())
     else:
         nodes += [_franka_bridge(), _camera("agentview"), _camera("wrist"), _franka_emulator(), _classifier()]
     return nodes
@@ -355,7 +414,7 @@ def active_nodes(mode: str, arguments: dict[str, str]) -> list[NodeSpec]:
     """The nodes that run with these launch arguments."""
     return [
         spec
-        for spec in graph_nodes(mode)
+        for spec in graph_nodes(mode, robot_count(arguments))
         if spec.run_if is None or is_true(arguments[spec.run_if[0]]) == spec.run_if[1]
     ]
 

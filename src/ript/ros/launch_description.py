@@ -1,14 +1,25 @@
 """The launch description of a ript graph, built from `ript.ros.graph` (the one definition
-that `ript up` also starts). `launch`/`launch_ros` are imported when called: they exist only in a
+that `ript up` also starts). A graph whose nodes depend on a launch argument (`robots`) is built when
+the launch runs (an OpaqueFunction reads the argument then). `launch`/`launch_ros` are imported when called: they exist only in a
 full ROS 2 install, never in the pip environment."""
 
 from __future__ import annotations
 
-from ript.ros.graph import ARGUMENTS, RESPAWN_DELAY_S, RESPAWN_MAX_RETRIES, ROS_PACKAGE, Arg, IfElse, Text, graph_nodes
+from ript.ros.graph import (
+    ARGUMENTS,
+    RESPAWN_DELAY_S,
+    RESPAWN_MAX_RETRIES,
+    ROS_PACKAGE,
+    Arg,
+    IfElse,
+    Text,
+    graph_nodes,
+    robot_count,
+)
 
 
 def generate_for(mode: str):
-    from launch.actions import DeclareLaunchArgument, Shutdown
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch.conditions import IfCondition, UnlessCondition
     from launch.substitutions import IfElseSubstitution, LaunchConfiguration
     from launch_ros.actions import Node
@@ -49,17 +60,23 @@ def generate_for(mode: str):
             return {"respawn": True, "respawn_delay": RESPAWN_DELAY_S, "respawn_max_retries": RESPAWN_MAX_RETRIES}
         return {"on_exit": Shutdown(reason=f"{spec.name} exited; it is not restarted")}
 
-    nodes = [
-        Node(
-            package=ROS_PACKAGE,
-            executable=spec.executable,
-            name=spec.name,
-            output="screen",
-            parameters=[{key: value_of(value) for key, value in spec.parameters.items()}],
-            remappings=list(spec.remappings),
-            condition=condition_of(spec),
-            **exit_policy(spec),
-        )
-        for spec in graph_nodes(mode)
-    ]
-    return LaunchDescription(arguments + nodes)
+    def nodes(robots: int) -> list:
+        return [
+            Node(
+                package=ROS_PACKAGE,
+                executable=spec.executable,
+                name=spec.name,
+                output="screen",
+                parameters=[{key: value_of(value) for key, value in spec.parameters.items()}],
+                remappings=list(spec.remappings),
+                condition=condition_of(spec),
+                **({"namespace": spec.namespace} if spec.namespace else {}),
+                **exit_policy(spec),
+            )
+            for spec in graph_nodes(mode, robots)
+        ]
+
+    if "robots" not in ARGUMENTS[mode]:
+        return LaunchDescription(arguments + nodes(1))
+    robots = lambda context: nodes(robot_count({"robots": LaunchConfiguration("robots").perform(context)}))
+    return LaunchDescription([*arguments, OpaqueFunction(function=robots)])

@@ -9,6 +9,13 @@ Restarted on the same run_dir it resumes: checkpoint + replay of the stored tria
 Trials start automatically (`auto_start`, the simulator) or when an operator calls
 /ript/start_trial after resetting the scene (a real robot). /ript/abort_trial drops a trial.
 
+Several robots (`robots`: their namespaces, e.g. robot1,robot2): each robot's nodes live under its
+namespace; the trainer announces a trial on that robot's /<robot>/ript/trial_start (and, for the
+panel and other monitors, on /ript/trial_start), takes its TrialRecords on
+/<robot>/policy/trial_record only (a record names its robot by the topic it arrives on), and hands
+the open group's next trial to whichever robot is free (`RobotSchedule`). Rewards, weights, aborts
+and the status stay on the shared topics: they name their trial.
+
     ros2 run ript_ros trainer_node --ros-args -p checkpoint:=policy.ckpt -p run_dir:=runs/ros/run1 \
         -p contexts_file:=runs/contexts/libero_spatial_seed0.npz
 """
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
+import re
 import typing
 from pathlib import Path
 
@@ -32,6 +39,7 @@ from std_msgs.msg import String
 from ript.core.config_io import from_dict, merged, set_dotted
 from ript.core.interactive import ContextInfo, InteractiveTrainer, Verdict
 from ript.core.learner import TrainConfig, UnresumableRunError
+from ript.core.robot_schedule import RobotSchedule
 from ript.core.trial_identity import TrialTicket
 from ript.policies.vla import SAMPLING_KNOBS
 from ript.ros.ros_main import spin_node
@@ -150,6 +158,27 @@ def config_from_parameters(get) -> tuple[TrainConfig, dict]:
     return config, knobs
 
 
+ROBOT_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+"""A robot's name is its ROS namespace: one token, no slashes."""
+
+
+def robot_names(value) -> list[str]:
+    """The `robots` parameter (comma-separated namespaces) as a list; [""] (one robot, no namespace)
+    when empty. Raises ValueError for a name that is no namespace token, or a repeated one."""
+    names = _as_list(value, str)
+    for name in names:
+        if not re.fullmatch(ROBOT_NAME, name):
+            raise ValueError(f"robot name {name!r} is not a namespace token ({ROBOT_NAME})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"robot names repeat: {names}")
+    return names or [""]
+
+
+def robot_topic(robot: str, name: str) -> str:
+    """A robot's own topic: /<robot>/<name>, or the plain relative name in a one-robot graph."""
+    return f"/{robot}/{name}" if robot else name
+
+
 def load_contexts(path: str) -> list[ContextInfo]:
     """A LIBERO contexts .npz (`ript contexts`) or a YAML list of {context_id, instruction} (robot)."""
     if path.endswith(".npz"):
@@ -171,6 +200,12 @@ class TrainerNode(Node):
         contexts_file = p("contexts_file", "").value
         self.auto_start = bool(p("auto_start", True).value)
         self.wait_for_subscribers = int(p("wait_for_subscribers", 2).value)
+        """Subscribers each robot's trial-start topic needs before a trial starts there."""
+        try:
+            self.robots = robot_names(p("robots", "").value)
+        except ValueError as exc:
+            raise SystemExit(f"trainer_node: robots: {exc}") from None
+        self.schedule = RobotSchedule(self.robots)
         self.trial_timeout_s = float(p("trial_timeout_s", 120.0).value)
         self.reward_mode = str(p("reward_mode", "any").value)
         """'operator': only Reward(source=operator) counts; the simulator's check is a suggestion for
@@ -182,7 +217,7 @@ class TrainerNode(Node):
         """The one folder trajectory files named by TrialRecord messages are read from (the policy
         node's record_dir); anything else a message names is refused unread."""
         self.max_trajectory_bytes = int(p("max_trajectory_bytes", 1 << 30).value)
-        self._weights_refusals, self._hold_until = 0, 0.0
+        self._weights_refusals = 0
         config, knobs = config_from_parameters(lambda name, default: p(name, default).value)
         config.eval_every, config.seed, config.sampler.seed = 0, seed, seed
         if not checkpoint or not contexts_file:
@@ -228,13 +263,32 @@ class TrainerNode(Node):
         self.message = "starting"
 
         # latched: a node that (re)starts mid-trial hears of the trial and has it aborted at once
-        self.start_pub = self.create_publisher(TrialStart, "ript/trial_start", TRIAL_START_QOS)
+        self.start_pubs = {
+            robot: self.create_publisher(TrialStart, robot_topic(robot, "ript/trial_start"), TRIAL_START_QOS)
+            for robot in self.robots
+        }
+        self.instruction_pubs = {
+            robot: self.create_publisher(String, robot_topic(robot, "instruction"), LATCHED) for robot in self.robots
+        }
+        self.several_robots = self.robots != [""]
+        if self.several_robots:  # every start, on the shared topics too: the panel and monitors
+            self.monitor_start_pub = self.create_publisher(TrialStart, "ript/trial_start", TRIAL_START_QOS)
+            self.monitor_instruction_pub = self.create_publisher(String, "instruction", LATCHED)
         self.weights_pub = self.create_publisher(WeightsUpdate, "ript/weights", LATCHED)
         self.status_pub = self.create_publisher(TrainerStatus, "ript/status", RELIABLE)
         self.aborted_pub = self.create_publisher(String, "ript/trial_aborted", RELIABLE)
-        self.instruction_pub = self.create_publisher(String, "instruction", LATCHED)
         self.create_subscription(Reward, "reward", self._on_reward, RELIABLE)
-        self.create_subscription(TrialRecord, "policy/trial_record", self._on_record, RELIABLE)
+        for robot in self.robots:
+            self.create_subscription(
+                TrialRecord,
+                robot_topic(robot, "policy/trial_record"),
+                lambda msg, robot=robot: self._on_record(msg, robot),
+                RELIABLE,
+            )
+        if self.several_robots:  # a policy node outside every robot's namespace: heard, and refused
+            self.create_subscription(
+                TrialRecord, "policy/trial_record", lambda msg: self._on_record(msg, None), RELIABLE
+            )
         self.create_service(StartTrial, "ript/start_trial", self._on_start_request)
         self.create_service(AbortTrial, "ript/abort_trial", self._on_abort_request)
         self.create_timer(0.05, self._tick)
@@ -243,6 +297,7 @@ class TrainerNode(Node):
         self.get_logger().info(
             f"trainer ready: {len(self.trainer.contexts)} contexts, K={config.sampler.group_size}, "
             f"B={config.sampler.batch_size}, run {run_dir}"
+            + (f", robots {', '.join(self.robots)}" if self.several_robots else "")
         )
 
     # ---- outgoing ------------------------------------------------------------------------------
@@ -261,21 +316,25 @@ class TrainerNode(Node):
         )
 
     def _start(self, ticket: TrialTicket) -> None:
-        self.instruction_pub.publish(String(data=ticket.instruction))
-        self.start_pub.publish(
-            TrialStart(
-                trial_id=ticket.trial_id,
-                context_id=ticket.context_id,
-                iteration=ticket.iteration,
-                trial_index=ticket.trial_index,
-                group_size=ticket.group_size,
-                instruction=ticket.instruction,
-                stochastic=True,
-                weights_version=ticket.weights_version,
-                stamp=self.get_clock().now().to_msg(),
-            )
+        robot = ticket.robot
+        self.schedule.started(robot)
+        self.instruction_pubs[robot].publish(String(data=ticket.instruction))
+        start = TrialStart(
+            trial_id=ticket.trial_id,
+            context_id=ticket.context_id,
+            iteration=ticket.iteration,
+            trial_index=ticket.trial_index,
+            group_size=ticket.group_size,
+            instruction=ticket.instruction,
+            stochastic=True,
+            weights_version=ticket.weights_version,
+            stamp=self.get_clock().now().to_msg(),
         )
-        self.message = f"started {ticket.trial_id} on {ticket.context_id}"
+        self.start_pubs[robot].publish(start)
+        if self.several_robots:
+            self.monitor_instruction_pub.publish(String(data=ticket.instruction))
+            self.monitor_start_pub.publish(start)
+        self.message = f"started {ticket.trial_id} on {ticket.context_id}" + (f" on {robot}" if robot else "")
         self.get_logger().info(self.message)
         self._publish_status()
 
@@ -325,15 +384,27 @@ class TrainerNode(Node):
             self.trainer.on_reward(msg.trial_id, 1.0 if msg.success else 0.0, msg.source),
         )
 
-    def _on_record(self, msg: TrialRecord) -> None:
-        """A TrialRecord names a file any DDS peer could have written: the trial id is checked
-        first (a stray record reads nothing), then the path (inside trajectory_dir, a regular file,
-        bounded size), the announced digest, a tensors-only load and the trajectory's schema. Any
-        failure aborts the trial with the reason; nothing a message names can crash the node."""
+    def _on_record(self, msg: TrialRecord, robot: str | None) -> None:
+        """A TrialRecord names a file any DDS peer could have written: where it came from is checked
+        first (a robot of this trainer, the one the trial was issued to) and the trial id (a stray
+        record reads nothing), then the path (inside trajectory_dir, a regular file, bounded size),
+        the announced digest, a tensors-only load and the trajectory's schema. Any failure aborts
+        the trial with the reason; nothing a message names can crash the node. `robot` is the
+        robot whose topic the record arrived on; None: a topic of no robot of this trainer."""
         from ript.core.safe_io import CorruptFileError
         from ript.core.trial_store import load_announced_trajectory
 
-        refused = self.trainer.trajectory_wanted(msg.trial_id)
+        if robot is None:
+            self._verdict(
+                f"trajectory for {msg.trial_id!r}",
+                Verdict(
+                    False,
+                    f"record on {self.resolve_topic_name('policy/trial_record')} is from no robot of this "
+                    f"trainer (robots {', '.join(self.robots)} send theirs on /<robot>/policy/trial_record)",
+                ),
+            )
+            return
+        refused = self.trainer.trajectory_wanted(msg.trial_id, robot)
         if refused is not None:
             self._verdict(f"trajectory for {msg.trial_id!r}", refused)
             return
@@ -344,11 +415,12 @@ class TrainerNode(Node):
                 # announce it again, and wait before the next trial instead of starting it into the
                 # same refusal (a loop of hundreds of aborted trials a minute otherwise)
                 self._weights_refusals += 1
-                self._hold_until = time.monotonic() + min(30.0, 0.5 * 2 ** min(self._weights_refusals, 6))
+                hold_s = min(30.0, 0.5 * 2 ** min(self._weights_refusals, 6))
+                self.schedule.hold(robot, hold_s, "its policy node refused the announced weights")
                 self.get_logger().error(
-                    f"policy node runs weights v{msg.weights_version}, the trial wanted "
-                    f"v{self.trainer.weights_version}: re-announcing them, next trial in "
-                    f"{self._hold_until - time.monotonic():.1f} s"
+                    f"policy node{' of ' + robot if robot else ''} runs weights v{msg.weights_version}, the "
+                    f"trial wanted v{self.trainer.weights_version}: re-announcing them, next trial "
+                    f"{'there ' if robot else ''}in {hold_s:.1f} s"
                 )
                 self._publish_weights()
             return
@@ -360,12 +432,8 @@ class TrainerNode(Node):
         except (OSError, CorruptFileError, ValueError) as exc:
             self._abort(msg.trial_id, f"unreadable trajectory: {exc}")
             return
-        verdict = self.trainer.on_trajectory(msg.trial_id, trajectory)
-        if (
-            not verdict.accepted
-            and self.trainer.pending is not None
-            and self.trainer.pending.ticket.trial_id == msg.trial_id
-        ):
+        verdict = self.trainer.on_trajectory(msg.trial_id, trajectory, robot)
+        if not verdict.accepted and msg.trial_id in self.trainer.running:
             self._abort(msg.trial_id, verdict.reason)  # unusable: the group gets another trial now
             return
         self._verdict(f"trajectory for {msg.trial_id!r}", verdict)
@@ -383,7 +451,10 @@ class TrainerNode(Node):
         if request.context_id:
             response.accepted, response.message = False, "choosing a context is the sampler's job; send it empty"
             return response
-        ticket = self.trainer.next_trial()
+        busy = {pending.ticket.robot for pending in self.trainer.running.values()}
+        # the operator starts a trial on the robot they reset: a hold only delays automatic starts
+        robot = next((robot for robot in self.robots if robot not in busy), None)
+        ticket = self.trainer.next_trial(robot) if robot is not None else None
         if ticket is None:
             running = self.trainer.pending
             response.accepted = False
@@ -406,18 +477,34 @@ class TrainerNode(Node):
 
     def _tick(self) -> None:
         t = self.trainer
-        if t.pending is not None and self.trial_timeout_s and t.pending_age_s > self.trial_timeout_s:
-            self._abort(t.pending.ticket.trial_id, f"no reward and trajectory within {self.trial_timeout_s:g} s")
-        if not self.auto_start or t.pending is not None or t.done or time.monotonic() < self._hold_until:
+        for pending in list(t.running.values()):
+            if self.trial_timeout_s and pending.age_s > self.trial_timeout_s:
+                robot = pending.ticket.robot
+                self._abort(
+                    pending.ticket.trial_id,
+                    f"no reward and trajectory within {self.trial_timeout_s:g} s" + (f" from {robot}" if robot else ""),
+                )
+                if self.several_robots:  # it stopped answering: the trial's next try goes to another robot
+                    self.schedule.hold(robot, self.trial_timeout_s, "its last trial timed out")
+        if not self.auto_start or t.done:
             return
-        if self.start_pub.get_subscription_count() < self.wait_for_subscribers:
-            self.message = f"waiting for {self.wait_for_subscribers} subscribers of /ript/trial_start"
-            return
-        ticket = t.next_trial()
-        if t.weights_version != self.published_version:  # the sampler closed an iteration by itself
-            self._publish_weights()
-        if ticket is not None:
+        busy = {pending.ticket.robot for pending in t.running.values()}
+        for robot in self.schedule.free_robots(busy, self._ready):
+            ticket = t.next_trial(robot)
+            if t.weights_version != self.published_version:  # the sampler closed an iteration by itself
+                self._publish_weights()
+            if ticket is None:
+                return  # every trial of the open group is issued, or training is done
             self._start(ticket)
+
+    def _ready(self, robot: str) -> bool:
+        """The robot's nodes hear its trial starts (the policy node and its bridge)."""
+        publisher = self.start_pubs[robot]
+        if publisher.get_subscription_count() >= self.wait_for_subscribers:
+            return True
+        if not self.trainer.running:
+            self.message = f"waiting for {self.wait_for_subscribers} subscribers of {publisher.topic_name}"
+        return False
 
 
 def main(args=None) -> None:
