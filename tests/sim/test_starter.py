@@ -34,11 +34,12 @@ def calls(monkeypatch, tmp_path):
             out.write_text("calibrated")
 
     monkeypatch.setattr(starter, "_ript", fake_ript)
+    monkeypatch.setattr(starter, "set_sampling_knobs", lambda path: made.append(("set-sampling-knobs", str(path))))
     monkeypatch.setattr(starter, "SHIPPED_DIR", tmp_path / "nothing-ships")  # the build path under test
     return made
 
 
-STEPS = ["record-demos", "sft"] * 4 + ["calibrate-scale"]
+STEPS = ["record-demos", "sft"] * 4 + ["calibrate-scale", "set-sampling-knobs"]
 """stage 1: demos + SFT, two DAgger rounds (recording + SFT each); then 1 demo + SFT of the task; calibration"""
 
 
@@ -68,6 +69,7 @@ def test_builds_in_order_then_reuses(tmp_path, calls):
     # The task's fine-tune starts from the last DAgger policy, at the low learning rate.
     assert value(calls[7], "--init") == policy_of("sft_dagger_2") and value(calls[7], "--lr") == "3e-05"
     assert value(calls[8], "--checkpoint") == policy_of("sft_target")
+    assert calls[9] == ("set-sampling-knobs", str(folder / "policy.partial.pt"))
     assert not list(folder.glob("*.partial*")), "every step's output was renamed into place"
     calls.clear()
     assert starter.ensure_starter_policy(folder, "2,6") == policy and calls == []
@@ -175,3 +177,19 @@ def test_ript_starter_without_flags_only_says_which_starter_would_run(tmp_path, 
     shipped = starter.ship(built, "0", 4, "ript starter --ship")
     capsys.readouterr()
     assert f"{shipped} (ships with ript; measured success: benchmark_deterministic 2/4" in show("0")
+
+
+def test_the_starter_carries_the_sampling_it_is_trained_and_measured_with(tmp_path):
+    from ript.policies.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "policy.pt")
+    policy, _ = load_checkpoint(path)
+    save_checkpoint(path, policy, stats={"state_mean": [0.5] * 5}, metadata={"stage": "sft"})
+    starter.set_sampling_knobs(path)
+    knobbed, payload = load_checkpoint(path)
+    assert knobbed.config.execute_steps == 4 and knobbed.gripper_temperature == 0.5
+    assert knobbed.fixed_action_dims == (3, 4, 5)
+    assert payload["stats"] == {"state_mean": [0.5] * 5} and payload["metadata"]["stage"] == "sft"
+    for name, value in policy.state_dict().items():
+        assert (knobbed.state_dict()[name] == value).all(), name
+    assert read_checkpoint(path)["config"]["regression"]["gripper_temperature"] == 0.5

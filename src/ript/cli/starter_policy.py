@@ -60,10 +60,11 @@ MODEL = [
     "--execute-steps",
     "1",
 ]
+SAMPLING_KNOBS = {"execute_steps": 4, "gripper_temperature": 0.5, "fixed_action_dims": (3, 4, 5)}
+"""Set in the finished starter (part of its recipe), so that `ript eval`, `ript train` and the policy
+node all run it as RIPT lifted it: whole 4-step chunks, the gripper sampled at temperature 0.5,
+rotation executed at the mean (a top-down pick-and-place task does not need to explore it)."""
 LAUNCH_ARGUMENTS = {
-    "execute_steps": "4",
-    "gripper_temperature": "0.5",
-    "fixed_action_dims": "3,4,5",
     "frozen_parameters": "head.scale_head",
     "learning_rate": "3e-5",
     "context_selection": "mixed",
@@ -71,7 +72,7 @@ LAUNCH_ARGUMENTS = {
     "render": "true",
 }
 """What `ript up sim` runs RIPT on the starter with, unless the user sets the launch argument: the
-issue-18 recipe, with B = 16 (two mixed groups) so that the first update comes within minutes
+issue-18 recipe's trainer settings (lr 3e-5, the calibrated scale frozen, contexts near 50 % first), with B = 16 (two mixed groups) so that the first update comes within minutes
 instead of after 48 informative trials, and rendered cameras so the panel shows the scene (the
 policy itself reads states). How it is trained, not how it is built: not part of `recipe()`."""
 
@@ -96,6 +97,7 @@ def recipe() -> dict:
         "target_learning_rate": TARGET_LEARNING_RATE,
         "seeds": [DEMO_SEED, TARGET_SEED],
         "model": list(MODEL),
+        "sampling_knobs": {knob: list(v) if isinstance(v, tuple) else v for knob, v in SAMPLING_KNOBS.items()},
     }
 
 
@@ -275,9 +277,26 @@ def ensure_starter_policy(
         str(folder / "policy.partial.pt"),
         *quiet,
     )
+    set_sampling_knobs(folder / "policy.partial.pt")
     (folder / "policy.partial.pt").rename(final)
     print(f"starter policy: {final}", flush=True)
     return final
+
+
+def set_sampling_knobs(path: Path) -> None:
+    """Writes SAMPLING_KNOBS into the checkpoint at `path` (weights, statistics and embeddings kept)."""
+    from ript.policies.checkpoint import load_checkpoint, save_checkpoint
+    from ript.policies.vla import apply_sampling_knobs
+
+    policy, payload = load_checkpoint(path)
+    apply_sampling_knobs(policy, dict(SAMPLING_KNOBS))
+    save_checkpoint(
+        path,
+        policy,
+        stats=payload.get("stats"),
+        instruction_embeddings=payload.get("instruction_embeddings"),
+        metadata={**payload.get("metadata", {}), "sampling_knobs": recipe()["sampling_knobs"]},
+    )
 
 
 def describe(record: dict) -> str:
