@@ -201,6 +201,27 @@ def test_a_killed_inference_server_is_replaced_and_no_trial_is_lost_or_doubled(
         source.close()
 
 
+def test_the_inference_server_refuses_stale_weights(cluster, setup):
+    from ript.policies.checkpoint import live_config
+    from ript.sim.ray_rollout import InferenceServer, StaleWeights
+
+    policy = setup[0]
+    server = ray.remote(num_cpus=0)(InferenceServer).remote("vla", live_config(policy), 0.002, 1)
+    try:
+        weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+        ray.get(server.load.remote(2, weights, 1))
+        row = {"observation.state": torch.zeros(1, policy.config.state_dim)}
+        state = [torch.Generator().manual_seed(0).get_state()]
+        sample, _ = ray.get(server.sample.remote(2, row, state))
+        assert sample.actions.shape == (1, policy.chunk_size, 7)
+        with pytest.raises(StaleWeights, match="version 1"):
+            ray.get(server.sample.remote(1, row, state))
+        with pytest.raises(StaleWeights, match="older"):
+            ray.get(server.load.remote(1, weights, 1))
+    finally:
+        ray.kill(server)
+
+
 def test_an_unreachable_cluster_is_named_at_once():
     import socket
     import time
