@@ -109,8 +109,10 @@ class InferenceServer:
         self.pending: dict[str, list[tuple[dict, list, asyncio.Future]]] = {"sample": [], "act": []}
         self.gathering = {"sample": 0, "act": 0}
         self.stats = {"batches": 0, "rows": 0, "queries": 0, "max_rows": 0, "max_queries": 0}
+        # every method is async, so all of them (and the batches they start) run on the event
+        # loop's one thread: the pending lists and futures are never touched from two threads
 
-    def load(self, version: int, weights: dict, clients: int) -> None:
+    async def load(self, version: int, weights: dict, clients: int) -> None:
         """The weights of rollout call `version`, queried by `clients` workers at once."""
         if version < self.version:
             raise StaleWeights(f"weights version {version} is older than the server's {self.version}")
@@ -119,14 +121,14 @@ class InferenceServer:
             self.version = version
         self.clients = max(1, clients)
 
-    def leave(self) -> None:
+    async def leave(self) -> None:
         """A worker finished its shard: later batches need not wait for it."""
         self.clients = max(1, self.clients - 1)
         for kind in self.pending:
             if self.pending[kind] and len(self.pending[kind]) >= self.clients:
                 self._run_batch(kind)
 
-    def statistics(self) -> dict:
+    async def statistics(self) -> dict:
         return dict(self.stats)
 
     async def sample(self, version: int, batch: dict, generator_states: list[torch.Tensor]):
