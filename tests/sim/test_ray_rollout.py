@@ -1,6 +1,7 @@
 """The Ray rollout backend on a local Ray cluster bound to 127.0.0.1, against real LIBERO: for the
 same seed it gives the trials the local backend gives (rewards, actions scored, log-probs), with
-any worker count, and a worker killed mid-trial (SIGKILL) is replaced without losing or doubling a trial."""
+any worker count and with the policy in each worker or in one inference server, and a worker killed
+mid-trial (SIGKILL) or a server killed mid-rollout is replaced without losing or doubling a trial."""
 
 from __future__ import annotations
 
@@ -132,6 +133,93 @@ def test_a_killed_worker_is_replaced_and_no_trial_is_lost_or_doubled(cluster, se
         assert_same(again, reference)  # every trial once, as if nothing happened
     finally:
         source.close()
+
+
+@pytest.fixture(scope="module")
+def local_reference(setup):
+    """The local backend's trials (seed 7) and evaluation."""
+    policy, contexts, featurize, env_config = setup
+    with VectorEnv(2, env_config) as vec:
+        source = LiberoRolloutSource(vec, contexts, contexts, featurize, 2)
+        return flatten(source.rollout(policy, contexts, K, seed=7)), source.evaluate(policy)
+
+
+def served(workers: int) -> dict:
+    # 2 CPUs in the test cluster: the workers share one, the server takes the other. A long
+    # gathering window: a batch waits for every running worker however loaded the machine is.
+    return {"num_workers": workers, "cpus_per_worker": 1.0 / workers, "inference": "server", "gather_window_ms": 1000}
+
+
+def test_an_inference_server_gives_the_local_trials(cluster, setup, local_reference):
+    from ript.sim.ray_rollout import RayConfig, RayRolloutSource
+
+    policy, contexts, featurize, env_config = setup
+    local, local_eval = local_reference
+    source = RayRolloutSource(policy, contexts, contexts, featurize, 2, env_config, RayConfig(**served(2)))
+    try:
+        assert_same(flatten(source.rollout(policy, contexts, K, seed=7)), local)
+        assert source.evaluate(policy) == local_eval
+        stats = ray.get(source.server.statistics.remote())
+        assert stats["max_queries"] == 2 and stats["max_rows"] == 2, stats  # both workers' rows in one batch
+        assert stats["batches"] < stats["queries"], stats
+    finally:
+        source.close()
+
+
+def kill_server_once(featurize, marker, after_calls: int):
+    """featurize, except that the first worker to call it `after_calls` times kills the inference
+    server (found by its name) mid-rollout; the marker file makes it happen once per test."""
+    calls = [0]
+
+    def featurize_or_kill(obs, context):
+        calls[0] += 1
+        if calls[0] == after_calls and not marker.exists():
+            marker.touch()
+            for name in ray.util.list_named_actors():
+                if name.startswith("ript-inference-"):
+                    ray.kill(ray.get_actor(name))
+        return featurize(obs, context)
+
+    return featurize_or_kill
+
+
+def test_a_killed_inference_server_is_replaced_and_no_trial_is_lost_or_doubled(
+    cluster, setup, local_reference, tmp_path
+):
+    from ript.sim.ray_rollout import RayConfig, RayRolloutSource
+
+    policy, contexts, featurize, env_config = setup
+    marker = tmp_path / "killed"
+    source = RayRolloutSource(
+        policy, contexts, [], kill_server_once(featurize, marker, 5), 2, env_config, RayConfig(**served(2))
+    )
+    try:
+        again = flatten(source.rollout(policy, contexts, K, seed=7))
+        assert marker.exists() and source.server_restarts == 1 and source.worker_restarts == 0
+        assert_same(again, local_reference[0])
+    finally:
+        source.close()
+
+
+def test_the_inference_server_refuses_stale_weights(cluster, setup):
+    from ript.policies.checkpoint import live_config
+    from ript.sim.ray_rollout import InferenceServer, StaleWeights
+
+    policy = setup[0]
+    server = ray.remote(num_cpus=0)(InferenceServer).remote("vla", live_config(policy), 0.002, 1)
+    try:
+        weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+        ray.get(server.load.remote(2, weights, 1))
+        row = {"observation.state": torch.zeros(1, policy.config.state_dim)}
+        state = [torch.Generator().manual_seed(0).get_state()]
+        sample, _ = ray.get(server.sample.remote(2, row, state))
+        assert sample.actions.shape == (1, policy.chunk_size, 7)
+        with pytest.raises(StaleWeights, match="version 1"):
+            ray.get(server.sample.remote(1, row, state))
+        with pytest.raises(StaleWeights, match="older"):
+            ray.get(server.load.remote(1, weights, 1))
+    finally:
+        ray.kill(server)
 
 
 def test_an_unreachable_cluster_is_named_at_once():

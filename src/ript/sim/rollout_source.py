@@ -9,6 +9,7 @@ first `execute_steps` actions of each chunk and records what LOOP needs per quer
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -31,12 +32,56 @@ def trial_seed(seed: int, trial: int) -> int:
     return derive_seed(seed, trial)
 
 
+def sample_rows(policy: Policy, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
+    """One batched query, row n sampled with the noise `generators[n]` gives (drawn on the CPU: the
+    same samples on any device, in any batch)."""
+    head = getattr(policy, "head_distribution", None)
+    if head is not None:
+        eps = torch.cat([head.noise(1, generator, "cpu") for generator in generators])
+        return policy.sample_with_noise(batch, eps)
+    rows = [policy.sample({k: v[n : n + 1] for k, v in batch.items()}, g) for n, g in enumerate(generators)]
+    return PolicySample(
+        actions=torch.cat([r.actions for r in rows]),
+        scored=torch.cat([r.scored for r in rows]),
+        log_probs=torch.cat([r.log_probs for r in rows]),
+    )
+
+
+class PolicyQueries(Protocol):
+    """What PolicyAgent asks of a policy, wherever it runs: in this process (`LocalQueries`) or in
+    an inference server (ript.sim.ray_rollout)."""
+
+    chunk_size: int
+    scores_per_step: bool
+
+    def sample_rows(self, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
+        """`sample_rows` of the policy; each generator advanced as if it had drawn here."""
+        ...
+
+    def act(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+
+class LocalQueries:
+    """PolicyQueries answered by a policy in this process."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.chunk_size = policy.chunk_size
+        self.scores_per_step = policy.scores_per_step
+
+    def sample_rows(self, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
+        return sample_rows(self.policy, batch, generators)
+
+    def act(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.policy.act(batch)
+
+
 class PolicyAgent:
     """An EpisodeAgent that samples (stochastic) or takes the mode (deterministic) of a Policy."""
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Policy | PolicyQueries,
         featurize: Featurize,
         execute_steps: int,
         stochastic: bool,
@@ -49,7 +94,7 @@ class PolicyAgent:
         (default: those numbers), so a shard of a rollout keeps the noise of the whole."""
         if not 1 <= execute_steps <= policy.chunk_size:
             raise ValueError(f"execute_steps must be in [1, {policy.chunk_size}], got {execute_steps}")
-        self.policy = policy
+        self.queries: PolicyQueries = LocalQueries(policy) if isinstance(policy, Policy) else policy
         self.featurize = featurize
         self.execute_steps = execute_steps
         self.stochastic = stochastic
@@ -62,7 +107,7 @@ class PolicyAgent:
 
     def begin(self, trial: int, context: Context, obs: dict) -> None:
         self.contexts[trial] = context
-        self.recorders[trial] = ChunkRecorder(self.execute_steps, self.policy.chunk_size, self.policy.scores_per_step)
+        self.recorders[trial] = ChunkRecorder(self.execute_steps, self.queries.chunk_size, self.queries.scores_per_step)
         trial_id = trial if self.trial_ids is None else self.trial_ids[trial]
         # (re)started from its seed: a trial retried after a worker crash draws the same noise
         self.generators[trial] = torch.Generator().manual_seed(trial_seed(self.seed, trial_id))
@@ -74,32 +119,15 @@ class PolicyAgent:
             rows = [self.featurize(obs[j], self.contexts[trials[j]]) for j in needs]
             batch = {key: torch.as_tensor(np.stack([row[key] for row in rows])) for key in rows[0]}
             if self.stochastic:
-                sample = self._sample(batch, [trials[j] for j in needs])
+                sample = self.queries.sample_rows(batch, [self.generators[trials[j]] for j in needs])
                 chunks, scored, log_probs = sample.actions.cpu().numpy(), sample.scored.cpu(), sample.log_probs.cpu()
                 for n, j in enumerate(needs):
                     self.recorders[trials[j]].add_chunk(rows[n], chunks[n], scored[n], log_probs[n])
             else:
-                chunks = self.policy.act(batch).cpu().numpy()
+                chunks = self.queries.act(batch).cpu().numpy()
                 for n, j in enumerate(needs):
                     self.recorders[trials[j]].add_chunk({}, chunks[n])  # nothing to re-score: keep no inputs
         return np.stack([self.recorders[t].next_action() for t in trials])
-
-    def _sample(self, batch: dict[str, torch.Tensor], trials: list[int]) -> PolicySample:
-        """One batched query, each row with its trial's own noise (drawn on the CPU: the same
-        samples on any device)."""
-        head = getattr(self.policy, "head_distribution", None)
-        if head is not None:
-            eps = torch.cat([head.noise(1, self.generators[t], "cpu") for t in trials])
-            return self.policy.sample_with_noise(batch, eps)
-        rows = [
-            self.policy.sample({k: v[n : n + 1] for k, v in batch.items()}, self.generators[t])
-            for n, t in enumerate(trials)
-        ]
-        return PolicySample(
-            actions=torch.cat([r.actions for r in rows]),
-            scored=torch.cat([r.scored for r in rows]),
-            log_probs=torch.cat([r.log_probs for r in rows]),
-        )
 
     def end(self, trial: int, result: EpisodeResult) -> None:
         recorder = self.recorders.pop(trial)
