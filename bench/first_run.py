@@ -37,6 +37,8 @@ def get(url: str, token: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, b""
+    except OSError:  # not listening yet (URLError is one)
+        return 0, b""
 
 
 def main() -> int:
