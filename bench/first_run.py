@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--run-dir", default="runs/ros/sim", help="the trainer's run folder (./run.sh's default)")
     parser.add_argument("--fresh", action="store_true", help="delete the run folder first (a first run)")
+    parser.add_argument("--iterations", type=int, default=1, help="stop after this many LOOP updates (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
     parser.add_argument("run_args", nargs="*", help="arguments for ./run.sh (after --)")
     args = parser.parse_args()
