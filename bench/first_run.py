@@ -41,6 +41,18 @@ def get(url: str, token: str) -> tuple[int, bytes]:
         return 0, b""
 
 
+def metric_rows(run_dir: Path) -> list[dict]:
+    """The trainer's metrics rows (one per finished iteration); a line being written is skipped."""
+    metrics = run_dir / "metrics.jsonl"
+    rows = []
+    for line in metrics.read_text().splitlines() if metrics.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
@@ -102,11 +114,10 @@ def main() -> int:
                 status, body = get(f"{panel['url']}/api/history", panel["token"])
                 if status == 200 and any(c["outcomes"] for c in json.loads(body)["contexts"]):
                     mark("first trial judged")
-            metrics = run_dir / "metrics.jsonl"
-            if metrics.exists() and any(
-                json.loads(line).get("iteration", 0) >= 1 for line in metrics.read_text().splitlines() if line.strip()
-            ):
-                mark("first LOOP update done")
+            rows = metric_rows(run_dir)
+            for row in rows:
+                mark("first LOOP update done" if row["iteration"] == 1 else f"LOOP update {row['iteration']} done")
+            if len(rows) >= args.iterations:
                 break
             time.sleep(1.0)
     finally:
@@ -117,11 +128,22 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         log.close()
+    keys = (
+        "rollout/success_rate",
+        "sampler/trials",
+        "sampler/mixed_groups",
+        "stats/approx_kl_final",
+        "stats/stopped_early",
+    )
+    iterations = [
+        {"iteration": row["iteration"], **{key: row.get(key) for key in keys}} for row in metric_rows(run_dir)
+    ]
     result = {
         "command": "./run.sh " + " ".join(args.run_args),
+        "iterations": iterations,
         "fresh_run_dir": args.fresh,
         "seconds": marks,
-        "timed_out": "first LOOP update done" not in marks,
+        "timed_out": len(iterations) < args.iterations,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
@@ -130,12 +152,22 @@ def main() -> int:
     lines = [
         "# The first minutes of ./run.sh",
         "",
-        f"`python bench/first_run.py {'--fresh ' if args.fresh else ''}{'-- ' + ' '.join(args.run_args) if args.run_args else ''}`"
+        f"`python bench/first_run.py {'--fresh ' if args.fresh else ''}--iterations {args.iterations}"
+        f"{' -- ' + ' '.join(args.run_args) if args.run_args else ''}`"
         f" (one run; {os.cpu_count()} CPU cores, setup already done; log: runs/first_run.log)",
         "",
         "| moment | seconds after ./run.sh |",
         "|---|---:|",
         *(f"| {name} | {seconds:.1f} |" for name, seconds in marks.items()),
+        "",
+        "| iteration | trials | mixed groups | success of its trials (training contexts) | KL after the update | stopped by target_kl |",
+        "|---:|---:|---:|---:|---:|---|",
+        *(
+            f"| {it['iteration']} | {it['sampler/trials']:.0f} | {it['sampler/mixed_groups']:.0f} | "
+            f"{it['rollout/success_rate']:.2f} | {it['stats/approx_kl_final']:.4f} | "
+            f"{'yes' if it['stats/stopped_early'] else 'no'} |"
+            for it in iterations
+        ),
     ]
     (args.out / "first_run.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out / 'first_run.md'}")
