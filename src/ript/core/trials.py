@@ -59,7 +59,8 @@ def build_loop_batch(groups: Sequence[Group]) -> tuple[LoopBatch, Tensor]:
             rows = traj.log_probs.shape[0]
             row_advantages.append(advantages[g, k].expand(rows))
             row_weights.append(torch.full((rows,), 1.0 / max(int(traj.mask.sum()), 1)))
-    keys = trajectories[0].obs.keys()
+    # The inputs every trial recorded (a trial may carry more, e.g. frames kept only for replay).
+    keys = sorted(set.intersection(*(set(t.obs) for t in trajectories)))
     batch = LoopBatch(
         obs={key: torch.cat([t.obs[key] for t in trajectories]) for key in keys},
         scored=torch.cat([t.scored for t in trajectories]),

@@ -24,6 +24,7 @@ from ript_interfaces.msg import ActionChunk, ActionCommand, Reward, RobotState, 
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from ript.core.constants import OBS_IMAGE_PREFIX
 from ript.core.trial_runner import TrialRunner, UnsafeAction, save_trajectory
 from ript.policies import libero_data as keys
 from ript.ros.ros_images import image_to_rgb
@@ -59,6 +60,9 @@ class PolicyNode(Node):
         """The one folder WeightsUpdate files are loaded from (the trainer's run_dir/weights); a
         message naming anything else, but this node's own checkpoint, is refused unread."""
         self.seed = int(p("seed", 0).value)
+        self.replay_frame_size = int(p("replay_frame_size", 64).value)
+        """A policy that reads no camera still records the cameras' latest frames at this size with
+        each query, so its trials can be replayed in the panel (0: record none)."""
         if not self.checkpoint:
             raise SystemExit("policy_node: set the 'checkpoint' parameter to a policy checkpoint")
         if self.control_rate_hz < 0 or self.stale_after_s <= 0 or self.action_bound <= 0:
@@ -70,13 +74,16 @@ class PolicyNode(Node):
         self.trial: TrialStart | None = None
         self.state: RobotState | None = None
         self.images: dict[str, Image] = {}
+        self.cameras_seen = False
+        self.replay_in_trial: bool | None = None
+        """Whether any camera has published (a graph without rendering records no replay frames)."""
         self.last_step = -1
 
         self.action_pub = self.create_publisher(ActionCommand, "action", RELIABLE)
         self.chunk_pub = self.create_publisher(ActionChunk, "policy/action_chunk", RELIABLE)
         self.record_pub = self.create_publisher(TrialRecord, "policy/trial_record", RELIABLE)
         self.create_subscription(RobotState, "robot/state", self._on_state, SENSOR)
-        for camera in self.cameras:
+        for camera in self.cameras or (list(CAMERAS) if self.replay_frame_size > 0 else []):
             self.create_subscription(
                 Image, f"camera/{camera}/image_raw", lambda msg, c=camera: self._on_image(c, msg), SENSOR
             )
@@ -151,6 +158,7 @@ class PolicyNode(Node):
             return
         self.trial = msg
         self.state, self.images, self.last_step = None, {}, -1
+        self.replay_in_trial: bool | None = None
         self.instruction_embedding = None
         if self.config.use_language:
             if msg.instruction not in self.embeddings:
@@ -221,6 +229,7 @@ class PolicyNode(Node):
 
     def _on_image(self, camera: str, msg: Image) -> None:
         self.images[camera] = msg
+        self.cameras_seen = True
         if not self.control_rate_hz:
             self._tick()
 
@@ -249,6 +258,22 @@ class PolicyNode(Node):
             obs[CAMERAS[camera]] = keys.upright(pixels)
         return obs, stamp
 
+    def _replay_frames(self) -> dict[str, np.ndarray]:
+        """Every camera's latest frame, small, under the keys an image policy reads (the policy here
+        ignores them; the panel replays them). A camera not heard from yet gives a black frame, so
+        every query of a trial records the same keys."""
+        import cv2
+
+        size = self.replay_frame_size
+        frames = {}
+        for camera in CAMERAS:
+            image = self.images.get(camera)
+            pixels = image_to_rgb(image) if image is not None else None
+            if pixels is None:
+                pixels = np.zeros((size, size, 3), dtype=np.uint8)
+            frames[f"{OBS_IMAGE_PREFIX}{camera}"] = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+        return frames
+
     def _tick(self) -> None:
         from ript.policies.sft import libero_policy_inputs
 
@@ -266,6 +291,10 @@ class PolicyNode(Node):
             )
             return
         inputs = libero_policy_inputs(obs, self.config, self.instruction_embedding)
+        if self.replay_in_trial is None:  # decided once per trial: every query records the same keys
+            self.replay_in_trial = not self.cameras and self.replay_frame_size > 0 and self.cameras_seen
+        if self.replay_in_trial:
+            inputs.update(self._replay_frames())
         try:
             action, query = self.runner.act(inputs)
         except UnsafeAction as exc:
