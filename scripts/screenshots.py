@@ -125,7 +125,8 @@ def main() -> int:
         time.sleep(2.0)  # a fresh frame, the plot redrawn
         page.save_screenshot(str(args.out / "operator_panel.png"))
 
-        page.find_element("css selector", "#contexts .dot[data-trial-id]").click()
+        # the newest trial (a policy node's very first trial may predate the first camera frame)
+        page.find_elements("css selector", "#contexts .dot[data-trial-id]")[-1].click()
         replay_frame = (
             "const i = document.getElementById('replay-frame'); return i && i.complete && i.naturalWidth > 0;"
         )
