@@ -131,6 +131,7 @@ def main() -> int:
             "const i = document.getElementById('replay-frame'); return i && i.complete && i.naturalWidth > 0;"
         )
         wait(lambda: page.execute_script(replay_frame), 60, "the replayed trial's frames", stack)
+        page.execute_script("document.getElementById('replay').scrollIntoView()")
         time.sleep(1.0)
         page.save_screenshot(str(args.out / "panel_replay.png"))
         page.find_element("id", "replay-close").click()

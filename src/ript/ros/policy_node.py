@@ -258,19 +258,21 @@ class PolicyNode(Node):
             obs[CAMERAS[camera]] = keys.upright(pixels)
         return obs, stamp
 
-    def _replay_frames(self) -> dict[str, np.ndarray]:
-        """Every camera's latest frame, small, under the keys an image policy reads (the policy here
-        ignores them; the panel replays them). A camera not heard from yet gives a black frame, so
-        every query of a trial records the same keys."""
+    def _replay_frames(self, stamp: float) -> dict[str, np.ndarray] | None:
+        """Every camera's frame of this instant, small, under the keys an image policy reads (the
+        policy here ignores them; the panel replays them); None until each camera's frame agrees
+        with the state in time, as for a policy that reads them."""
         import cv2
 
         size = self.replay_frame_size
         frames = {}
         for camera in CAMERAS:
             image = self.images.get(camera)
-            pixels = image_to_rgb(image) if image is not None else None
+            if image is None or abs(stamp_s(image.header.stamp) - stamp) > self.sync_tolerance_s:
+                return None
+            pixels = image_to_rgb(image)
             if pixels is None:
-                pixels = np.zeros((size, size, 3), dtype=np.uint8)
+                return None
             frames[f"{OBS_IMAGE_PREFIX}{camera}"] = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
         return frames
 
@@ -294,7 +296,10 @@ class PolicyNode(Node):
         if self.replay_in_trial is None:  # decided once per trial: every query records the same keys
             self.replay_in_trial = not self.cameras and self.replay_frame_size > 0 and self.cameras_seen
         if self.replay_in_trial:
-            inputs.update(self._replay_frames())
+            frames = self._replay_frames(stamp)
+            if frames is None:
+                return  # this instant's frames are still on their way
+            inputs.update(frames)
         try:
             action, query = self.runner.act(inputs)
         except UnsafeAction as exc:
