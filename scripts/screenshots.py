@@ -106,7 +106,8 @@ def main() -> int:
     run_dir = ROOT / "runs" / "screenshots"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    arguments = ["--set", f"panel_port={args.port}", "--set", f"run_dir={run_dir}"]
+    # relative to the repository (the stack runs there), so the pictures show no machine's paths
+    arguments = ["--set", f"panel_port={args.port}", "--set", f"run_dir={run_dir.relative_to(ROOT)}"]
     if args.checkpoint:
         arguments += ["--set", f"checkpoint={args.checkpoint}"]
     stack = Stack(arguments, run_dir.parent / "screenshots.log")
