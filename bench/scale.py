@@ -181,7 +181,78 @@ def component_costs(policy, featurize, contexts, env_config, groups, rounds: int
     costs["update_s"] = median_s(lambda: updater.update(loop_batch), max(1, rounds // 5))
     costs["update_queries"] = len(loop_batch)
     costs["update_epochs"] = updater.config.ppo_epochs
+    costs["update_minibatch"] = updater.config.minibatch_size
+    costs.update(data_parallel_costs(policy, loop_batch, max(1, rounds // 5)))
     return costs
+
+
+def data_parallel_costs(policy, loop_batch, rounds: int) -> dict:
+    """The same LOOP update shared by 2 gloo ranks on 127.0.0.1 (one torch thread each, so the two
+    cores as ranks against the single process above), and one all-reduce of the gradient's size."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    payload = (getattr(policy, "policy_type", "vla"), _live_config(policy), policy.state_dict(), loop_batch, rounds)
+    ranks = [context.Process(target=_data_parallel_rank, args=(r, 2, port, payload, results)) for r in range(2)]
+    for process in ranks:
+        process.start()
+    measured = results.get(timeout=1800)
+    for process in ranks:
+        process.join(60)
+    return measured
+
+
+def _data_parallel_rank(rank: int, world: int, port: int, payload, results) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from ript.core.distributed import DataParallel
+    from ript.core.learner import TrainConfig, make_updater
+    from ript.core.loop import LoopConfig
+    from ript.core.registry import POLICY_TYPES
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(minutes=30),
+    )
+    policy_type, config, state, loop_batch, rounds = payload
+    policy = POLICY_TYPES.get(policy_type)(config)
+    policy.load_state_dict(state)
+    updater = make_updater(policy, TrainConfig(loop=LoopConfig(target_kl=None)), DataParallel())
+
+    def timed(fn, repeats: int) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    update_s = timed(lambda: updater.update(loop_batch), rounds)
+    gradient = torch.zeros(sum(p.numel() for p in policy.parameters() if p.requires_grad))
+    allreduce_s = timed(lambda: dist.all_reduce(gradient), 20)
+    if rank == 0:
+        results.put(
+            {
+                "update_s_2_ranks": update_s,
+                "allreduce_s_2_ranks": allreduce_s,
+                "gradient_bytes": gradient.numel() * gradient.element_size(),
+            }
+        )
+    dist.destroy_process_group()
 
 
 def _live_config(policy) -> dict:
@@ -204,8 +275,9 @@ def inference_time(costs: dict, rows: int) -> float:
     return table[low] + slope * (rows - low)
 
 
-def model_iteration(costs: dict, workers: int, placement: str, a: argparse.Namespace) -> dict:
-    """One iteration's wall time with `workers` rollout workers (each `a.envs_per_worker` envs)."""
+def model_iteration(costs: dict, workers: int, placement: str, a: argparse.Namespace, learner: str = "single") -> dict:
+    """One iteration's wall time with `workers` rollout workers (each `a.envs_per_worker` envs);
+    learner 'single' (the update on the driver) or 'data-parallel' (one learner rank per machine)."""
     envs = a.envs_per_worker
     queries_per_trial = math.ceil(a.model_steps / a.execute_steps)
     waves = math.ceil(a.model_trials / (workers * envs))  # trials one env runs, one after another
@@ -225,10 +297,18 @@ def model_iteration(costs: dict, workers: int, placement: str, a: argparse.Names
     broadcast = costs["weights_put_s"] + costs["weights_get_s"] + copies * costs["weights_bytes"] / bandwidth
     dispatch = workers * costs["actor_call_s"]
     results = a.model_trials * costs["trajectory_bytes"] * (remote_machines / machines) / bandwidth
-    update = costs["update_s"] * (a.model_trials * queries_per_trial) / costs["update_queries"]
+    queries = a.model_trials * queries_per_trial
+    update = costs["update_s"] * queries / costs["update_queries"]
+    if learner == "data-parallel" and machines > 1:
+        # the 2-rank speed-up measured here (its loopback all-reduces included), assumed to hold per rank
+        # at any rank count; each optimizer step's all-reduce also moves a ring's 2 x bytes over the link
+        per_rank_efficiency = costs["update_s"] / (2 * costs["update_s_2_ranks"])
+        steps = costs["update_epochs"] * math.ceil(queries / costs["update_minibatch"])
+        update = update / (machines * per_rank_efficiency) + steps * 2 * costs["gradient_bytes"] / bandwidth
     total = broadcast + dispatch + rollout + results + update
     return {
         "placement": placement,
+        "learner": learner,
         "workers": workers,
         "machines": machines,
         "broadcast_s": broadcast,
@@ -242,10 +322,10 @@ def model_iteration(costs: dict, workers: int, placement: str, a: argparse.Names
 
 def scaling_model(costs: dict, a: argparse.Namespace) -> list[dict]:
     rows = []
-    for placement in ("worker", "server"):
-        base = model_iteration(costs, 1, placement, a)
+    for placement, learner in (("worker", "single"), ("server", "single"), ("worker", "data-parallel")):
+        base = model_iteration(costs, 1, placement, a, learner)
         for n in MODEL_WORKERS:
-            row = model_iteration(costs, n, placement, a)
+            row = model_iteration(costs, n, placement, a, learner)
             row["efficiency"] = base["iteration_s"] / (n * row["iteration_s"])
             row["rollout_efficiency"] = base["rollout_s"] / (n * row["rollout_s"])
             rows.append(row)
@@ -255,7 +335,7 @@ def scaling_model(costs: dict, a: argparse.Namespace) -> list[dict]:
 def update_budget(model: list[dict], placement: str, workers: int, target: float) -> float:
     """The longest LOOP update with which `workers` workers still reach `target` efficiency, the rest
     of the iteration as modelled: (R1 + U) / (n (Rn + U)) >= target, R the iteration without update."""
-    rows = {r["workers"]: r for r in model if r["placement"] == placement}
+    rows = {r["workers"]: r for r in model if r["placement"] == placement and r["learner"] == "single"}
     one = rows[1]["iteration_s"] - rows[1]["update_s"]
     many = rows[workers]["iteration_s"] - rows[workers]["update_s"]
     return (one - target * workers * many) / (target * workers - 1)
@@ -272,7 +352,10 @@ def assumptions(a: argparse.Namespace) -> list[str]:
         "the driver starts the workers one call after another; trajectories come back over the same link",
         "server placement: one server on the CPU as measured (a query costs its round trip at batch 1 minus the "
         "compute, plus the compute of every worker's rows in one batch, linear beyond 64 rows); workers in lock-step",
-        "the LOOP update runs on the learner alone (no data-parallel learner), its cost linear in queries, every "
+        "single learner: the LOOP update runs on the driver alone; data-parallel learner: one rank per machine, "
+        "the per-rank efficiency of the 2-rank update measured here (loopback all-reduces included) at every rank "
+        "count, plus 2 x the gradient's bytes over the link per optimizer step (a ring all-reduce); the update's "
+        "cost linear in queries, every "
         "epoch run; no evaluation, no rejected groups, no stragglers, no failures",
     ]
 
@@ -387,14 +470,18 @@ def main() -> int:
         f"| trajectory, pickled | {costs['trajectory_bytes'] / 1024:.1f} KiB per trial |",
         f"| LOOP update ({costs['update_epochs']} epochs, {costs['update_queries']} queries) | "
         f"{costs['update_s'] * 1e3:.0f} ms |",
+        f"| the same update on 2 gloo ranks (1 thread each, 127.0.0.1) | {costs['update_s_2_ranks'] * 1e3:.0f} ms |",
+        f"| all-reduce of the gradient ({costs['gradient_bytes'] / 2**20:.2f} MiB), 2 ranks, loopback | "
+        f"{costs['allreduce_s_2_ranks'] * 1e3:.2f} ms |",
     ]
     modelled = [
-        "| inference | workers | machines | weights out (s) | rollout (s) | results (s) | update (s) | "
+        "| inference | learner | workers | machines | weights out (s) | rollout (s) | results (s) | update (s) | "
         "iteration (s) | efficiency | rollout efficiency |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     modelled += [
-        f"| {r['placement']} | {r['workers']} | {r['machines']} | {r['broadcast_s'] + r['dispatch_s']:.3f} | "
+        f"| {r['placement']} | {r['learner']} | {r['workers']} | {r['machines']} | "
+        f"{r['broadcast_s'] + r['dispatch_s']:.3f} | "
         f"{r['rollout_s']:.1f} | {r['results_s']:.3f} | {r['update_s']:.1f} | {r['iteration_s']:.1f} | "
         f"{100 * r['efficiency']:.0f} % | {100 * r['rollout_efficiency']:.0f} % |"
         for r in model
@@ -404,14 +491,16 @@ def main() -> int:
     verdict = [
         f"At {largest} workers the modelled efficiency is "
         + ", ".join(
-            f"{100 * r['efficiency']:.0f} % ({r['placement']} placement; rollout alone "
+            f"{100 * r['efficiency']:.0f} % ({r['placement']} placement, {r['learner']} learner; rollout alone "
             f"{100 * r['rollout_efficiency']:.0f} %)"
             for r in model
             if r["workers"] == largest
         )
         + ". 80 % would need a LOOP update of at most "
         + ", ".join(f"{max(0.0, b):.1f} s ({p})" for p, b in budgets.items())
-        + f" per iteration; modelled here: {model[-1]['update_s']:.1f} s."
+        + " per iteration with a single learner; modelled: "
+        + ", ".join(f"{r['update_s']:.1f} s ({r['learner']})" for r in model if r["workers"] == largest)
+        + "."
     ]
     notes = "\n".join(f"- {line}" for line in assumptions(args))
     print("\n".join(throughput), "\n\n" + "\n".join(measured), "\n\n" + "\n".join(modelled), "\n\n" + notes)
