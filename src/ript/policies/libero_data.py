@@ -175,7 +175,8 @@ def upright(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1, :, :])
 
 
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images [..., H, W, 3] -> [..., size, size, 3] (area interpolation; unchanged when already that size)."""
     import cv2
 
     if images.shape[-3] == size and images.shape[-2] == size:
@@ -221,7 +222,7 @@ def policy_observation(
     for key, policy_key in ((AGENTVIEW, OBS_IMAGE_AGENTVIEW), (WRIST, OBS_IMAGE_WRIST)):
         if key in obs:
             image = upright(np.asarray(obs[key], dtype=np.uint8))
-            out[policy_key] = _resize(image, image_size) if image_size else image
+            out[policy_key] = resize_images(image, image_size) if image_size else image
     if instruction_embedding is not None:
         embedding = np.asarray(instruction_embedding, dtype=np.float32)
         out[OBS_LANGUAGE] = np.broadcast_to(embedding, state.shape[:-1] + embedding.shape[-1:]).copy()

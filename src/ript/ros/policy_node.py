@@ -75,8 +75,9 @@ class PolicyNode(Node):
         self.state: RobotState | None = None
         self.images: dict[str, Image] = {}
         self.cameras_seen = False
-        self.replay_in_trial: bool | None = None
         """Whether any camera has published (a graph without rendering records no replay frames)."""
+        self.replay_in_trial: bool | None = None
+        """Whether this trial's queries record replay frames (decided at its first query)."""
         self.last_step = -1
 
         self.action_pub = self.create_publisher(ActionCommand, "action", RELIABLE)
@@ -158,7 +159,7 @@ class PolicyNode(Node):
             return
         self.trial = msg
         self.state, self.images, self.last_step = None, {}, -1
-        self.replay_in_trial: bool | None = None
+        self.replay_in_trial = None
         self.instruction_embedding = None
         if self.config.use_language:
             if msg.instruction not in self.embeddings:
@@ -248,32 +249,31 @@ class PolicyNode(Node):
         if len(state.object_state):
             obs[keys.OBJECT_STATE] = np.asarray(state.object_state)
         for camera in self.cameras:
-            image = self.images.get(camera)
-            if image is None or abs(stamp_s(image.header.stamp) - stamp) > self.sync_tolerance_s:
-                return None
-            pixels = image_to_rgb(image)
-            if pixels is None:  # an encoding we cannot read: no action rather than a wrong one
+            pixels = self._synced_pixels(camera, stamp)
+            if pixels is None:
                 return None
             # Topics carry upright images; the featurizer expects LIBERO's stored (flipped) rows.
             obs[CAMERAS[camera]] = keys.upright(pixels)
         return obs, stamp
 
+    def _synced_pixels(self, camera: str, stamp: float) -> np.ndarray | None:
+        """The camera's upright RGB frame of the instant `stamp`; None until its frame agrees with the
+        state in time, or when its encoding cannot be read (no action rather than a wrong one)."""
+        image = self.images.get(camera)
+        if image is None or abs(stamp_s(image.header.stamp) - stamp) > self.sync_tolerance_s:
+            return None
+        return image_to_rgb(image)
+
     def _replay_frames(self, stamp: float) -> dict[str, np.ndarray] | None:
         """Every camera's frame of this instant, small, under the keys an image policy reads (the
-        policy here ignores them; the panel replays them); None until each camera's frame agrees
-        with the state in time, as for a policy that reads them."""
-        import cv2
-
-        size = self.replay_frame_size
+        policy here ignores them; the panel replays them); None until each is in sync, as for a
+        policy that reads them."""
         frames = {}
         for camera in CAMERAS:
-            image = self.images.get(camera)
-            if image is None or abs(stamp_s(image.header.stamp) - stamp) > self.sync_tolerance_s:
-                return None
-            pixels = image_to_rgb(image)
+            pixels = self._synced_pixels(camera, stamp)
             if pixels is None:
                 return None
-            frames[f"{OBS_IMAGE_PREFIX}{camera}"] = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+            frames[f"{OBS_IMAGE_PREFIX}{camera}"] = keys.resize_images(pixels, self.replay_frame_size)
         return frames
 
     def _tick(self) -> None:
