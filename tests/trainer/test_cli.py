@@ -117,6 +117,7 @@ OTHER_VALUES = {
     "sampler.context_selection": "uniform",
     "sampler.uniform_fraction": 0.5,
     "sampler.history_trials": 32,
+    "sampler.prior_strength": 2.0,
     "sampler.early_stop_fraction": 0.8,
     "sampler.max_group_attempts": 9,
     "loop.ppo_epochs": 2,

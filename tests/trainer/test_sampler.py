@@ -239,3 +239,37 @@ def test_mixed_groups_metric_counts_groups_whatever_dynamic_does():
     )
     stats = sampler.collect(scripted_rollout({"a": [1, 0], "b": [0, 0]})).stats
     assert stats["sampler/mixed_groups"] == 1.0 and stats["sampler/mixed_groups_per_100_trials"] == 25.0
+
+
+def test_task_pooled_prior_finds_mixed_groups_within_a_short_run():
+    # A run's regime: 3 tasks x 16 contexts, ~500 trials, so each context is visited about once.
+    # Contexts of one task share its success rate; the pooled prior lets the sampler prefer the
+    # unvisited contexts of the task near 1/2 over those of the solved and the hopeless task.
+    import random
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Context:
+        task_id: int
+        index: int
+
+    rates = {Context(task, i): (0.95, 0.5, 0.02)[task] for task in range(3) for i in range(16)}
+
+    def mixed_per_100(selection, prior_strength, seed):
+        rng = random.Random(seed)
+        sampler = DynamicSampler(
+            list(rates),
+            SamplerConfig(context_selection=selection, prior_strength=prior_strength, seed=seed),
+        )
+        mixed = trials = 0.0
+        while trials < 500:
+            stats = sampler.collect(_bernoulli_rollout(rates, 8, rng, [])).stats
+            mixed += stats["sampler/mixed_groups"]
+            trials += stats["sampler/trials"]
+        return 100 * mixed / trials
+
+    def mean(selection, prior_strength):
+        return sum(mixed_per_100(selection, prior_strength, seed) for seed in range(10)) / 10
+
+    uniform, flat, pooled = mean("uniform", 0.0), mean("mixed", 0.0), mean("mixed", 8.0)
+    assert pooled >= 1.5 * uniform and pooled >= 1.15 * flat, (uniform, flat, pooled)

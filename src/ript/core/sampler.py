@@ -8,9 +8,12 @@ informative context can be found the sampler stops and says why, it never loops 
 
 Which context comes next is `context_selection`: 'uniform' walks a reshuffled cycle over all
 contexts; 'mixed' prefers the contexts most likely to give a mixed group (a LOOP gradient): a
-Beta(1 + successes, 1 + failures) posterior per context from its recent trials, one Thompson draw
-p per context, and the context with the largest P(mixed | p) = 1 - p^K - (1 - p)^K is chosen —
-so contexts near 50 % win, unvisited ones are uncertain enough to be tried, and a fraction
+Beta posterior per context from its recent trials, one Thompson draw p per context, and the context
+with the largest P(mixed | p) = 1 - p^K - (1 - p)^K is chosen — so contexts near 50 % win. The
+prior of a context is its task's pooled success (`prior_strength` pseudo-trials): a run visits
+each of its ~50 contexts only a few times, and without pooling an unvisited context of a solved
+task looks as promising as one of a task at 50 %. Unvisited contexts stay uncertain enough to be
+tried, and a fraction
 `uniform_fraction` of draws still comes from the uniform cycle, so every context is visited. A
 context already drawn in this batch is passed over while others remain (an update should see
 B/K different contexts, not one context's noise B/K times).
@@ -32,6 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CONTEXT_SELECTIONS = ("mixed", "uniform")
+
+
+def _task_of(context: Any) -> Any:
+    return getattr(context, "task_id", None)
 
 
 def mixed_probability(p: float, k: int) -> float:
@@ -58,6 +65,10 @@ class SamplerConfig:
     """'mixed' only: share of draws taken from the uniform cycle anyway, so every context is visited."""
     history_trials: int | None = None
     """Recent trials per context that estimate its success (None: 2 K)."""
+    prior_strength: float = 8.0
+    """'mixed' only: pseudo-trials of the task's pooled success in each context's prior (at most the
+    task's recorded trials; 0: a flat prior). Contexts name their task by a `task_id` attribute;
+    contexts that do not share one pool."""
     early_stop_fraction: float = 1.0
     """Stop opening groups once this fraction of B informative trials is collected."""
     max_group_attempts: int | None = None
@@ -81,6 +92,8 @@ class SamplerConfig:
             raise ValueError(f"history_trials must be >= group_size (K={self.group_size}), got {self.history_trials}")
         if self.retry_after_skips < 0:
             raise ValueError(f"retry_after_skips must be >= 0, got {self.retry_after_skips}")
+        if self.prior_strength < 0:
+            raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
         if self.max_group_attempts is not None and self.max_group_attempts < 1:
             raise ValueError(f"max_group_attempts must be >= 1 or None, got {self.max_group_attempts}")
 
@@ -204,7 +217,7 @@ class DynamicSampler:
         self.history[group.context_index].append(trial.reward)
         self._stats["trials"] += 1
         self._stats["reward_sum"] += trial.reward
-        task = getattr(group.context, "task_id", None)
+        task = _task_of(group.context)
         if task is not None:  # contexts that name their task (LIBERO) also get per-task success
             trials, successes = self._per_task.get(task, (0, 0.0))
             self._per_task[task] = (trials + 1, successes + trial.reward)
@@ -363,6 +376,10 @@ class DynamicSampler:
         """Thompson draw of each context's success rate; the context whose draw makes a mixed group
         most likely (solved contexts count as skipped, as in the cycle). None: every one is solved."""
         k = self.config.group_size
+        pooled: dict[Any, tuple[float, int]] = {}  # task -> (successes, trials) over its contexts
+        for context, outcomes in zip(self.contexts, self.history):
+            successes, trials = pooled.get(_task_of(context), (0.0, 0))
+            pooled[_task_of(context)] = (successes + sum(outcomes), trials + len(outcomes))
         best, best_value = None, -1.0
         fresh = len(self._drawn) < len(self.contexts)
         for index, outcomes in enumerate(self.history):
@@ -370,8 +387,14 @@ class DynamicSampler:
                 continue
             if fresh and index in self._drawn:
                 continue
+            task_successes, task_trials = pooled[_task_of(self.contexts[index])]
+            strength = min(self.config.prior_strength, float(task_trials))
+            task_rate = (task_successes + 1.0) / (task_trials + 2.0)
             successes = sum(outcomes)
-            p = self._rng.betavariate(1.0 + successes, 1.0 + len(outcomes) - successes)
+            p = self._rng.betavariate(
+                1.0 + strength * task_rate + successes,
+                1.0 + strength * (1.0 - task_rate) + len(outcomes) - successes,
+            )
             value = mixed_probability(p, k)
             if value > best_value:
                 best, best_value = index, value
