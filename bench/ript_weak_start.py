@@ -114,6 +114,7 @@ def run_seed(arm: str, seed: int, start: Path, args) -> dict:
         sets = [
             *COMMON,
             *ARMS[arm],
+            *args.train_set,
             f"task_ids=[{args.tasks}]",
             f"train.max_env_steps={args.max_env_steps}",
             f"train.seed={seed}",
@@ -158,14 +159,21 @@ def run_seed(arm: str, seed: int, start: Path, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old-start", type=Path, required=True, help="1-demo SFT checkpoint, continuous gripper")
-    parser.add_argument("--new-start", type=Path, required=True, help="1-demo SFT checkpoint, Bernoulli gripper")
+    parser.add_argument("--old-start", type=Path, help="1-demo SFT checkpoint, continuous gripper (the old arm)")
+    parser.add_argument("--new-start", type=Path, help="1-demo SFT checkpoint, Bernoulli gripper (the new arm)")
     parser.add_argument("--tasks", default="2,3,9", help="libero_spatial target tasks (default 2,3,9)")
     parser.add_argument("--seeds", default="0,1", help="seeds per arm (default 0,1)")
     parser.add_argument("--arms", default="old,new", help=f"arms to run, of {sorted(ARMS)} (default old,new)")
     parser.add_argument("--max-env-steps", type=int, default=48000, help="env steps per run (default 48000)")
     parser.add_argument("--episodes", type=int, default=50, help="benchmark states per task (default 50)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at once, one LIBERO worker each (default 2)")
+    parser.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a `ript train --set` override for every arm, after the arm's own (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/weak_start"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +182,9 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown arms {unknown}; known: {sorted(ARMS)}")
     starts = {"old": args.old_start, "new": args.new_start}
+    missing = [f"--{arm}-start" for arm in arms if starts[arm] is None]
+    if missing:
+        raise SystemExit(f"the arms {arms} need {', '.join(missing)}")
     jobs = [(arm, int(seed)) for seed in args.seeds.split(",") for arm in arms]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         before = dict(
@@ -191,6 +202,7 @@ def main() -> int:
         "episodes": args.episodes,
         "arms": {arm: ARMS[arm] for arm in arms},
         "common": COMMON,
+        "train_set": args.train_set,
         "before": before,
         "runs": runs,
     }
@@ -222,6 +234,8 @@ def markdown(summary: dict) -> str:
             f"{run['env_steps']} | {run['iterations']} | {run['mixed_groups_per_100_trials']:.1f} | "
             f"{run['train_wall_s'] / 60:.0f} min |"
         )
+    if summary.get("train_set"):
+        lines.append(f"\nOverrides for every arm: {', '.join(summary['train_set'])}")
     return "\n".join(lines) + "\n"
 
 
