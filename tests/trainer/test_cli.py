@@ -20,7 +20,9 @@ def test_subcommand_help(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([name, "--help"])
     assert exit_info.value.code == 0
-    assert f"ript {name}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"ript {name}" in out
+    assert "%%" not in out, "a description printed argparse's %-escape as written"
 
 
 def test_unknown_subcommand_is_an_error(capsys):

@@ -59,7 +59,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     # fast and one job never pays for another job's imports.
     chosen = next((arg for arg in (argv or []) if arg in SUBCOMMANDS), None)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        # help= is %-formatted by argparse, description= is printed as written
+        sub = subparsers.add_parser(name, help=help_text, description=help_text.replace("%%", "%"))
         sub.set_defaults(_module=module)
         if name == chosen:
             importlib.import_module(module).add_arguments(sub)
