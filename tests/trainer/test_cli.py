@@ -108,6 +108,8 @@ OTHER_VALUES = {
     "iterations": 7,
     "max_env_steps": 5000,
     "learning_rate": 3e-6,
+    "adapt_learning_rate": False,
+    "max_lr_halvings": 2,
     "weight_decay": 0.01,
     "keep_checkpoints": 3,
     "frozen_parameters": ["head.scale_head"],

@@ -99,3 +99,38 @@ def test_an_update_stopped_at_its_first_step_is_reported(tmp_path, caplog):
     harsh = run(1.0, "harsh")
     assert harsh["stats/num_minibatches"] <= 1 and harsh["stats/stopped_early"] == 1.0
     assert "target_kl stopped the update after" in caplog.text and "learning_rate" in caplog.text
+
+
+def _reach_run(tmp_path, name, learning_rate, adapt, iterations=2):
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.eval_every = iterations, 0
+    config.train.learning_rate, config.train.adapt_learning_rate = learning_rate, adapt
+    config.train.loop.target_kl = 0.01
+    trainer = make_reach_trainer(config, tmp_path / name, tensorboard=False)
+    trainer.run(progress=False)
+    trainer.close()
+    return config, trainer
+
+
+def test_a_stalled_update_is_redone_at_a_lower_learning_rate(tmp_path):
+    """At a learning rate whose first Adam step leaves the trust region, a fixed rate keeps nothing
+    in any iteration; the adapted one redoes the update at half the rate until steps are kept,
+    and carries that rate into the next iteration."""
+    _, fixed = _reach_run(tmp_path, "fixed", 3e-3, adapt=False)
+    assert [r["stats/num_minibatches"] for r in fixed.history[1:]] == [0.0, 0.0]
+    config, adapted = _reach_run(tmp_path, "adapted", 3e-3, adapt=True)
+    first, second = adapted.history[1:]
+    assert first["train/lr_halvings"] >= 1 and first["stats/num_minibatches"] >= 1
+    assert first["train/learning_rate"] == pytest.approx(3e-3 / 2 ** first["train/lr_halvings"])
+    # What the redone update left behind moved far less than the step the fixed rate undid.
+    assert first["stats/approx_kl_final"] < fixed.history[1]["stats/approx_kl_at_stop"] / 2
+    assert second["train/learning_rate"] <= first["train/learning_rate"] and second["stats/num_minibatches"] >= 1
+
+    # A resumed run carries the adapted rate on; a resumed run given another rate takes that one.
+    resumed = make_reach_trainer(config, tmp_path / "adapted", tensorboard=False)
+    assert resumed.resume() and resumed.learning_rate == pytest.approx(adapted.learning_rate)
+    resumed.close()
+    config.train.learning_rate = 1e-4
+    changed = make_reach_trainer(config, tmp_path / "adapted", tensorboard=False)
+    assert changed.resume() and changed.learning_rate == pytest.approx(1e-4)
+    changed.close()

@@ -46,7 +46,15 @@ class TrainConfig:
     """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
     runs at equal interaction, e.g. dynamic sampling on vs off."""
     learning_rate: float = 1e-5
-    """Adam learning rate for the LOOP updates."""
+    """Adam learning rate for the LOOP updates (the largest one `adapt_learning_rate` uses)."""
+    adapt_learning_rate: bool = True
+    """An update that target_kl stops before its second optimizer step (Adam's first step moves every
+    parameter by about the learning rate, whatever its gradient) is redone on the same batch at half
+    the learning rate, up to `max_lr_halvings` times; the policy and optimizer were restored, so the
+    batch is still on-policy. Updates that stay under target_kl / 4 double it again, never past
+    `learning_rate`. Needs target_kl; off under the data-parallel learner (its ranks step in lockstep)."""
+    max_lr_halvings: int = 4
+    """Halvings one update may take (4: down to 1/16 of the learning rate in effect)."""
     weight_decay: float = 0.0
     eval_every: int = 5
     """Evaluate every this many iterations (and before the first, and after the last). 0: never."""
@@ -68,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"max_env_steps must be >= 1 or None, got {self.max_env_steps}")
         if self.learning_rate < 0:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.max_lr_halvings < 0:
+            raise ValueError(f"max_lr_halvings must be >= 0, got {self.max_lr_halvings}")
         if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
             raise ValueError(
                 f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
@@ -160,7 +170,6 @@ class Learner:
             # The policy stays in eval mode while updating: dropout (or any train-mode behaviour)
             # would make log pi_theta differ from the sampling distribution at ratio = 1.
             order_seed = derive_seed(self.config.seed, iteration, 1 << 20)
-            self.updater.generator = torch.Generator().manual_seed(order_seed)
 
             def report_epoch(epoch, total):
                 self.on_status("updating", f"epoch {epoch}/{total}")
@@ -170,7 +179,7 @@ class Learner:
             loop_batch, _ = build_loop_batch(batch.groups)
             if self.data_parallel is not None:
                 self.data_parallel.from_rank0(("update", loop_batch, order_seed))
-            row.update(self.updater.update(loop_batch, on_epoch=report_epoch))
+            row.update(self._update(loop_batch, order_seed, report_epoch, iteration))
             describe = getattr(self.policy, "distribution_stats", None)
             if describe is not None:  # how wide the policy now explores, per action dimension
                 rows = torch.linspace(0, len(loop_batch) - 1, min(len(loop_batch), 512)).long()
@@ -188,6 +197,44 @@ class Learner:
                     self.updater.config.target_kl,
                 )
         return row
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate in effect (`adapt_learning_rate` moves it below the configured one)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _set_learning_rate(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def _update(self, loop_batch, order_seed: int, on_epoch, iteration: int) -> dict[str, float]:
+        """The LOOP update of one batch; with `adapt_learning_rate`, redone at half the learning rate
+        while target_kl stops it before its second step (see TrainConfig)."""
+        adapts = (
+            self.config.adapt_learning_rate and self.data_parallel is None and self.updater.config.target_kl is not None
+        )
+        halvings = 0
+        while True:
+            self.updater.generator = torch.Generator().manual_seed(order_seed)
+            stats = self.updater.update(loop_batch, on_epoch=on_epoch)
+            stalled = stats["stats/stopped_early"] and stats["stats/num_minibatches"] <= 1
+            if not (adapts and stalled and halvings < self.config.max_lr_halvings):
+                break
+            halvings += 1
+            self._set_learning_rate(self.learning_rate / 2)
+            log.info(
+                "iteration %d: target_kl stopped the update before its second step (approx KL %.3f); "
+                "redoing it at learning rate %.3g",
+                iteration,
+                stats["stats/approx_kl_at_stop"],
+                self.learning_rate,
+            )
+        used = self.learning_rate
+        target_kl = self.updater.config.target_kl
+        if adapts and target_kl is not None and not stats["stats/stopped_early"]:
+            if stats["stats/approx_kl_final"] < target_kl / 4 and used < self.config.learning_rate:
+                self._set_learning_rate(min(2 * used, self.config.learning_rate))
+        return {**stats, "train/learning_rate": used, "train/lr_halvings": float(halvings)}
 
     def lead_followers(self) -> None:
         """Rank 0, before its first update: the other ranks take this learner's weights and
@@ -218,6 +265,7 @@ class Learner:
             "history": self.history,
             "env_steps": self.env_steps,
             "config": asdict(self.config),
+            "learning_rate": self.learning_rate,
             **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
         }
 
@@ -241,8 +289,12 @@ class Learner:
                 continue
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:  # the config wins: a resumed run may change the lr
-                group["lr"] = self.config.learning_rate
+            # The config wins when a resumed run changes the lr; else the adapted lr carries on.
+            same_lr = state.get("config", {}).get("learning_rate") == self.config.learning_rate
+            for group in self.optimizer.param_groups:
+                group["lr"] = (
+                    state.get("learning_rate", self.config.learning_rate) if same_lr else self.config.learning_rate
+                )
                 group["weight_decay"] = self.config.weight_decay
             self.sampler.load_state_dict(state["sampler"])
             self.iteration = int(state["iteration"])
