@@ -210,9 +210,8 @@ class Learner:
     def _update(self, loop_batch, order_seed: int, on_epoch, iteration: int) -> dict[str, float]:
         """The LOOP update of one batch; with `adapt_learning_rate`, redone at half the learning rate
         while target_kl stops it before its second step (see TrainConfig)."""
-        adapts = (
-            self.config.adapt_learning_rate and self.data_parallel is None and self.updater.config.target_kl is not None
-        )
+        target_kl = self.updater.config.target_kl
+        adapts = self.config.adapt_learning_rate and self.data_parallel is None and target_kl is not None
         halvings = 0
         while True:
             self.updater.generator = torch.Generator().manual_seed(order_seed)
@@ -230,10 +229,13 @@ class Learner:
                 self.learning_rate,
             )
         used = self.learning_rate
-        target_kl = self.updater.config.target_kl
-        if adapts and target_kl is not None and not stats["stats/stopped_early"]:
-            if stats["stats/approx_kl_final"] < target_kl / 4 and used < self.config.learning_rate:
-                self._set_learning_rate(min(2 * used, self.config.learning_rate))
+        quiet = (
+            target_kl is not None
+            and not stats["stats/stopped_early"]
+            and stats["stats/approx_kl_final"] < target_kl / 4
+        )
+        if adapts and quiet and used < self.config.learning_rate:
+            self._set_learning_rate(min(2 * used, self.config.learning_rate))
         return {**stats, "train/learning_rate": used, "train/lr_halvings": float(halvings)}
 
     def lead_followers(self) -> None:

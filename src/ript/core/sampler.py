@@ -13,10 +13,9 @@ with the largest P(mixed | p) = 1 - p^K - (1 - p)^K is chosen — so contexts ne
 prior of a context is its task's pooled success (`prior_strength` pseudo-trials): a run visits
 each of its ~50 contexts only a few times, and without pooling an unvisited context of a solved
 task looks as promising as one of a task at 50 %. Unvisited contexts stay uncertain enough to be
-tried, and a fraction
-`uniform_fraction` of draws still comes from the uniform cycle, so every context is visited. A
-context already drawn in this batch is passed over while others remain (an update should see
-B/K different contexts, not one context's noise B/K times).
+tried, and a fraction `uniform_fraction` of draws still comes from the uniform cycle, so every
+context is visited. A context already drawn in this batch is passed over while others remain (an
+update should see B/K different contexts, not one context's noise B/K times).
 
 Two ways to drive it, one implementation:
   * synchronous: `collect(rollout_fn)` — rollout_fn runs K trials for each of a list of contexts
