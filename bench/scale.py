@@ -189,13 +189,11 @@ def component_costs(policy, featurize, contexts, env_config, groups, rounds: int
 def data_parallel_costs(policy, loop_batch, rounds: int) -> dict:
     """The same LOOP update shared by 2 gloo ranks on 127.0.0.1 (one torch thread each, so the two
     cores as ranks against the single process above), and one all-reduce of the gradient's size."""
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from ript.core.distributed import free_loopback_port
+
+    port = free_loopback_port()
     context = mp.get_context("spawn")
     results = context.Queue()
     payload = (getattr(policy, "policy_type", "vla"), _live_config(policy), policy.state_dict(), loop_batch, rounds)
@@ -213,23 +211,17 @@ def _data_parallel_rank(rank: int, world: int, port: int, payload, results) -> N
 
     import torch.distributed as dist
 
-    from ript.core.distributed import DataParallel
+    from ript.core.distributed import join_loopback_group
     from ript.core.learner import TrainConfig, make_updater
     from ript.core.loop import LoopConfig
     from ript.core.registry import POLICY_TYPES
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(minutes=30),
-    )
+    data_parallel = join_loopback_group(rank, world, port, datetime.timedelta(minutes=30))
     policy_type, config, state, loop_batch, rounds = payload
     policy = POLICY_TYPES.get(policy_type)(config)
     policy.load_state_dict(state)
-    updater = make_updater(policy, TrainConfig(loop=LoopConfig(target_kl=None)), DataParallel())
+    updater = make_updater(policy, TrainConfig(loop=LoopConfig(target_kl=None)), data_parallel)
 
     def timed(fn, repeats: int) -> float:
         fn()  # warm-up

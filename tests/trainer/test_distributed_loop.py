@@ -5,13 +5,13 @@ over the ranks (one leaves a rank without rows) and a target_kl stop."""
 from __future__ import annotations
 
 import datetime
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ript.core.distributed import free_loopback_port, join_loopback_group
 from ript.core.loop import LoopBatch, LoopConfig, LoopUpdater
 
 WORLD_SIZE = 2
@@ -81,25 +81,11 @@ def run_all_cases(data_parallel=None) -> dict:
 
 
 def rank_main(rank: int, port: int, out_dir: str) -> None:
-    from ript.core.distributed import DataParallel
-
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60),
-    )
+    data_parallel = join_loopback_group(rank, WORLD_SIZE, port, datetime.timedelta(seconds=60))
     try:
-        torch.save(run_all_cases(DataParallel()), f"{out_dir}/rank{rank}.pt")
+        torch.save(run_all_cases(data_parallel), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +132,11 @@ def reach_config():
 
 def reach_rank_main(rank: int, port: int, out_dir: str) -> None:
     """Rank 0 runs the reach task's RiptTrainer; rank 1 follows its updates."""
-    from ript.core.distributed import DataParallel
     from ript.core.learner import UpdateFollower
     from ript.sim.toy_task import make_reach_policy, make_reach_trainer
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60),
-    )
+    data_parallel = join_loopback_group(rank, WORLD_SIZE, port, datetime.timedelta(seconds=60))
     try:
-        data_parallel = DataParallel()
         if rank == 0:
             trainer = make_reach_trainer(
                 reach_config(), f"{out_dir}/run", tensorboard=False, data_parallel=data_parallel

@@ -12,6 +12,8 @@ Initialise torch.distributed first (`torchrun` + `init_process_group`, gloo on C
 
 from __future__ import annotations
 
+import datetime
+import socket
 from collections.abc import Sequence
 
 import torch
@@ -80,3 +82,19 @@ class DataParallel:
             pending.append(dist.all_reduce(p.grad, op=dist.ReduceOp.SUM, group=self.group, async_op=True))
         for work in pending:
             work.wait()
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for ranks that meet on this machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def join_loopback_group(rank: int, world_size: int, port: int, timeout: datetime.timedelta) -> DataParallel:
+    """Join a gloo process group of `world_size` ranks on this machine, rank 0 listening on
+    127.0.0.1:`port` (tests and benchmarks that spawn their own ranks; torchrun sets up the rest)."""
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size, timeout=timeout
+    )
+    return DataParallel()

@@ -264,6 +264,11 @@ class PolicyNode(Node):
             return None
         return image_to_rgb(image)
 
+    def _cameras_publish(self) -> bool:
+        """Whether any camera publishes, seen by a frame or by a publisher on its topic (at start-up
+        the first trial can begin before the first frame; its queries then wait for their frames)."""
+        return self.cameras_seen or any(self.count_publishers(f"camera/{camera}/image_raw") > 0 for camera in CAMERAS)
+
     def _replay_frames(self, stamp: float) -> dict[str, np.ndarray] | None:
         """Every camera's frame of this instant, small, under the keys an image policy reads (the
         policy here ignores them; the panel replays them); None until each is in sync, as for a
@@ -294,7 +299,7 @@ class PolicyNode(Node):
             return
         inputs = libero_policy_inputs(obs, self.config, self.instruction_embedding)
         if self.replay_in_trial is None:  # decided once per trial: every query records the same keys
-            self.replay_in_trial = not self.cameras and self.replay_frame_size > 0 and self.cameras_seen
+            self.replay_in_trial = not self.cameras and self.replay_frame_size > 0 and self._cameras_publish()
         if self.replay_in_trial:
             frames = self._replay_frames(stamp)
             if frames is None:
