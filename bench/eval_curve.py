@@ -19,9 +19,10 @@ from pathlib import Path
 
 
 def env_steps_at(run_dir: Path, iteration: int) -> int:
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row.get("iteration") == iteration:
+    from ript.core.report import read_run  # skips a line a killed run left half-written
+
+    for row in read_run(run_dir, max_filmstrips=0).rows:
+        if row["iteration"] == iteration:
             return int(row["env_steps"])
     raise SystemExit(f"{run_dir}/metrics.jsonl has no iteration {iteration}")
 

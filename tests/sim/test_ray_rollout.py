@@ -223,14 +223,12 @@ def test_the_inference_server_refuses_stale_weights(cluster, setup):
 
 
 def test_an_unreachable_cluster_is_named_at_once():
-    import socket
     import time
 
+    from ript.core.distributed import free_loopback_port
     from ript.sim.ray_rollout import check_reachable
 
-    with socket.socket() as probe:  # a port with nothing listening on it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_loopback_port()  # nothing listens on it
     started = time.monotonic()
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
         check_reachable(f"127.0.0.1:{port}")
