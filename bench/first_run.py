@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -26,8 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ript.panel.address import parse_announcement
+
 ROOT = Path(__file__).resolve().parent.parent
-PANEL_LINE = re.compile(r"operator panel: (http://\S+)/#token=(\S+)")
 
 
 def get(url: str, token: str) -> tuple[int, bytes]:
@@ -85,9 +85,9 @@ def main() -> int:
         for line in process.stdout:
             log.write(f"{time.monotonic() - started:8.1f} {line}")
             log.flush()
-            found = PANEL_LINE.search(line)
+            found = parse_announcement(line)
             if found and not panel:
-                panel.update(url=found.group(1), token=found.group(2))
+                panel.update(url=found[0], token=found[1])
 
     threading.Thread(target=read, daemon=True).start()
     marks: dict[str, float] = {}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,8 +21,9 @@ import threading
 import time
 from pathlib import Path
 
+from ript.panel.address import parse_announcement
+
 ROOT = Path(__file__).resolve().parent.parent
-PANEL_LINE = re.compile(r"operator panel: (http://\S+)/#token=(\S+)")
 
 
 class Stack:
@@ -48,9 +48,9 @@ class Stack:
         for line in self.process.stdout:
             self.log.write(line)
             self.log.flush()
-            found = PANEL_LINE.search(line)
+            found = parse_announcement(line)
             if found and not self.url:
-                self.url, self.token = found.group(1), found.group(2)
+                self.url, self.token = found
                 print(f"panel up after {time.monotonic() - self.started:.0f} s: {self.url}", flush=True)
 
     def stop(self) -> None:

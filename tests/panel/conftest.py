@@ -1,10 +1,9 @@
-"""Fixtures for the operator panel tests: the panel node as a subprocess on a free localhost port,
+"""Fixtures for the operator panel tests: the panel node as a subprocess on a localhost port of its choosing,
 talking real DDS to an rclpy node in the test (`ros_env` and `ros` from tests/conftest.py: a unique
 ROS_DOMAIN_ID, localhost discovery, logs in a temporary folder)."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,28 +11,28 @@ import httpx
 import pytest
 from node_process import NodeProcess
 
+from ript.panel.address import parse_announcement
+
 TOKEN = "test-token-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PanelProcess(NodeProcess):
+    """The panel node on port 0: it picks a free port and announces it (ript.panel.address)."""
+
     def __init__(self, run_dir: Path, **params):
-        self.port = free_port()
-        params = {"port": self.port, "token": TOKEN, "run_dir": str(run_dir), "undo_window_s": 0.5, **params}
+        params = {"port": 0, "token": TOKEN, "run_dir": str(run_dir), "undo_window_s": 0.5, **params}
         super().__init__("ript.ros.panel_node", run_dir / "panel.log", **params)
-        self.url = f"http://127.0.0.1:{self.port}"
         self.token = TOKEN
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
+        self.url = ""
         deadline = time.monotonic() + 60
         while True:
             assert self.proc.poll() is None, f"panel exited:\n{self.output()}"
+            if not self.url:
+                found = next(filter(None, map(parse_announcement, self.output().splitlines())), None)
+                self.url = found[0] if found else ""
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if self.url and httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

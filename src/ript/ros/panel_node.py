@@ -32,6 +32,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ript.core.trial_identity import TrialIdentity
+from ript.panel.address import announcement
 from ript.panel.app import RobotCommand, RobotUnavailable, TrainerUnavailable, create_app
 from ript.panel.state import Mark, PanelConfig, PanelState, flush_due
 from ript.ros.ros_images import image_to_rgb
@@ -185,7 +186,7 @@ def main(args=None) -> None:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         print(
-            f"operator panel: http://{shown}:{port}/#token={node.config.token}\n"
+            f"{announcement(f'http://{shown}:{port}', node.config.token)}\n"
             f"operator panel: access token {node.config.token}",
             flush=True,
         )
