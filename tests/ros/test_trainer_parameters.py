@@ -11,6 +11,8 @@ import torch
 import yaml
 from node_process import NodeProcess
 
+from ript.core.learner import TrainConfig
+
 
 def test_trainer_node_runs_with_the_config_file_and_dotted_parameters(tmp_path, ros_env):
     from ript.policies.checkpoint import save_checkpoint
@@ -60,5 +62,5 @@ def test_trainer_node_runs_with_the_config_file_and_dotted_parameters(tmp_path, 
     assert train["sampler"]["batch_size"] == 8  # a short name
     assert train["sampler"]["skip_solved"] is False and train["loop"]["clip_high"] == 0.3  # train.<field>
     assert train["max_env_steps"] == 12000
-    assert train["learning_rate"] == 1e-5  # the recipe, where nothing else says
+    assert train["learning_rate"] == TrainConfig().learning_rate  # the recipe, where nothing else says
     assert "K=4, B=8" in node.output()

@@ -107,14 +107,14 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     # over, and the new lr must reach the optimizer (whose saved state carries the old one).
     locked = ript_train("--resume", str(run_dir), "--set", "task_ids=[1]")
     assert locked.returncode != 0 and "task_ids" in locked.stderr and "start a new run" in locked.stderr
-    second = ript_train("--resume", str(run_dir), "--set", "train.iterations=2", "--set", "train.learning_rate=2e-5")
+    second = ript_train("--resume", str(run_dir), "--set", "train.iterations=2", "--set", "train.learning_rate=4e-5")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from iter_000001.ckpt" in second.stderr
-    assert "train.iterations: 1 -> 2" in second.stdout and "train.learning_rate: 1e-05 -> 2e-05" in second.stdout
+    assert "train.iterations: 1 -> 2" in second.stdout and "train.learning_rate: 2e-05 -> 4e-05" in second.stdout
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["train"]["iterations"] == 2 and saved["libero"]["train"]["learning_rate"] == 2e-5
+    assert saved["train"]["iterations"] == 2 and saved["libero"]["train"]["learning_rate"] == 4e-5
     state = load_verified(run_dir / "checkpoints" / "iter_000002.ckpt")
-    assert [group["lr"] for group in state["optimizer"]["param_groups"]] == [2e-5]
+    assert [group["lr"] for group in state["optimizer"]["param_groups"]] == [4e-5]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert rows[2]["env_steps"] == 2 * 2 * 24

@@ -16,7 +16,7 @@ subcommands a user runs by hand:
 
 `ript up sim` then runs RIPT with the settings that lifted this start (SAMPLING_KNOBS, written into
 the starter: whole 4-step chunks, the gripper at temperature 0.5, rotation at the mean;
-LAUNCH_ARGUMENTS: the scale frozen, contexts near 50 % first, B = 16, rendered cameras).
+LAUNCH_ARGUMENTS: the scale frozen, contexts near 50 % first, B = 16 at lr 1e-5, rendered cameras).
 On task 2 the same recipe's policy started at 4/20 deterministic and 12/20 sampled on benchmark
 states, so groups are mixed from the first iteration, and RIPT took it to 18/20 and 17/20 (two
 seeds, docs/results.md).
@@ -69,12 +69,14 @@ LAUNCH_ARGUMENTS = {
     "frozen_parameters": "head.scale_head",
     "context_selection": "mixed",
     "batch_size": "16",
+    "learning_rate": "1e-5",
     "render": "true",
 }
 """What `ript up sim` runs RIPT on the starter with, unless the user sets the launch argument: the
-issue-18 recipe's trainer settings (the calibrated scale frozen, contexts near 50 % first; the default lr
-1e-5: at that recipe's 3e-5 the first step on this starter left the trust region, KL 0.20 > 0.1), with B = 16 (two mixed groups) so that the first update comes within minutes
-instead of after 48 informative trials, and rendered cameras so the panel shows the scene (the
+issue-18 recipe's trainer settings (the calibrated scale frozen, contexts near 50 % first), with
+B = 16 (two mixed groups) so that the first update comes within minutes instead of after 48
+informative trials, at lr 1e-5, half the recipe's (3e-5 moved this starter's first step out of the
+trust region, KL 0.20 > 0.1, and two mixed groups give a noisier gradient than six), and rendered cameras so the panel shows the scene (the
 policy itself reads states). How it is trained, not how it is built: not part of `recipe()`."""
 
 

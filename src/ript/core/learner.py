@@ -37,15 +37,17 @@ CHECKPOINT_GLOB = "iter_*.ckpt"
 @dataclass
 class TrainConfig:
     """The training tree: `ript train`, `ript up` and the ROS trainer node read it (their defaults
-    are these). lr 1e-5 with LoopConfig's KL stop: one Adam step at 1e-4 moved a calibrated LIBERO
-    policy by ~11 nats per query (bench/loop_trust_region.py)."""
+    are these). lr 2e-5 with LoopConfig's KL stop and the adaptive rate: one Adam step at 1e-4 moved a
+    calibrated LIBERO policy by ~11 nats per query (bench/loop_trust_region.py); at 1e-5 the weak-start
+    runs' updates stayed far inside the trust region (KL 0.01-0.06 against 0.1) and lifted slowly, at
+    2e-5 they kept 0.01-0.09 (docs/results.md, issue 18)."""
 
     iterations: int = 20
     """M: optimisation steps."""
     max_env_steps: int | None = None
     """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
     runs at equal interaction, e.g. dynamic sampling on vs off."""
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-5
     """Adam learning rate for the LOOP updates (the largest one `adapt_learning_rate` uses)."""
     adapt_learning_rate: bool = True
     """An update that target_kl stops before its second optimizer step (Adam's first step moves every

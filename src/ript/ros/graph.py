@@ -89,7 +89,7 @@ _SHARED_ARGUMENTS: dict[str, tuple[str, str]] = {
     "group_size": ("auto", "K: trials per context (auto: the recipe's, 8)"),
     "batch_size": ("auto", "B: informative trials per iteration (auto: the recipe's, 48)"),
     "iterations": ("10", "RIPT iterations"),
-    "learning_rate": ("auto", "LOOP learning rate (auto: the recipe's, 1e-5; 1e-4 left the trust region)"),
+    "learning_rate": ("auto", "LOOP learning rate (auto: the recipe's, 2e-5; 1e-4 left the trust region)"),
     "ppo_epochs": ("auto", "N: PPO epochs per iteration (auto: the recipe's, 4)"),
     "minibatch_size": ("auto", "LOOP minibatch, in policy queries (auto: the recipe's, 2048)"),
     "dynamic": ("true", "reject groups whose K rewards are all equal"),
