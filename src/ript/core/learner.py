@@ -40,7 +40,7 @@ class TrainConfig:
     are these). lr 2e-5 with LoopConfig's KL stop and the adaptive rate: one Adam step at 1e-4 moved a
     calibrated LIBERO policy by ~11 nats per query (bench/loop_trust_region.py); at 1e-5 the weak-start
     runs' updates stayed far inside the trust region (KL 0.01-0.06 against 0.1) and lifted slowly, at
-    2e-5 they kept 0.01-0.09 (docs/results.md, issue 18)."""
+    2e-5 they kept 0.008-0.093 (docs/results.md, issue 18)."""
 
     iterations: int = 20
     """M: optimisation steps."""

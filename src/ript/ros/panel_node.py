@@ -185,9 +185,9 @@ def main(args=None) -> None:
         sock.bind((node.config.host, node.config.port))
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
+        url = f"http://{shown}:{port}"
         print(
-            f"{announcement(f'http://{shown}:{port}', node.config.token)}\n"
-            f"operator panel: access token {node.config.token}",
+            f"{announcement(url, node.config.token)}\noperator panel: access token {node.config.token}",
             flush=True,
         )
         server.run(sockets=[sock])
