@@ -120,6 +120,7 @@ OTHER_VALUES = {
     "sampler.retry_after_skips": 5,
     "sampler.context_selection": "uniform",
     "sampler.uniform_fraction": 0.5,
+    "sampler.min_task_share": 0.2,
     "sampler.history_trials": 32,
     "sampler.prior_strength": 2.0,
     "sampler.early_stop_fraction": 0.8,

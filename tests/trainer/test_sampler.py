@@ -167,6 +167,7 @@ def test_history_state_round_trip():
         (dict(group_size=4, batch_size=6), "multiple"),
         (dict(early_stop_fraction=0.0), "early_stop_fraction"),
         (dict(max_group_attempts=0), "max_group_attempts"),
+        (dict(min_task_share=-0.1), "min_task_share"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -273,3 +274,62 @@ def test_task_pooled_prior_finds_mixed_groups_within_a_short_run():
 
     uniform, flat, pooled = mean("uniform", 0.0), mean("mixed", 0.0), mean("mixed", 8.0)
     assert pooled >= 1.5 * uniform and pooled >= 1.15 * flat, (uniform, flat, pooled)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    task_id: int
+    index: int
+
+
+def test_min_task_share_gives_every_task_its_share_of_each_batch():
+    # Task 2 fails everywhere: Thompson selection alone would rarely draw it after a few groups.
+    rates = {TaskContext(task, i): (0.5, 1.0, 0.0)[task] for task in range(3) for i in range(8)}
+    sampler = DynamicSampler(
+        list(rates), SamplerConfig(min_task_share=0.25, uniform_fraction=0.0, skip_solved=False, seed=3)
+    )
+    for _ in range(5):
+        opened = []
+        stats = sampler.collect(_bernoulli_rollout(rates, 8, __import__("random").Random(0), opened)).stats
+        order = [c.task_id for c in opened]
+        for n in range(1, len(order)):  # a task below floor(n / 4) of the first n groups gets group n + 1
+            behind = [task for task in range(3) if order[:n].count(task) < (n + 1) // 4]
+            assert not behind or order[n] in behind, (n, order)
+        assert all(order.count(task) >= len(order) // 4 - 2 for task in range(3)), order
+        assert stats["sampler/trials/task_2"] == 8 * sum(c.task_id == 2 for c in opened)
+    with pytest.raises(ValueError, match="at most 1/3"):
+        DynamicSampler(list(rates), SamplerConfig(min_task_share=0.4))
+
+
+def test_min_task_share_keeps_training_a_task_whose_success_fell():
+    # The weak-start failure: one task falls to a few %, its groups are rarely mixed, and 'mixed'
+    # selection stops drawing it. A floor of 0.2 per task gives it ~1.8x the accepted groups at
+    # equal env steps, for a small loss of mixed groups overall (still above uniform drawing).
+    import random
+
+    rates = {TaskContext(task, i): (0.6, 0.5, 0.03)[task] for task in range(3) for i in range(32)}
+
+    def run(selection, share, seed):
+        rng = random.Random(seed)
+        sampler = DynamicSampler(
+            list(rates), SamplerConfig(context_selection=selection, min_task_share=share, seed=seed)
+        )
+        mixed = trials = accepted_weak = 0.0
+        while trials < 2000:
+            batch = sampler.collect(_bernoulli_rollout(rates, 8, rng, []))
+            mixed += batch.stats["sampler/mixed_groups"]
+            trials += batch.stats["sampler/trials"]
+            accepted_weak += sum(group.context.task_id == 2 for group in batch.groups)
+        return 100 * mixed / trials, accepted_weak
+
+    def mean(selection, share):
+        runs = [run(selection, share, seed) for seed in range(10)]
+        return sum(r[0] for r in runs) / 10, sum(r[1] for r in runs) / 10
+
+    (uniform, _), (thompson, weak_thompson), (floored, weak_floored) = (
+        mean("uniform", 0.0),
+        mean("mixed", 0.0),
+        mean("mixed", 0.2),
+    )
+    assert weak_floored >= 1.5 * weak_thompson, (weak_thompson, weak_floored)
+    assert uniform < floored <= thompson, (uniform, floored, thompson)

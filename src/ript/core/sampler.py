@@ -14,7 +14,9 @@ prior of a context is its task's pooled success (`prior_strength` pseudo-trials)
 each of its ~50 contexts only a few times, and without pooling an unvisited context of a solved
 task looks as promising as one of a task at 50 %. Unvisited contexts stay uncertain enough to be
 tried, and a fraction `uniform_fraction` of draws still comes from the uniform cycle, so every
-context is visited. A context already drawn in this batch is passed over while others remain (an
+context is visited. `min_task_share` keeps a task whose success fell near 0 (or rose near 1) in
+the batch: its contexts give few mixed groups, so Thompson selection alone would stop drawing them
+and the task would stop being trained just when it needs it. A context already drawn in this batch is passed over while others remain (an
 update should see B/K different contexts, not one context's noise B/K times).
 
 Two ways to drive it, one implementation:
@@ -62,6 +64,11 @@ class SamplerConfig:
     group); 'uniform': a reshuffled cycle over all contexts."""
     uniform_fraction: float = 0.25
     """'mixed' only: share of draws taken from the uniform cycle anyway, so every context is visited."""
+    min_task_share: float = 0.0
+    """'mixed' only: each task named by the contexts gets at least this share of the groups opened in
+    a batch: a task with fewer than floor(min_task_share * n) of the n groups opened so far (counting
+    the next) gets the next group, its context chosen by the same Thompson draw. 0: off; at most
+    1 / number of tasks (that: round-robin over tasks)."""
     history_trials: int | None = None
     """Recent trials per context that estimate its success (None: 2 K)."""
     prior_strength: float = 8.0
@@ -87,6 +94,8 @@ class SamplerConfig:
             raise ValueError(f"context_selection must be one of {CONTEXT_SELECTIONS}, got {self.context_selection!r}")
         if not 0.0 <= self.uniform_fraction <= 1.0:
             raise ValueError(f"uniform_fraction must be in [0, 1], got {self.uniform_fraction}")
+        if not 0.0 <= self.min_task_share <= 1.0:
+            raise ValueError(f"min_task_share must be in [0, 1], got {self.min_task_share}")
         if self.history_trials is not None and self.history_trials < self.group_size:
             raise ValueError(f"history_trials must be >= group_size (K={self.group_size}), got {self.history_trials}")
         if self.retry_after_skips < 0:
@@ -152,6 +161,12 @@ class DynamicSampler:
         self._rng = random.Random(self.config.seed)
         self._order: list[int] = []
         self._next_group_id = 0
+        self.tasks = list(dict.fromkeys(_task_of(c) for c in self.contexts if _task_of(c) is not None))
+        if self.config.min_task_share * len(self.tasks) > 1.0 + 1e-9:
+            raise ValueError(
+                f"min_task_share={self.config.min_task_share} cannot hold for {len(self.tasks)} tasks "
+                f"(at most 1/{len(self.tasks)} = {1 / len(self.tasks):.3f})"
+            )
         self._start_batch()
 
     # ---- incremental API -------------------------------------------------------------------
@@ -195,6 +210,8 @@ class DynamicSampler:
             return None
         index = self._next_context_index()
         self._drawn.add(index)
+        task = _task_of(self.contexts[index])
+        self._groups_per_task[task] = self._groups_per_task.get(task, 0) + 1
         group = Group(self._next_group_id, index, self.contexts[index])
         self._next_group_id += 1
         self._attempts += 1
@@ -283,6 +300,7 @@ class DynamicSampler:
                 f"rollout/success_rate/task_{task}": successes / trials
                 for task, (trials, successes) in sorted(self._per_task.items())
             },
+            **{f"sampler/trials/task_{task}": float(trials) for task, (trials, _) in sorted(self._per_task.items())},
         }
         batch = SampledBatch(groups=self._accepted, reason=reason, stats=stats)
         self._start_batch()
@@ -349,6 +367,7 @@ class DynamicSampler:
         self._open: dict[int, Group] = {}
         self._attempts = 0
         self._drawn: set[int] = set()  # contexts drawn in this batch
+        self._groups_per_task: dict[Any, int] = {}  # task id -> groups opened in this batch
         self._stop_reason = None
         self._stats = dict.fromkeys(
             (
@@ -365,23 +384,41 @@ class DynamicSampler:
         self._per_task: dict[Any, tuple[int, float]] = {}  # task id -> (trials, summed reward)
 
     def _next_context_index(self) -> int:
-        if self.config.context_selection == "mixed" and self._rng.random() >= self.config.uniform_fraction:
-            index = self._most_likely_mixed()
-            if index is not None:
-                return index
+        if self.config.context_selection == "mixed":
+            owed = self._task_owed_a_group()
+            if owed is not None:
+                index = self._most_likely_mixed(task=owed)
+                if index is not None:
+                    return index
+            if self._rng.random() >= self.config.uniform_fraction:
+                index = self._most_likely_mixed()
+                if index is not None:
+                    return index
         return self._next_in_cycle()
 
-    def _most_likely_mixed(self) -> int | None:
+    def _task_owed_a_group(self) -> Any:
+        """The task furthest below its `min_task_share` of this batch's groups (after this one), if any."""
+        due = math.floor(self.config.min_task_share * (self._attempts + 1) + 1e-9)
+        if due < 1:
+            return None
+        owed = [(self._groups_per_task.get(task, 0), task) for task in self.tasks]
+        count, task = min(owed, key=lambda pair: pair[0])
+        return task if count < due else None
+
+    def _most_likely_mixed(self, task: Any = None) -> int | None:
         """Thompson draw of each context's success rate; the context whose draw makes a mixed group
-        most likely (solved contexts count as skipped, as in the cycle). None: every one is solved."""
+        most likely (solved contexts count as skipped, as in the cycle), among `task`'s contexts when
+        one is named. None: every candidate is solved."""
         k = self.config.group_size
         pooled: dict[Any, tuple[float, int]] = {}  # task -> (successes, trials) over its contexts
         for context, outcomes in zip(self.contexts, self.history):
             successes, trials = pooled.get(_task_of(context), (0.0, 0))
             pooled[_task_of(context)] = (successes + sum(outcomes), trials + len(outcomes))
+        candidates = [i for i, c in enumerate(self.contexts) if task is None or _task_of(c) == task]
+        fresh = any(index not in self._drawn for index in candidates)
         best, best_value = None, -1.0
-        fresh = len(self._drawn) < len(self.contexts)
-        for index, outcomes in enumerate(self.history):
+        for index in candidates:
+            outcomes = self.history[index]
             if self.config.skip_solved and self.is_solved(index) and self.skips[index] < self.config.retry_after_skips:
                 continue
             if fresh and index in self._drawn:
