@@ -16,8 +16,9 @@ task looks as promising as one of a task at 50 %. Unvisited contexts stay uncert
 tried, and a fraction `uniform_fraction` of draws still comes from the uniform cycle, so every
 context is visited. `min_task_share` keeps a task whose success fell near 0 (or rose near 1) in
 the batch: its contexts give few mixed groups, so Thompson selection alone would stop drawing them
-and the task would stop being trained just when it needs it. A context already drawn in this batch is passed over while others remain (an
-update should see B/K different contexts, not one context's noise B/K times).
+and the task would stop being trained just when it needs it. A context already drawn in this batch
+is passed over while others remain (an update should see B/K different contexts, not one
+context's noise B/K times).
 
 Two ways to drive it, one implementation:
   * synchronous: `collect(rollout_fn)` — rollout_fn runs K trials for each of a list of contexts
