@@ -1,10 +1,19 @@
 """DynamicSampler: rejection, refill, history skip and retry, early stop, clean termination."""
 
+import random
 from dataclasses import dataclass
 
 import pytest
 
 from ript.core.sampler import DynamicSampler, SamplerConfig, Trial
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """A context that names its task, as LIBERO's do."""
+
+    task_id: int
+    index: int
 
 
 def scripted_rollout(outcomes, calls=None):
@@ -182,14 +191,9 @@ def test_rollout_fn_contract_errors():
 
 
 def test_success_rate_per_task_when_contexts_name_their_task():
-    @dataclass(frozen=True)
-    class Context:
-        task_id: int
-        init_state: int
-
-    contexts = [Context(0, 0), Context(0, 1), Context(3, 0)]
+    contexts = [TaskContext(0, 0), TaskContext(0, 1), TaskContext(3, 0)]
     # Task 0 succeeds 3 times in 4 (both groups mixed), task 3 fails every trial (rejected).
-    outcomes = {Context(0, 0): [1, 0], Context(0, 1): [1, 1], Context(3, 0): [0, 0]}
+    outcomes = {TaskContext(0, 0): [1, 0], TaskContext(0, 1): [1, 1], TaskContext(3, 0): [0, 0]}
     sampler = DynamicSampler(
         contexts,
         SamplerConfig(group_size=2, batch_size=6, skip_solved=False, max_group_attempts=3, context_selection="uniform"),
@@ -214,8 +218,6 @@ def _bernoulli_rollout(rates, k, rng, trials_run):
 @pytest.mark.parametrize("dynamic", [True, False])
 def test_mixed_selection_finds_more_mixed_groups_and_visits_every_context(dynamic):
     # 40 contexts: most never or always succeed, a few sit near 1/2 (a weak policy's spread).
-    import random
-
     rates = {f"c{i}": (0.0 if i < 24 else 1.0 if i < 34 else 0.5) for i in range(40)}
     results = {}
     for selection in ("uniform", "mixed"):
@@ -246,15 +248,7 @@ def test_task_pooled_prior_finds_mixed_groups_within_a_short_run():
     # A run's regime: 3 tasks x 16 contexts, ~500 trials, so each context is visited about once.
     # Contexts of one task share its success rate; the pooled prior lets the sampler prefer the
     # unvisited contexts of the task near 1/2 over those of the solved and the hopeless task.
-    import random
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Context:
-        task_id: int
-        index: int
-
-    rates = {Context(task, i): (0.95, 0.5, 0.02)[task] for task in range(3) for i in range(16)}
+    rates = {TaskContext(task, i): (0.95, 0.5, 0.02)[task] for task in range(3) for i in range(16)}
 
     def mixed_per_100(selection, prior_strength, seed):
         rng = random.Random(seed)
@@ -276,12 +270,6 @@ def test_task_pooled_prior_finds_mixed_groups_within_a_short_run():
     assert pooled >= 1.5 * uniform and pooled >= 1.15 * flat, (uniform, flat, pooled)
 
 
-@dataclass(frozen=True)
-class TaskContext:
-    task_id: int
-    index: int
-
-
 def test_min_task_share_gives_every_task_its_share_of_each_batch():
     # Task 2 fails everywhere: Thompson selection alone would rarely draw it after a few groups.
     rates = {TaskContext(task, i): (0.5, 1.0, 0.0)[task] for task in range(3) for i in range(8)}
@@ -290,7 +278,7 @@ def test_min_task_share_gives_every_task_its_share_of_each_batch():
     )
     for _ in range(5):
         opened = []
-        stats = sampler.collect(_bernoulli_rollout(rates, 8, __import__("random").Random(0), opened)).stats
+        stats = sampler.collect(_bernoulli_rollout(rates, 8, random.Random(0), opened)).stats
         order = [c.task_id for c in opened]
         for n in range(1, len(order)):  # a task below floor(n / 4) of the first n groups gets group n + 1
             behind = [task for task in range(3) if order[:n].count(task) < (n + 1) // 4]
@@ -305,8 +293,6 @@ def test_min_task_share_keeps_training_a_task_whose_success_fell():
     # The weak-start failure: one task falls to a few %, its groups are rarely mixed, and 'mixed'
     # selection stops drawing it. A floor of 0.2 per task gives it ~1.8x the accepted groups at
     # equal env steps, for a small loss of mixed groups overall (still above uniform drawing).
-    import random
-
     rates = {TaskContext(task, i): (0.6, 0.5, 0.03)[task] for task in range(3) for i in range(32)}
 
     def run(selection, share, seed):

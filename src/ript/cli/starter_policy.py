@@ -77,7 +77,8 @@ issue-18 recipe's trainer settings (the calibrated scale frozen, contexts near 5
 B = 16 (two mixed groups) so that the first update comes within minutes instead of after 48
 informative trials, at lr 1e-5, half the recipe's (3e-5 moved this starter's first step out of the
 trust region, KL 0.20 > 0.1, and two mixed groups give a noisier gradient than six), and rendered
-cameras so the panel shows the scene (the policy itself reads states). How it is trained, not how it is built: not part of `recipe()`."""
+cameras so the panel shows the scene (the policy itself reads states). How it is trained, not how
+it is built: not part of `recipe()`."""
 
 
 SHIPPED_DIR = Path(__file__).with_name("starter_policies")
