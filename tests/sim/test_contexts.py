@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from ript.sim.contexts import (
     Context,
+    cached_training_contexts,
     check_disjoint,
     distance_to_set,
     evaluation_contexts,
@@ -64,6 +67,32 @@ def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_
         up_cli.ensure_contexts({"contexts_file": str(path)}, "0", 1, redraw_stale=redraw)
         assert drawn == expected and is_stale(path) != redraw
         drawn.clear()
+
+
+def test_a_run_draws_its_contexts_once_and_redraws_a_file_it_cannot_trust(tmp_path, monkeypatch, caplog):
+    from ript.sim import contexts as contexts_module
+
+    caplog.set_level(logging.INFO, logger="ript.contexts")
+    draws = []
+    real_draw = contexts_module.training_contexts
+    monkeypatch.setattr(contexts_module, "training_contexts", lambda *a, **k: draws.append(a) or real_draw(*a, **k))
+    path = tmp_path / "run" / "contexts.npz"
+    first = cached_training_contexts(path, "libero_spatial", [0], per_task=2, seed=0)
+    again = cached_training_contexts(path, "libero_spatial", [0], per_task=2, seed=0)
+    assert len(draws) == 1 and f"read 2 training contexts from {path}" in caplog.text
+    assert [c.seed for c in again] == [c.seed for c in first]
+    np.testing.assert_array_equal(again[1].init_state, first[1].init_state)
+
+    # other drawing arguments (a run folder reused with another seed): drawn again, never mixed up
+    other = cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)
+    assert len(draws) == 2 and "this run needs" in caplog.text
+    assert np.abs(other[0].init_state[1:] - first[0].init_state[1:]).max() > 1e-3
+    # a file cut short (a crash mid-copy, a full disk): set aside for inspection, drawn again, same states
+    path.write_bytes(path.read_bytes()[:200])
+    redrawn = cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)
+    assert len(draws) == 3 and path.with_suffix(".corrupt").exists() and "setting aside unreadable" in caplog.text
+    np.testing.assert_array_equal(redrawn[0].init_state, other[0].init_state)
+    assert len(cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)) == 1 and len(draws) == 3
 
 
 def test_an_evaluation_state_is_caught(eval_states):

@@ -110,6 +110,8 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     second = ript_train("--resume", str(run_dir), "--set", "train.iterations=2", "--set", "train.learning_rate=4e-5")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from iter_000001.ckpt" in second.stderr
+    # the contexts it trained on, read back rather than drawn again (a hard reset each)
+    assert f"read 2 training contexts from {run_dir / 'contexts.npz'}" in second.stderr
     assert "train.iterations: 1 -> 2" in second.stdout and "train.learning_rate: 2e-05 -> 4e-05" in second.stdout
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["iterations"] == 2 and saved["libero"]["train"]["learning_rate"] == 4e-5

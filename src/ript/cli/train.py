@@ -163,20 +163,23 @@ def load_run_policy(config: LiberoTrainConfig):
     return policy, payload
 
 
-def build(config: LiberoTrainConfig, progress: bool = True):
-    """Policy, vector env and rollout source for a config (also used by tests and benchmarks)."""
+def build(config: LiberoTrainConfig, progress: bool = True, contexts_file: Path | None = None):
+    """Policy, vector env and rollout source for a config (also used by tests and benchmarks).
+    `contexts_file`: where the drawn training contexts are kept, so that a resumed run reads them."""
     from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
-    from ript.sim.contexts import check_disjoint, evaluation_contexts, training_contexts
+    from ript.sim.contexts import cached_training_contexts, check_disjoint, evaluation_contexts, training_contexts
     from ript.sim.env import LiberoEnvConfig
     from ript.sim.rollout_source import LiberoRolloutSource
     from ript.sim.vector_env import VectorEnv
 
     policy, payload = load_run_policy(config)
     language = instruction_encoder(policy, payload.get("instruction_embeddings"))
-    train_contexts = training_contexts(
-        config.suite, config.task_ids, config.contexts_per_task, seed=config.context_seed, progress=progress
-    )
+    draw = {"suite": config.suite, "task_ids": config.task_ids, "per_task": config.contexts_per_task}
+    if contexts_file is None:
+        train_contexts = training_contexts(**draw, seed=config.context_seed, progress=progress)
+    else:
+        train_contexts = cached_training_contexts(contexts_file, **draw, seed=config.context_seed, progress=progress)
     check_disjoint(train_contexts)
     eval_contexts = (
         evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task)
@@ -257,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     config, run_dir = resolve_config(args)
     if data_parallel is not None:
         data_parallel.from_rank0(config)
-    policy, payload, source = build(config, progress=not args.no_progress)
+    policy, payload, source = build(config, progress=not args.no_progress, contexts_file=run_dir / "contexts.npz")
     stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
     metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
     header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)

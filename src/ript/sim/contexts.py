@@ -8,13 +8,17 @@ a draw that comes too close is replaced by the next seed.
 
 from __future__ import annotations
 
+import json
 import logging
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ript.core.safe_io import atomic_write
 from ript.sim.env import LiberoEnv, LiberoEnvConfig, benchmark_init_states, num_tasks, task_instruction
 
 log = logging.getLogger("ript.contexts")
@@ -111,22 +115,57 @@ def check_disjoint(train: Sequence[Context], min_distance: float = MIN_DISTANCE)
                 raise ValueError(f"training context {suite}/{task_id}#{context.index} equals an evaluation state")
 
 
-def save_contexts(path: str | Path, contexts: Sequence[Context]) -> Path:
-    """One .npz with the contexts' fields as parallel arrays (init states may differ in size per task)."""
+def save_contexts(path: str | Path, contexts: Sequence[Context], drawn_with: dict | None = None) -> Path:
+    """One .npz with the contexts' fields as parallel arrays (init states may differ in size per task),
+    written atomically; `drawn_with`: the arguments that drew them (JSON), for a reader to check."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"init_state_{i}": c.init_state for i, c in enumerate(contexts)}
-    np.savez_compressed(
+    atomic_write(
         path,
-        suite=np.array([c.suite for c in contexts]),
-        task_id=np.array([c.task_id for c in contexts]),
-        split=np.array([c.split for c in contexts]),
-        index=np.array([c.index for c in contexts]),
-        seed=np.array([-1 if c.seed is None else c.seed for c in contexts]),
-        placement=np.array(PLACEMENT),
-        **arrays,
+        lambda f: np.savez_compressed(
+            f,
+            suite=np.array([c.suite for c in contexts]),
+            task_id=np.array([c.task_id for c in contexts]),
+            split=np.array([c.split for c in contexts]),
+            index=np.array([c.index for c in contexts]),
+            seed=np.array([-1 if c.seed is None else c.seed for c in contexts]),
+            placement=np.array(PLACEMENT),
+            drawn_with=np.array(json.dumps(drawn_with or {}, sort_keys=True)),
+            **arrays,
+        ),
     )
     return path
+
+
+def cached_training_contexts(
+    path: str | Path, suite: str, task_ids: Sequence[int], per_task: int, seed: int = 0, progress: bool = False
+) -> list[Context]:
+    """training_contexts(...), kept in `path`: drawing costs a hard reset per context (~1-2 s each), so
+    a resumed run reads the ones it trained on. A file drawn with other arguments is drawn again; one
+    that cannot be read is set aside (renamed *.corrupt) first."""
+    path = Path(path)
+    wanted = {"suite": suite, "task_ids": list(task_ids), "per_task": per_task, "seed": seed, "placement": PLACEMENT}
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                drawn_with = json.loads(str(data["drawn_with"])) if "drawn_with" in data.files else None
+            if drawn_with == wanted:
+                contexts = load_contexts(path)
+                tasks = [c.task_id for c in contexts]
+                if tasks != [t for t in task_ids for _ in range(per_task)]:
+                    raise ValueError(f"holds contexts of tasks {sorted(set(tasks))} ({len(tasks)} in all)")
+                log.info("read %d training contexts from %s", len(contexts), path)
+                return contexts
+            log.warning("%s: drawn with %s, this run needs %s; drawing them again", path, drawn_with, wanted)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            log.error("setting aside unreadable %s (%s: %s); drawing the contexts again", path, type(exc).__name__, exc)
+            path.rename(path.with_suffix(".corrupt"))
+    log.info(
+        "drawing %d training contexts (%s tasks %s, one hard reset each)", per_task * len(task_ids), suite, task_ids
+    )
+    contexts = training_contexts(suite, task_ids, per_task, seed=seed, progress=progress)
+    save_contexts(path, contexts, drawn_with=wanted)
+    return contexts
 
 
 def is_stale(path: str | Path) -> bool:
