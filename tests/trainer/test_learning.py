@@ -101,6 +101,25 @@ def test_an_update_stopped_at_its_first_step_is_reported(tmp_path, caplog):
     assert "target_kl stopped the update after" in caplog.text and "learning_rate" in caplog.text
 
 
+def test_without_progress_bars_the_log_says_what_each_iteration_did(tmp_path, caplog, monkeypatch):
+    from ript.core import train as train_module
+
+    monkeypatch.setattr(train_module, "HEARTBEAT_S", 0.0)  # every collection step says where it is
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.eval_every = 2, 0
+    trainer = make_reach_trainer(config, tmp_path, tensorboard=False)
+    with caplog.at_level("INFO", logger="ript.train"):
+        trainer.run(progress=False)
+    trainer.close()
+    lines = [record.getMessage() for record in caplog.records if record.name == "ript.train"]
+    last = trainer.history[-1]
+    summary = next(line for line in lines if line.startswith("iteration 2: ") and "trials" in line)
+    assert summary.startswith(f"iteration 2: {last['sampler/trials']:.0f} trials, {last['sampler/mixed_groups']:.0f}")
+    assert f"KL after update {last['stats/approx_kl_final']:.3f}" in summary
+    assert summary.endswith(f"{last['env_steps']:,.0f} env steps, {last['time/iteration_s']:.0f} s")
+    assert any(line.startswith("iteration 1: collecting ") for line in lines)
+
+
 def _reach_run(tmp_path, name, learning_rate, adapt, iterations=2):
     config = ReachTrainConfig()
     config.train.iterations, config.train.eval_every = iterations, 0

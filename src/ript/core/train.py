@@ -13,6 +13,7 @@ else that can run K trials per context.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,10 @@ from ript.core.distributed import DataParallel
 from ript.core.learner import Learner, TrainConfig, derive_seed
 from ript.core.policy import Policy
 from ript.core.sampler import Trial
+
+log = logging.getLogger("ript.train")
+HEARTBEAT_S = 60.0
+"""Without progress bars, how often a long collection says where it is."""
 
 
 class RolloutSource(Protocol):
@@ -76,7 +81,9 @@ class RiptTrainer(Learner):
                 row.update(self._evaluate())
             self.finish_iteration(row)
         while self.iteration < cfg.iterations and not self.budget_spent():
-            row = self.step(bar)
+            row = self.step(bar if progress else None)
+            if not progress:
+                log.info(iteration_summary(row))
             bar.update(1)
             bar.set_postfix(
                 {
@@ -94,8 +101,16 @@ class RiptTrainer(Learner):
         """One RIPT iteration: collect, update, maybe evaluate, checkpoint, log."""
         cfg = self.config
         iteration = self.iteration + 1
-        say = bar.set_description if bar is not None else lambda text: None
-        start = time.perf_counter()
+        start = last_said = time.perf_counter()
+
+        def say(text: str) -> None:
+            nonlocal last_said
+            if bar is not None:
+                bar.set_description(text)
+            elif time.perf_counter() - last_said >= HEARTBEAT_S:  # logs: a line a minute, not per group
+                last_said = time.perf_counter()
+                log.info("iteration %d: %s", iteration, text)
+
         self.policy.eval()
         self.on_status("collecting", f"iteration {iteration}")
 
@@ -141,3 +156,21 @@ class RiptTrainer(Learner):
         with torch.no_grad():
             result = self.source.evaluate(self.policy, derive_seed(self.config.seed, iteration, 1 << 21))
         return {**result, "time/eval_s": time.perf_counter() - start}
+
+
+def iteration_summary(row: dict) -> str:
+    """One log line for an iteration's row: what was collected, what the update did, where the run is."""
+    parts = [f"iteration {int(row['iteration'])}:"]
+    if "sampler/trials" in row:
+        parts.append(
+            f"{row['sampler/trials']:.0f} trials, {row.get('sampler/mixed_groups', 0):.0f} mixed groups "
+            f"({row.get('sampler/mixed_groups_per_100_trials', 0):.1f} per 100 trials),"
+        )
+    if "rollout/success_rate" in row:
+        parts.append(f"sampled success {row['rollout/success_rate']:.2f},")
+    if "stats/approx_kl_final" in row:
+        parts.append(f"KL after update {row['stats/approx_kl_final']:.3f},")
+    if "eval/success_rate" in row:
+        parts.append(f"eval success {row['eval/success_rate']:.2f},")
+    parts.append(f"{row.get('env_steps', 0):,.0f} env steps, {row.get('time/iteration_s', 0):.0f} s")
+    return " ".join(parts)
