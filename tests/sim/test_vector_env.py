@@ -64,3 +64,34 @@ def test_crashed_worker_is_restarted_and_trial_retried(vector_env):
     assert results[0].retries == 1 and results[1].retries == 0
     # The retried trial ran to its real end: the expert solves both (not a silent failure).
     assert [r.success for r in results] == [True, True]
+
+
+class ThreadCountingExpert(ScriptedExpert):
+    """Notes torch's intra-op thread count whenever it is asked for actions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def act(self, trials, obs):
+        import torch
+
+        self.threads.add(torch.get_num_threads())
+        return super().act(trials, obs)
+
+
+def test_agents_query_on_one_thread_and_torchs_setting_is_given_back(vector_env):
+    import torch
+
+    context = evaluation_contexts("libero_spatial", [0], episodes=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent = ThreadCountingExpert()
+        run_episodes(vector_env, context, agent)
+        assert agent.threads == {1} and torch.get_num_threads() == 2
+        agent = ThreadCountingExpert()
+        run_episodes(vector_env, context, agent, policy_threads=None)
+        assert agent.threads == {2}
+    finally:
+        torch.set_num_threads(before)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -309,14 +310,46 @@ class EpisodeAgent(Protocol):
         """A trial finished (not called for crashed attempts)."""
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block (None: left as it is)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_episodes(
     vec: VectorEnv,
     contexts: Sequence[Context],
     agent: EpisodeAgent,
     max_retries: int = 3,
     on_result: Callable[[EpisodeResult], None] | None = None,
+    policy_threads: int | None = 1,
 ) -> list[EpisodeResult]:
-    """One trial per context, up to vec.num_envs at a time; results in context order."""
+    """One trial per context, up to vec.num_envs at a time; results in context order.
+
+    `policy_threads`: torch's intra-op threads while the agent queries its policy here (None: torch's
+    own setting). One by default: a query is a batch of at most num_envs observations, for which more
+    threads only spin-wait beside the env workers that need the cores (bench/rollout_threads.py)."""
+    with torch_threads(policy_threads):
+        return _run_episodes(vec, contexts, agent, max_retries, on_result)
+
+
+def _run_episodes(
+    vec: VectorEnv,
+    contexts: Sequence[Context],
+    agent: EpisodeAgent,
+    max_retries: int,
+    on_result: Callable[[EpisodeResult], None] | None,
+) -> list[EpisodeResult]:
     pending = list(range(len(contexts)))[::-1]  # a stack: pop() takes the lowest index
     slot_trial: list[int | None] = [None] * vec.num_envs
     retries = [0] * len(contexts)
