@@ -64,6 +64,17 @@ def test_env_step_budget_stops_the_run_and_evaluates_last(tmp_path):
     assert "eval/success_rate" in history[-1]  # the budget's last iteration is evaluated
 
 
+def test_the_env_step_budget_also_ends_a_collection_mid_iteration(tmp_path):
+    config = ReachTrainConfig()
+    config.train.iterations, config.train.eval_every, config.train.parallel_groups = 5, 0, 1
+    steps_per_group = config.train.sampler.group_size * config.task.episode_steps
+    config.train.max_env_steps = 2 * steps_per_group  # a batch needs 8 mixed groups: at least 8 groups
+    history = train_reach(config, tmp_path)
+    last = history[-1]
+    assert last["iteration"] == 1 and last["sampler/stop_reason"] == "env_step_budget"
+    assert last["env_steps"] == config.train.max_env_steps and last["sampler/trials"] == 16
+
+
 def test_frozen_parameters_stay_put_while_the_rest_learns(tmp_path):
     config = ReachTrainConfig()
     config.train.iterations, config.train.eval_every = 2, 0

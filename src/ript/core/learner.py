@@ -45,8 +45,9 @@ class TrainConfig:
     iterations: int = 20
     """M: optimisation steps."""
     max_env_steps: int | None = None
-    """Also stop after the iteration that reaches this many env steps (None: no budget). Compares
-    runs at equal interaction, e.g. dynamic sampling on vs off."""
+    """Also stop when this many env steps are spent (None: no budget): an iteration whose collection
+    reaches it stops collecting and updates on the groups it has, then the run ends. Compares runs
+    at equal interaction, e.g. dynamic sampling on vs off."""
     learning_rate: float = 2e-5
     """Adam learning rate for the LOOP updates (the largest one `adapt_learning_rate` uses)."""
     adapt_learning_rate: bool = True

@@ -307,6 +307,10 @@ class DynamicSampler:
         self._start_batch()
         return batch
 
+    def stop(self, reason: str) -> None:
+        """Open no more groups in this batch; finish_batch reports `reason` unless the batch is full."""
+        self._stop_reason = reason
+
     def open_groups(self, limit: int) -> list[Group]:
         """Open up to `limit` groups, no more than the batch still needs; [] when it needs none."""
         if limit < 1:

@@ -125,6 +125,8 @@ class RiptTrainer(Learner):
             trials = [trial for group in results for trial in group]
             self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in trials)
             trials_run += len(trials)
+            if self.budget_spent():  # the run's budget holds inside an iteration: a weak start's
+                self.sampler.stop("env_step_budget")  # collection could otherwise run on for hours
             detail = (
                 f"collecting {self.sampler.accepted_trials}/{cfg.sampler.batch_size} informative ({trials_run} run)"
             )
