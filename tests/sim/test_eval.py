@@ -49,3 +49,16 @@ def test_evaluate_untrained_policy_fails(vector_env):
     report = evaluate(policy, "libero_spatial", [0], episodes=2, vec=vector_env, progress=False)
     assert report.tasks[0].successes == 0 and report.tasks[0].mean_steps == 220
     assert report.tasks[0].failed_init_states == [0, 1]
+
+
+@pytest.mark.slow
+def test_ript_eval_writes_its_report_without_a_bar_when_asked(tmp_path, capsys):
+    from ript.cli.main import main
+
+    args = ["eval", "--state-only", "--tasks", "0", "--episodes", "1", "--num-envs", "1", "--out", str(tmp_path)]
+    assert main([*args, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "eval libero_spatial" not in captured.err  # the bar's label
+    assert "| **mean** |" in captured.out
+    result = json.loads((tmp_path / "libero_spatial" / "eval.json").read_text())
+    assert result["policy"] == "scripted expert" and result["tasks"][0]["episodes"] == 1

@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, scripts)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         env_config=env_config,
         policy_name=name,
+        progress=not args.no_progress,
     )
     paths = save_report(report, args.out / args.suite)
     print("\n" + markdown_table(report))
