@@ -95,6 +95,50 @@ def test_a_run_draws_its_contexts_once_and_redraws_a_file_it_cannot_trust(tmp_pa
     assert len(cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)) == 1 and len(draws) == 3
 
 
+def test_a_run_trains_on_contexts_drawn_before_with_its_arguments_and_refuses_others(
+    tmp_path, monkeypatch, eval_states
+):
+    from argparse import Namespace
+
+    from ript.cli import contexts as contexts_cli
+    from ript.sim import contexts as contexts_module
+    from ript.sim.contexts import UnusableContextsError
+
+    shared = tmp_path / "shared.npz"
+    args = Namespace(suite="libero_spatial", tasks="0", per_task=2, seed=0, out=shared)
+    assert contexts_cli.run(args) == 0
+    draws = []
+    monkeypatch.setattr(contexts_module, "training_contexts", lambda *a, **k: draws.append(a) or [])
+    run_file = tmp_path / "run" / "contexts.npz"
+    contexts = cached_training_contexts(run_file, "libero_spatial", [0], per_task=2, seed=0, source=shared)
+    assert draws == [] and [c.seed for c in contexts] == [c.seed for c in load_contexts(shared)]
+    # the run keeps its own copy (a resume reads it even if the shared file is gone)
+    shared_states = [c.init_state for c in load_contexts(shared)]
+    shared.unlink()
+    again = cached_training_contexts(run_file, "libero_spatial", [0], per_task=2, seed=0)
+    assert draws == [] and all(np.array_equal(a.init_state, b) for a, b in zip(again, shared_states, strict=True))
+
+    # drawn with other arguments, not a contexts file, or holding a benchmark state: refused, nothing written
+    save_contexts(shared, again, drawn_with=contexts_module.draw_record("libero_spatial", [0], 2, 0))
+    leaked = tmp_path / "leaked.npz"
+    save_contexts(
+        leaked,
+        [again[0], Context("libero_spatial", 0, eval_states[3], "train", 1, 5)],
+        drawn_with=contexts_module.draw_record("libero_spatial", [0], 2, 0),
+    )
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
+    for source, seed, reason in (
+        (shared, 1, "this run needs"),
+        (tmp_path / "junk.npz", 0, "BadZipFile|zip"),
+        (tmp_path / "missing.npz", 0, "No such file"),
+        (leaked, 0, "equals an evaluation state"),
+    ):
+        target = tmp_path / f"refused_{source.stem}" / "contexts.npz"
+        with pytest.raises(UnusableContextsError, match=reason):
+            cached_training_contexts(target, "libero_spatial", [0], per_task=2, seed=seed, source=source)
+        assert not target.exists() and draws == []
+
+
 def test_an_evaluation_state_is_caught(eval_states):
     leaked = Context("libero_spatial", 0, eval_states[17] + 1e-6, "train", 0)
     with pytest.raises(ValueError, match="evaluation state"):

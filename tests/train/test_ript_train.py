@@ -112,6 +112,11 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert "resumed from iter_000001.ckpt" in second.stderr
     # the contexts it trained on, read back rather than drawn again (a hard reset each)
     assert f"read 2 training contexts from {run_dir / 'contexts.npz'}" in second.stderr
+    # a new run may train on them (`--contexts`) only if it draws the same: here 3 per task, refused
+    other = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "other"), "--contexts",
+                       str(run_dir / "contexts.npz"), *settings, "--set", "contexts_per_task=3")  # fmt: skip
+    assert other.returncode != 0 and "ript train: --contexts: cannot train on the contexts" in other.stderr
+    assert "this run needs" in other.stderr and not (tmp_path / "other").exists()
     assert "train.iterations: 1 -> 2" in second.stdout and "train.learning_rate: 2e-05 -> 4e-05" in second.stdout
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["iterations"] == 2 and saved["libero"]["train"]["learning_rate"] == 4e-5

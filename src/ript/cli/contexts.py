@@ -21,11 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript.sim.contexts import check_disjoint, save_contexts, training_contexts
+    from ript.sim.contexts import draw_contexts_file
 
-    contexts = training_contexts(args.suite, parse_task_ids(args.tasks), args.per_task, args.seed, progress=True)
-    check_disjoint(contexts)
     out = args.out or Path("runs/contexts") / f"{args.suite}_seed{args.seed}.npz"
-    save_contexts(out, contexts)
+    contexts = draw_contexts_file(out, args.suite, parse_task_ids(args.tasks), args.per_task, args.seed, progress=True)
     print(f"wrote {len(contexts)} training contexts (checked disjoint from the evaluation init states) to {out}")
     return 0

@@ -126,6 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run from its newest valid checkpoint; --set may extend it "
         "(e.g. --set train.iterations=20) or change the update, not its contexts or weights",
     )
+    parser.add_argument(
+        "--contexts",
+        type=Path,
+        metavar="FILE",
+        help="train on contexts drawn before instead of drawing them (~1-2 s each): a `ript contexts` file "
+        "or another run's contexts.npz, drawn with this run's suite, task_ids, contexts_per_task and "
+        "context_seed (refused otherwise); e.g. seed 1 of a pair on seed 0's contexts",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder root (default runs/train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -164,9 +172,15 @@ def load_run_policy(config: LiberoTrainConfig):
     return policy, payload
 
 
-def build(config: LiberoTrainConfig, progress: bool = True, contexts_file: Path | None = None):
+def build(
+    config: LiberoTrainConfig,
+    progress: bool = True,
+    contexts_file: Path | None = None,
+    contexts_source: Path | None = None,
+):
     """Policy, vector env and rollout source for a config (also used by tests and benchmarks).
-    `contexts_file`: where the drawn training contexts are kept, so that a resumed run reads them."""
+    `contexts_file`: where the drawn training contexts are kept, so that a resumed run reads them;
+    `contexts_source`: a file of contexts drawn before, copied there instead of drawing."""
     from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
     from ript.sim.contexts import cached_training_contexts, check_disjoint, evaluation_contexts, training_contexts
@@ -180,7 +194,9 @@ def build(config: LiberoTrainConfig, progress: bool = True, contexts_file: Path 
     if contexts_file is None:
         train_contexts = training_contexts(**draw, seed=config.context_seed, progress=progress)
     else:
-        train_contexts = cached_training_contexts(contexts_file, **draw, seed=config.context_seed, progress=progress)
+        train_contexts = cached_training_contexts(
+            contexts_file, **draw, seed=config.context_seed, progress=progress, source=contexts_source
+        )
     check_disjoint(train_contexts)
     eval_contexts = (
         evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task)
@@ -261,7 +277,14 @@ def run(args: argparse.Namespace) -> int:
     config, run_dir = resolve_config(args)
     if data_parallel is not None:
         data_parallel.from_rank0(config)
-    policy, payload, source = build(config, progress=not args.no_progress, contexts_file=run_dir / "contexts.npz")
+    from ript.sim.contexts import UnusableContextsError
+
+    try:
+        policy, payload, source = build(
+            config, not args.no_progress, contexts_file=run_dir / "contexts.npz", contexts_source=args.contexts
+        )
+    except UnusableContextsError as exc:
+        raise SystemExit(f"ript train: --contexts: {exc}") from None
     stats, embeddings = payload.get("stats"), payload.get("instruction_embeddings")
     metadata = {**payload.get("metadata", {}), "ript_run": str(run_dir)}
     header = checkpoint_header(policy, stats=stats, instruction_embeddings=embeddings, metadata=metadata)

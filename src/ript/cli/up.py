@@ -200,17 +200,14 @@ def ensure_contexts(arguments: dict[str, str], tasks: str, per_task: int, redraw
     """Draw the contexts file if missing; `redraw_stale`: also when it predates the placement fix (a
     file ript up named and drew itself; one the user gave is theirs, and the graph warns about it)."""
     from ript.cli.common import parse_task_ids
-    from ript.sim.contexts import check_disjoint, is_stale, save_contexts, training_contexts
+    from ript.sim.contexts import draw_contexts_file, is_stale
 
     path = Path(arguments["contexts_file"])
     if path.exists():
         if not (redraw_stale and is_stale(path)):
             return
         print(f"{path}: drawn before fresh placements were fixed; drawing it again", flush=True)
-
-    contexts = training_contexts("libero_spatial", parse_task_ids(tasks), per_task, seed=0)
-    check_disjoint(contexts)
-    save_contexts(path, contexts)
+    contexts = draw_contexts_file(path, "libero_spatial", parse_task_ids(tasks), per_task, seed=0)
     print(f"wrote {len(contexts)} training contexts to {path}", flush=True)
 
 

@@ -137,35 +137,87 @@ def save_contexts(path: str | Path, contexts: Sequence[Context], drawn_with: dic
     return path
 
 
-def cached_training_contexts(
+def draw_record(suite: str, task_ids: Sequence[int], per_task: int, seed: int) -> dict:
+    """What a contexts file keeps as `drawn_with`: the arguments that draw the same contexts again,
+    and how placements were drawn (a file from other drawing code is not the same draw)."""
+    return {"suite": suite, "task_ids": list(task_ids), "per_task": per_task, "seed": seed, "placement": PLACEMENT}
+
+
+def draw_contexts_file(
     path: str | Path, suite: str, task_ids: Sequence[int], per_task: int, seed: int = 0, progress: bool = False
+) -> list[Context]:
+    """training_contexts(...), checked disjoint from the evaluation states and written to `path` with
+    their draw record, so that `ript train --contexts` and a resumed run can trust them."""
+    contexts = training_contexts(suite, task_ids, per_task, seed=seed, progress=progress)
+    check_disjoint(contexts)
+    save_contexts(path, contexts, drawn_with=draw_record(suite, task_ids, per_task, seed))
+    return contexts
+
+
+class DrawMismatchError(ValueError):
+    """A readable contexts file drawn with other arguments than the ones asked for."""
+
+
+class UnusableContextsError(ValueError):
+    """A contexts file named to train on that cannot be read, was drawn otherwise, or leaks evaluation states."""
+
+
+def read_training_contexts(path: str | Path, wanted: dict) -> list[Context]:
+    """The contexts in `path` if its draw record equals `wanted` (draw_record); an error saying why not."""
+    with np.load(path) as data:
+        drawn_with = json.loads(str(data["drawn_with"])) if "drawn_with" in data.files else None
+    if drawn_with != wanted:
+        raise DrawMismatchError(f"drawn with {drawn_with}, this run needs {wanted}")
+    contexts = load_contexts(path)
+    tasks = [c.task_id for c in contexts]
+    if tasks != [t for t in wanted["task_ids"] for _ in range(wanted["per_task"])]:
+        raise ValueError(f"holds contexts of tasks {sorted(set(tasks))} ({len(tasks)} in all)")
+    return contexts
+
+
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What reading a damaged or foreign .npz raises."""
+
+
+def cached_training_contexts(
+    path: str | Path,
+    suite: str,
+    task_ids: Sequence[int],
+    per_task: int,
+    seed: int = 0,
+    progress: bool = False,
+    source: str | Path | None = None,
 ) -> list[Context]:
     """training_contexts(...), kept in `path`: drawing costs a hard reset per context (~1-2 s each), so
     a resumed run reads the ones it trained on. A file drawn with other arguments is drawn again; one
-    that cannot be read is set aside (renamed *.corrupt) first."""
+    that cannot be read is set aside (renamed *.corrupt) first. `source`: a file drawn before (`ript
+    contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
+    these arguments; UnusableContextsError if not."""
     path = Path(path)
-    wanted = {"suite": suite, "task_ids": list(task_ids), "per_task": per_task, "seed": seed, "placement": PLACEMENT}
+    wanted = draw_record(suite, task_ids, per_task, seed)
     if path.exists():
         try:
-            with np.load(path) as data:
-                drawn_with = json.loads(str(data["drawn_with"])) if "drawn_with" in data.files else None
-            if drawn_with == wanted:
-                contexts = load_contexts(path)
-                tasks = [c.task_id for c in contexts]
-                if tasks != [t for t in task_ids for _ in range(per_task)]:
-                    raise ValueError(f"holds contexts of tasks {sorted(set(tasks))} ({len(tasks)} in all)")
-                log.info("read %d training contexts from %s", len(contexts), path)
-                return contexts
-            log.warning("%s: drawn with %s, this run needs %s; drawing them again", path, drawn_with, wanted)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            contexts = read_training_contexts(path, wanted)
+            log.info("read %d training contexts from %s", len(contexts), path)
+            return contexts
+        except DrawMismatchError as exc:
+            log.warning("%s: %s; drawing them again", path, exc)
+        except UNREADABLE as exc:
             log.error("setting aside unreadable %s (%s: %s); drawing the contexts again", path, type(exc).__name__, exc)
             path.rename(path.with_suffix(".corrupt"))
+    if source is not None:
+        try:
+            contexts = read_training_contexts(source, wanted)
+            check_disjoint(contexts)  # the file is not ours: it could hold a benchmark state
+        except UNREADABLE as exc:
+            raise UnusableContextsError(f"cannot train on the contexts in {source}: {exc}") from None
+        save_contexts(path, contexts, drawn_with=wanted)
+        log.info("read %d training contexts from %s (kept in %s)", len(contexts), source, path)
+        return contexts
     log.info(
         "drawing %d training contexts (%s tasks %s, one hard reset each)", per_task * len(task_ids), suite, task_ids
     )
-    contexts = training_contexts(suite, task_ids, per_task, seed=seed, progress=progress)
-    save_contexts(path, contexts, drawn_with=wanted)
-    return contexts
+    return draw_contexts_file(path, suite, task_ids, per_task, seed=seed, progress=progress)
 
 
 def is_stale(path: str | Path) -> bool:
