@@ -23,6 +23,8 @@ COUNTS = {
     "rejected_all_fail": "sampler/groups_rejected_all_fail",
     "rejected_all_success": "sampler/groups_rejected_all_success",
 }
+TASK_TRIALS = "sampler/trials/task_"
+"""Per-task trial counts (a run over several tasks): how a sampler shares its trials among them."""
 
 
 def read_rows(run_dir: Path) -> list[dict]:
@@ -39,9 +41,15 @@ def tally(rows: list[dict], budget: int) -> dict:
     totals = dict.fromkeys(COUNTS, 0.0)
     curve = [(0, 0.0)]
     successes = 0.0
+    tasks = sorted({key.rsplit("_", 1)[1] for row in rows for key in row if key.startswith(TASK_TRIALS)}, key=int)
+    task_trials, task_undrawn = dict.fromkeys(tasks, 0.0), dict.fromkeys(tasks, 0)
     for row in rows:
         for name, key in COUNTS.items():
             totals[name] += row.get(key, 0.0)
+        for task in tasks:
+            drawn = row.get(f"{TASK_TRIALS}{task}", 0.0)
+            task_trials[task] += drawn
+            task_undrawn[task] += drawn == 0
         successes += row.get("rollout/success_rate", 0.0) * row.get("sampler/trials", 0.0)
         curve.append((int(row["env_steps"]), totals["mixed_groups"]))
         if row["env_steps"] >= budget:
@@ -54,6 +62,8 @@ def tally(rows: list[dict], budget: int) -> dict:
         "sampled_success": successes / max(totals["trials"], 1.0),
         "mixed_per_100_trials": 100.0 * totals["mixed_groups"] / max(totals["trials"], 1.0),
         "mixed_per_10k_env_steps": 1e4 * totals["mixed_groups"] / max(env_steps, 1),
+        "task_trials": {task: int(n) for task, n in task_trials.items()},
+        "task_undrawn_iterations": task_undrawn,
         "curve": curve,
     }
 
@@ -100,6 +110,22 @@ def main() -> int:
             f"| {r['mixed_per_10k_env_steps']:.2f} ({per_step:.2f}×) "
             f"| {r['rejected_all_fail']} / {r['rejected_all_success']} |"
         )
+    tasks = sorted({task for r in results.values() for task in r["task_trials"]}, key=int)
+    if tasks:
+        lines += [
+            "",
+            "Trials per task (share of the run's trials; iterations that drew none of the task):",
+            "",
+            "| run | " + " | ".join(f"task {task}" for task in tasks) + " |",
+            "|---|" + "---:|" * len(tasks),
+        ]
+        for name, r in results.items():
+            cells = [
+                f"{r['task_trials'].get(t, 0)} ({100 * r['task_trials'].get(t, 0) / max(r['trials'], 1):.0f} %; "
+                f"{r['task_undrawn_iterations'].get(t, r['iterations'])})"
+                for t in tasks
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
