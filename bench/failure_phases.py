@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ript.policies.libero_data import OBJECT_POSE_DIM  # object_state: one pose per object of interest
+
 PHASES = ("approach", "grasp", "carry", "success")
-OBJECT_POSE_DIM = 7
-"""object_state holds one (position, quaternion) per object of interest."""
+MEDIANS = ("closest_m", "final_height_m", "start_to_target_m", "final_to_target_m", "final_to_start_m")
 
 
 def run_episode(env, agent, context, reach: float, lift: float) -> dict:
@@ -81,7 +81,6 @@ def main() -> int:
                 print(json.dumps(episodes[-1]), flush=True)
     finally:
         env.close()
-    counts = Counter(e["phase"] for e in episodes)
     lines = [
         f"{args.suite} task {args.task}, {len(episodes)} benchmark states, deterministic; object to pick: {target}, "
         f"place target: {place_target}; "
@@ -93,9 +92,8 @@ def main() -> int:
     ]
     for phase in PHASES:
         rows = [e for e in episodes if e["phase"] == phase]
-        keys = ("closest_m", "final_height_m", "start_to_target_m", "final_to_target_m", "final_to_start_m")
-        medians = ", ".join(f"{np.median([e[k] for e in rows]):.3f}" for k in keys) if rows else "–"
-        lines.append(f"| {phase} | {counts.get(phase, 0)} | {medians} |")
+        medians = ", ".join(f"{np.median([e[k] for e in rows]):.3f}" for k in MEDIANS) if rows else "–"
+        lines.append(f"| {phase} | {len(rows)} | {medians} |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
