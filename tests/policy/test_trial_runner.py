@@ -87,3 +87,25 @@ def test_tokenized_chunk_counts_every_token_when_tokens_equal_steps():
     for i in range(3):
         runner.act({OBS_STATE: np.full(5, 0.1 * i, dtype=np.float32)})
     assert runner.trajectory()["mask"].tolist() == [[True] * 4] * 3
+
+
+def test_noise_across_queries_travels_in_the_trajectory_file(policy, tmp_path):
+    # The policy node's trials link each query to the one before (correlate_across_queries): the
+    # trajectory file the trainer reads back carries the link and re-scores at ratio 1; without
+    # the link the same actions score otherwise.
+    from ript.core.trial_store import trajectory_from_dict
+
+    policy.noise_correlation, policy.correlate_across_queries = 0.9, True
+    runner = TrialRunner(policy, execute_steps=3)
+    runner.begin("t1", stochastic=True, seed=0)
+    for i in range(7):
+        runner.act({OBS_STATE: np.full(5, 0.1 * i, dtype=np.float32)})
+    save_trajectory(tmp_path / "t1.traj", runner.trajectory(), "t1", weights_version=0)
+    trajectory = trajectory_from_dict(load_verified(tmp_path / "t1.traj"))
+    assert trajectory.obs["previous_query/continues"].tolist() == [False, True, True]
+    assert trajectory.obs["previous_query/step"].tolist() == [0, 2, 2]
+    torch.testing.assert_close(trajectory.obs["previous_query/obs/" + OBS_STATE][1], trajectory.obs[OBS_STATE][0])
+    logp = policy.log_prob(trajectory.obs, trajectory.scored)
+    torch.testing.assert_close(logp, trajectory.log_probs)
+    unlinked = {k: v for k, v in trajectory.obs.items() if not k.startswith("previous_query/")}
+    assert not torch.allclose(policy.log_prob(unlinked, trajectory.scored)[1:], trajectory.log_probs[1:])

@@ -251,3 +251,79 @@ def test_time_correlated_noise_is_scored_exactly_and_prefixes_stay_exact():
     assert abs(float(torch.corrcoef(z[:, :2].T)[0, 1]) - 0.8) < 0.03 and abs(float(z.std()) - 1.0) < 0.05
     policy.noise_correlation = 0.0
     assert not torch.allclose(policy.log_prob(obs, sample.scored), sample.log_probs)
+
+
+def test_noise_runs_on_across_queries_and_a_whole_trial_is_scored_exactly():
+    # With correlate_across_queries, one trial's executed noise is one AR(1) process: the per-query
+    # log-probs of the recorded trial must sum to the multivariate normal density of every executed
+    # step (covariance s_i s_j rho^|i-j| over the trial's steps, each step's mu and s from its query).
+    from ript.core.recorder import ChunkRecorder
+
+    rho, execute = 0.8, 3
+    config = tiny_config(
+        "regression",
+        regression={
+            "loss": "mse",
+            "init_scale": 0.3,
+            "gripper": "continuous",
+            "noise_correlation": rho,
+            "correlate_across_queries": True,
+        },
+    )
+    policy = build_policy(config).eval()
+    assert policy.links_queries
+    recorder = ChunkRecorder(execute, config.chunk_size, policy.scores_per_step)
+    generator = torch.Generator().manual_seed(0)
+    means, scales = [], []
+    for q in range(3):
+        row = {key: value[0] for key, value in random_obs(config, batch=1, seed=q).items()}
+        inputs = recorder.with_previous_query(row, config.action_dim)
+        batch = {key: torch.as_tensor(value)[None] for key, value in inputs.items()}
+        sample = policy.sample(batch, generator)
+        mean, scale = (t.detach()[0, :execute] for t in policy.regression_params(policy.prepare(batch)))
+        means.append(mean), scales.append(scale)
+        recorder.add_chunk(inputs, sample.actions[0], sample.scored[0], sample.log_probs[0])
+        for _ in range(execute):
+            recorder.next_action()
+    trajectory = recorder.trajectory()
+    assert trajectory.obs["previous_query/continues"].tolist() == [False, True, True]
+    rescored = policy.log_prob(trajectory.obs, trajectory.scored)
+    torch.testing.assert_close(rescored, trajectory.log_probs, rtol=1e-5, atol=1e-4)
+    steps = torch.arange(3 * execute)
+    rho_power = rho ** (steps[:, None] - steps[None, :]).abs().float()
+    x = trajectory.scored[:, :execute].reshape(-1, config.action_dim).T  # [A, steps]
+    mu, s = (torch.cat(parts).T for parts in (means, scales))
+    cov = s[:, :, None] * s[:, None, :] * rho_power
+    expected = torch.distributions.MultivariateNormal(mu, covariance_matrix=cov).log_prob(x).sum()
+    assert float(trajectory.log_probs[trajectory.mask].sum()) == pytest.approx(float(expected), rel=1e-4, abs=1e-3)
+    # The link is part of the scored distribution: scored as independent queries, the trial differs.
+    policy.correlate_across_queries = False
+    assert not torch.allclose(policy.log_prob(trajectory.obs, trajectory.scored), trajectory.log_probs)
+
+
+def test_noise_across_queries_is_correlated_at_the_boundary_and_refuses_a_bad_link():
+    config = tiny_config(
+        "regression",
+        regression={"init_scale": 0.3, "gripper": "continuous", "noise_correlation": 0.8},
+    )
+    policy = build_policy(config).eval()
+    policy.correlate_across_queries = True
+    obs = {key: value[:1].expand(4000, *value.shape[1:]) for key, value in random_obs(config, batch=1).items()}
+    first = policy.sample(obs, torch.Generator().manual_seed(1))
+    linked = {
+        **obs,
+        **{f"previous_query/obs/{key}": value for key, value in obs.items()},
+        "previous_query/action": first.scored[:, 1],
+        "previous_query/step": torch.full((4000,), 1),
+        "previous_query/continues": torch.ones(4000, dtype=torch.bool),
+    }
+    second = policy.sample(linked, torch.Generator().manual_seed(2))
+    mean, scale = (t.detach()[0] for t in policy.regression_params(policy.prepare(obs)))
+    z_last = ((first.scored[:, 1] - mean[1]) / scale[1])[:, 0]
+    z_next = ((second.scored[:, 0] - mean[0]) / scale[0])[:, 0]
+    assert abs(float(torch.corrcoef(torch.stack([z_last, z_next]))[0, 1]) - 0.8) < 0.04
+    assert abs(float(z_next.std() / z_last.std()) - 1.0) < 0.05  # each step's spread unchanged
+    with pytest.raises(ValueError, match="previous_query/step"):
+        policy.log_prob({**linked, "previous_query/step": torch.full((4000,), 7)}, second.scored)
+    with pytest.raises(KeyError, match="lacks"):
+        policy.log_prob({k: v for k, v in linked.items() if k != "previous_query/action"}, second.scored)

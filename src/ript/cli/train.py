@@ -57,6 +57,9 @@ class LiberoTrainConfig:
     """Regression head: action dims executed at the mean, not explored nor scored (None: the checkpoint's)."""
     noise_correlation: float | None = None
     """Regression head: AR(1) correlation of the exploration noise along a chunk, in [0, 1) (None: the checkpoint's)."""
+    correlate_across_queries: bool | None = None
+    """Regression head: the AR(1) noise runs on from each query into the next, over the whole trial
+    (None: the checkpoint's, off unless set)."""
     gripper_temperature: float | None = None
     """Regression head, Bernoulli gripper: p(close) = sigmoid(logit / T) (None: the checkpoint's)."""
     temperature: float | None = None

@@ -26,6 +26,19 @@ from torch import Tensor, nn
 Observation = Mapping[str, Tensor]
 """Batch of observations, keys from `ript.core.constants`, each tensor [B, ...]."""
 
+# A policy whose exploration continues across queries (`Policy.links_queries`) reads, beside each
+# query's own inputs, what the trial's previous query saw and did. The recorder adds them to a
+# query's inputs, so they are recorded with it and LOOP re-scores the query with the same link.
+PREVIOUS_PREFIX = "previous_query/"
+PREVIOUS_INPUT_PREFIX = PREVIOUS_PREFIX + "obs/"
+"""+ an input key: that input at the previous query, [B, ...] (a copy of this query's on a trial's first)."""
+PREVIOUS_ACTION = PREVIOUS_PREFIX + "action"
+"""The previous query's scored action at its last executed step, [B, A] (zeros on a trial's first)."""
+PREVIOUS_STEP = PREVIOUS_PREFIX + "step"
+"""Which step of its chunk that was, [B] int64."""
+PREVIOUS_CONTINUES = PREVIOUS_PREFIX + "continues"
+"""[B] bool: False on a trial's first query (nothing to continue from)."""
+
 
 @dataclass
 class PolicySample:
@@ -60,6 +73,13 @@ class Policy(nn.Module, ABC):
     """True when log_prob's T axis is the chunk's action steps (T = H, a regression head); False
     when the scored elements encode the chunk jointly (tokens: every executed step depends on every
     token), so a started chunk counts entirely. `executed_mask` reads it."""
+
+    @property
+    def links_queries(self) -> bool:
+        """True when a query's distribution depends on the trial's previous query (exploration noise
+        that runs on across queries): its inputs then carry the PREVIOUS_* entries
+        (`ChunkRecorder.with_previous_query`)."""
+        return False
 
     @abstractmethod
     def sample(self, obs: Observation, generator: torch.Generator | None = None) -> PolicySample:

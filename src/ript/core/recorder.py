@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ript.core.policy import executed_mask
+from ript.core.policy import (
+    PREVIOUS_ACTION,
+    PREVIOUS_CONTINUES,
+    PREVIOUS_INPUT_PREFIX,
+    PREVIOUS_PREFIX,
+    PREVIOUS_STEP,
+    executed_mask,
+)
 from ript.core.trials import Trajectory
 
 
@@ -64,6 +71,28 @@ class ChunkRecorder:
         head = actions[: self.execute_steps]
         self._queue.extend(head.numpy() if isinstance(head, torch.Tensor) else np.asarray(head))
         return query
+
+    def with_previous_query(self, inputs: dict[str, Any], action_dim: int) -> dict[str, Any]:
+        """The next query's inputs plus what links it to the previous query (`Policy.links_queries`):
+        that query's inputs and its scored action at the last step it executed."""
+        if not self.needs_query:
+            raise RuntimeError("the previous query's chunk is still being executed")
+        own = {key: value for key, value in inputs.items() if not key.startswith(PREVIOUS_PREFIX)}
+        linked = dict(own)
+        if not self.queries:
+            previous, step, action = own, 0, np.zeros(action_dim, np.float32)
+        else:
+            last = self.queries[-1]
+            if last.scored is None or last.executed < 1:
+                raise RuntimeError("the previous query has no sampled, executed action to continue from")
+            previous = {key: value for key, value in last.obs.items() if not key.startswith(PREVIOUS_PREFIX)}
+            step = last.executed - 1
+            action = np.asarray(last.scored[step], dtype=np.float32)
+        linked.update({PREVIOUS_INPUT_PREFIX + key: value for key, value in previous.items()})
+        linked[PREVIOUS_ACTION] = action
+        linked[PREVIOUS_STEP] = np.int64(step)
+        linked[PREVIOUS_CONTINUES] = np.bool_(bool(self.queries))
+        return linked
 
     def next_action(self) -> np.ndarray:
         """The next queued action [A], counted as executed by the query it came from."""

@@ -72,6 +72,8 @@ class TrialRunner:
         if bad:
             raise UnsafeAction(f"trial {self.trial_id}: non-finite inputs {bad} at step {self.steps}")
         if self.recorder.needs_query:
+            if self.stochastic and self.policy.links_queries:  # the noise runs on from the last query
+                inputs = self.recorder.with_previous_query(inputs, self.policy.action_dim)
             batch = {key: torch.as_tensor(np.asarray(value))[None] for key, value in inputs.items()}
             device = getattr(self.policy, "device", torch.device("cpu"))
             batch = {key: value.to(device) for key, value in batch.items()}

@@ -41,6 +41,10 @@ class RegressionHeadConfig:
     noise_correlation: float = 0.0
     """rho in [0, 1): exploration noise AR(1)-correlated along the chunk's steps (time-correlated,
     one smooth deviation per query as rho -> 1), scored exactly; 0: independent per step."""
+    correlate_across_queries: bool = False
+    """With noise_correlation > 0: the AR(1) noise runs on from one query's last executed step into
+    the next query's chunk, so a trial explores a deviation that outlasts a chunk (a whole carry,
+    not a 4-step wiggle); scored exactly (each query is re-scored with its link to the previous)."""
     gripper: str = "bernoulli"
     """'bernoulli': the gripper dimension is open/close, as robosuite's Panda gripper and the Franka
     hand execute it (only the command's sign counts): its mean output is a logit, SFT fits it with a

@@ -18,11 +18,21 @@ from torch import Tensor, nn
 
 from ript.core.constants import OBS_IMAGE_AGENTVIEW, OBS_IMAGE_WRIST, OBS_LANGUAGE, OBS_STATE
 from ript.core.distributions import standard_noise
-from ript.core.policy import Observation, Policy, PolicySample
+from ript.core.policy import (
+    PREVIOUS_ACTION,
+    PREVIOUS_CONTINUES,
+    PREVIOUS_INPUT_PREFIX,
+    PREVIOUS_STEP,
+    Observation,
+    Policy,
+    PolicySample,
+)
 from ript.policies.config import ChunkPolicyConfig, VLAConfig
 from ript.policies.encoders import CameraEncoder, StateEncoder
 from ript.policies.heads.regression import (
+    Carry,
     RegressionHead,
+    carried_noise,
     gripper_logit,
     regression_log_prob,
     regression_mode,
@@ -122,12 +132,23 @@ class ChunkHeadPolicy(Policy):
         raise NotImplementedError
 
     # Policy contract -----------------------------------------------------------------------
+    @property
+    def links_queries(self) -> bool:
+        return bool(getattr(self.head_distribution, "links_queries", False))
+
     def prepare(self, obs: Observation) -> dict[str, Tensor]:
         missing = [key for key in self.obs_keys if key not in obs]
         if missing:
             raise KeyError(f"observation lacks {missing}; this policy reads {list(self.obs_keys)}")
         device = self.device
         out = {key: torch.as_tensor(obs[key]).to(device) for key in self.obs_keys}
+        if self.links_queries and PREVIOUS_CONTINUES in obs:
+            links = [PREVIOUS_ACTION, PREVIOUS_STEP, PREVIOUS_CONTINUES]
+            links += [PREVIOUS_INPUT_PREFIX + key for key in self.obs_keys]
+            missing = [key for key in links if key not in obs]
+            if missing:
+                raise KeyError(f"observation links to a previous query but lacks {missing}")
+            out.update({key: torch.as_tensor(obs[key]).to(device) for key in links})
         if out[OBS_STATE].shape[-1] != self.config.state_dim:
             raise ValueError(
                 f"{OBS_STATE} has {out[OBS_STATE].shape[-1]} features, the policy was built for "
@@ -173,7 +194,14 @@ class RegressionDistribution:
     knobs live on the policy (`policy.exploration_scale`, ...), as they are part of what is scored."""
 
     scores_per_step = True
-    KNOBS = ("exploration_scale", "exploration_floor", "fixed_action_dims", "gripper_temperature", "noise_correlation")
+    KNOBS = (
+        "exploration_scale",
+        "exploration_floor",
+        "fixed_action_dims",
+        "gripper_temperature",
+        "noise_correlation",
+        "correlate_across_queries",
+    )
 
     def __init__(self, policy: ChunkHeadPolicy, config: ChunkPolicyConfig) -> None:
         self.policy = policy
@@ -185,6 +213,12 @@ class RegressionDistribution:
         policy.gripper_dim = head.bernoulli_dim(config.action_dim)  # None: continuous
         policy.gripper_temperature = head.gripper_temperature
         policy.noise_correlation = head.noise_correlation
+        policy.correlate_across_queries = head.correlate_across_queries
+
+    @property
+    def links_queries(self) -> bool:
+        p = self.policy
+        return bool(p.correlate_across_queries and p.noise_correlation)
 
     def knobs(self) -> dict:
         p = self.policy
@@ -194,6 +228,7 @@ class RegressionDistribution:
             "fixed_action_dims": list(p.fixed_action_dims),
             "gripper_temperature": float(p.gripper_temperature),
             "noise_correlation": float(p.noise_correlation),
+            "correlate_across_queries": bool(p.correlate_across_queries),
         }
 
     def noise(self, batch: int, generator: torch.Generator | None, where) -> Tensor:
@@ -204,8 +239,32 @@ class RegressionDistribution:
         p = self.policy
         return (p.exploration_floor, p.fixed_action_dims, p.gripper_dim, p.gripper_temperature, p.noise_correlation)
 
+    def _carry(self, obs: dict[str, Tensor]) -> Carry | None:
+        """The AR(1) noise each row continues from, recomputed under the current weights from the
+        previous query's recorded inputs and action (None: no link; every row starts afresh)."""
+        p = self.policy
+        if not self.links_queries or PREVIOUS_CONTINUES not in obs:
+            return None
+        previous_obs = {key: obs[PREVIOUS_INPUT_PREFIX + key] for key in p.obs_keys}
+        step = obs[PREVIOUS_STEP].long()
+        if bool(((step < 0) | (step >= p.chunk_size)).any()):
+            raise ValueError(f"{PREVIOUS_STEP} must be in [0, {p.chunk_size}), got {step.tolist()}")
+        mean, scale = p.regression_params(previous_obs)
+        rows = torch.arange(step.shape[0], device=step.device)
+        return carried_noise(
+            obs[PREVIOUS_ACTION].to(mean.dtype),
+            mean[rows, step],
+            scale[rows, step],
+            obs[PREVIOUS_CONTINUES],
+            p.exploration_scale,
+            p.exploration_floor,
+            p.fixed_action_dims,
+            p.gripper_dim,
+        )
+
     def sample(self, obs: dict[str, Tensor], eps: Tensor) -> PolicySample:
         p, cfg = self.policy, self.policy.config
+        carry = self._carry(obs)
         mean, scale = p.regression_params(obs)
         actions, raw, logp = regression_sample(
             mean,
@@ -216,13 +275,15 @@ class RegressionDistribution:
             cfg.action_low,
             cfg.action_high,
             *self._arguments(),
+            carry,
         )
         return PolicySample(actions=actions, scored=raw, log_probs=logp)
 
     def log_prob(self, obs: dict[str, Tensor], scored: Tensor) -> Tensor:
         p = self.policy
+        carry = self._carry(obs)
         mean, scale = p.regression_params(obs)
-        return regression_log_prob(scored, mean, scale, p.distribution, p.exploration_scale, *self._arguments())
+        return regression_log_prob(scored, mean, scale, p.distribution, p.exploration_scale, *self._arguments(), carry)
 
     def mode(self, obs: dict[str, Tensor]) -> Tensor:
         return regression_mode(self.policy.regression_params(obs)[0], self.policy.gripper_dim)
@@ -366,6 +427,7 @@ SAMPLING_KNOBS = (
     "fixed_action_dims",
     "gripper_temperature",
     "noise_correlation",
+    "correlate_across_queries",
     "temperature",
     "top_k",
 )

@@ -75,6 +75,18 @@ LIST_PARAMETERS = {"frozen_parameters": str, "fixed_action_dims": int}
 """Lists travel as comma-separated strings ('' = empty): ROS cannot declare an empty list's type."""
 
 
+BOOL_KNOBS = ("correlate_across_queries",)
+
+
+def _as_bool(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
+    return text == "true"
+
+
 def _as_list(value, item_type) -> list:
     if isinstance(value, (list, tuple)):
         return [item_type(v) for v in value]
@@ -150,11 +162,12 @@ def config_from_parameters(get) -> tuple[TrainConfig, dict]:
         value = get(name, "auto")
         if value in UNSET:
             continue
-        knobs[name] = (
-            _as_list(value, LIST_PARAMETERS[name])
-            if name in LIST_PARAMETERS
-            else (int(value) if name in ("execute_steps", "top_k") else float(value))
-        )
+        if name in LIST_PARAMETERS:
+            knobs[name] = _as_list(value, LIST_PARAMETERS[name])
+        elif name in BOOL_KNOBS:
+            knobs[name] = _as_bool(name, value)
+        else:
+            knobs[name] = int(value) if name in ("execute_steps", "top_k") else float(value)
     return config, knobs
 
 

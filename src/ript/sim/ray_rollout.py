@@ -193,9 +193,12 @@ class InferenceServer:
 class ServerQueries:
     """PolicyQueries answered by an InferenceServer: a worker's side of inference='server'."""
 
-    def __init__(self, server, version: int, chunk_size: int, scores_per_step: bool) -> None:
+    def __init__(
+        self, server, version: int, chunk_size: int, scores_per_step: bool, links_queries: bool, action_dim: int
+    ) -> None:
         self.server, self.version = server, version
         self.chunk_size, self.scores_per_step = chunk_size, scores_per_step
+        self.links_queries, self.action_dim = links_queries, action_dim
 
     def sample_rows(self, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
         states = [g.get_state() for g in generators]
@@ -220,7 +223,8 @@ class ServerQueries:
 
 class RolloutWorker:
     """A Ray actor's body: its envs and either a policy copy with the latest weights version it
-    loaded (inference='worker') or, with `served` (chunk_size, scores_per_step), no policy: the
+    loaded (inference='worker') or, with `served` (chunk_size, scores_per_step, links_queries,
+    action_dim), no policy: the
     InferenceServer passed to `run` answers its queries."""
 
     def __init__(
@@ -231,7 +235,7 @@ class RolloutWorker:
         num_envs: int,
         featurize: Featurize,
         execute_steps: int,
-        served: tuple[int, bool] | None = None,
+        served: tuple[int, bool, bool, int] | None = None,
     ) -> None:
         torch.set_num_threads(1)
         self.served = served
@@ -315,7 +319,7 @@ class RayRolloutSource:
             self.config.envs_per_worker,
             featurize,
             execute_steps,
-            (policy.chunk_size, policy.scores_per_step) if serving else None,
+            (policy.chunk_size, policy.scores_per_step, policy.links_queries, policy.action_dim) if serving else None,
         )
         self.server = None
         self.server_restarts = 0

@@ -53,6 +53,8 @@ class PolicyQueries(Protocol):
 
     chunk_size: int
     scores_per_step: bool
+    links_queries: bool
+    action_dim: int
 
     def sample_rows(self, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
         """`sample_rows` of the policy; each generator advanced as if it had drawn here."""
@@ -68,6 +70,8 @@ class LocalQueries:
         self.policy = policy
         self.chunk_size = policy.chunk_size
         self.scores_per_step = policy.scores_per_step
+        self.links_queries = policy.links_queries
+        self.action_dim = policy.action_dim
 
     def sample_rows(self, batch: dict[str, torch.Tensor], generators: Sequence[torch.Generator]) -> PolicySample:
         return sample_rows(self.policy, batch, generators)
@@ -117,6 +121,11 @@ class PolicyAgent:
         needs = [j for j, t in enumerate(trials) if self.recorders[t].needs_query]
         if needs:  # one batched policy query for every trial whose chunk is used up
             rows = [self.featurize(obs[j], self.contexts[trials[j]]) for j in needs]
+            if self.stochastic and self.queries.links_queries:  # the noise runs on from the last query
+                rows = [
+                    self.recorders[trials[j]].with_previous_query(row, self.queries.action_dim)
+                    for j, row in zip(needs, rows)
+                ]
             batch = {key: torch.as_tensor(np.stack([row[key] for row in rows])) for key in rows[0]}
             if self.stochastic:
                 sample = self.queries.sample_rows(batch, [self.generators[trials[j]] for j in needs])

@@ -12,7 +12,12 @@ executes clip(a); the log-prob is of the unclipped a, so clipping never corrupts
 With noise_correlation rho > 0 the noise of a chunk is AR(1) along its steps, z_t = rho z_{t-1} +
 sqrt(1 - rho^2) eps_t (each step's marginal unchanged), so one query explores one smooth
 deviation instead of H independent ones; the log-prob is exact through the innovations eps_t,
-and step t's term depends only on steps <= t, so masking unexecuted steps stays exact.
+and step t's term depends only on steps <= t, so masking unexecuted steps stays exact. With a
+`carry` (the AR(1) noise of the previous query's last executed step, for rows that continue a
+trial) the process runs on across queries: z_0 = rho carry + sqrt(1 - rho^2) eps_0, so one trial
+explores one slow deviation that can outlast a chunk (a carry of the object, not a 4-step wiggle).
+Scored with the carry recomputed under the weights being scored, the per-query terms multiply to
+the exact density of the whole trial's executed noise.
 
 A Bernoulli gripper (`RegressionHeadConfig.gripper`) replaces that dimension's factor by
 Bernoulli(sigmoid(mu_g / T)) over {-1 open, +1 close}: the mean output is its logit, the scale
@@ -61,24 +66,57 @@ def sampling_scale(scale: Tensor, exploration_scale: float, floor: float = 0.0) 
     return scaled.clamp(min=floor) if floor > 0 else scaled
 
 
-def correlate(eps: Tensor, rho: float) -> Tensor:
-    """iid noise [B, H, A] -> AR(1) noise along H with the same per-step marginal scale."""
+Carry = tuple[Tensor, Tensor]
+"""(noise [B, A] of the step before the chunk, continues [B] bool): rows with continues False start
+a fresh AR(1) process (a trial's first query)."""
+
+
+def correlate(eps: Tensor, rho: float, carry: Carry | None = None) -> Tensor:
+    """iid noise [B, H, A] -> AR(1) noise along H with the same per-step marginal scale, continuing
+    from `carry` on the rows that continue a trial."""
     if rho == 0.0:
         return eps
     out = eps.clone()
     keep = math.sqrt(1.0 - rho * rho)
+    if carry is not None:
+        noise, continues = carry
+        out[:, 0] = torch.where(continues[:, None], rho * noise + keep * eps[:, 0], eps[:, 0])
     for t in range(1, eps.shape[1]):
         out[:, t] = rho * out[:, t - 1] + keep * eps[:, t]
     return out
 
 
-def innovations(z: Tensor, rho: float) -> Tensor:
+def innovations(z: Tensor, rho: float, carry: Carry | None = None) -> Tensor:
     """Inverse of `correlate`: AR(1) noise [B, H, A] -> the iid eps it was built from."""
     if rho == 0.0:
         return z
+    keep = math.sqrt(1.0 - rho * rho)
     eps = z.clone()
-    eps[:, 1:] = (z[:, 1:] - rho * z[:, :-1]) / math.sqrt(1.0 - rho * rho)
+    eps[:, 1:] = (z[:, 1:] - rho * z[:, :-1]) / keep
+    if carry is not None:
+        noise, continues = carry
+        eps[:, 0] = torch.where(continues[:, None], (z[:, 0] - rho * noise) / keep, z[:, 0])
     return eps
+
+
+def carried_noise(
+    previous_action: Tensor,
+    previous_mean: Tensor,
+    previous_scale: Tensor,
+    continues: Tensor,
+    exploration_scale: float,
+    floor: float = 0.0,
+    fixed_dims: tuple[int, ...] = (),
+    gripper_dim: int | None = None,
+) -> Carry:
+    """The carry of a query: the standardized noise (raw - mu) / scale of the previous query's last
+    executed step ([B, A] each), zero on dimensions that are not explored continuously."""
+    if gripper_dim in fixed_dims:
+        gripper_dim = None
+    noise = (previous_action - previous_mean) / sampling_scale(previous_scale, exploration_scale, floor)
+    explored = torch.zeros(noise.shape[-1], dtype=torch.bool, device=noise.device)
+    explored[_continuous_dims(noise.shape[-1], fixed_dims, gripper_dim)] = True
+    return torch.where(explored, noise, torch.zeros_like(noise)), continues.bool()
 
 
 def _continuous_dims(action_dim: int, fixed_dims: tuple[int, ...], gripper_dim: int | None) -> list[int]:
@@ -101,6 +139,7 @@ def regression_log_prob(
     gripper_dim: int | None = None,
     gripper_temperature: float = 1.0,
     noise_correlation: float = 0.0,
+    carry: Carry | None = None,
 ) -> Tensor:
     """log pi(raw | c) per action step: [B, H, A] -> [B, H] (summed over the explored action dims;
     a Bernoulli gripper, unless fixed, adds log p(open/close) with raw > 0 read as close)."""
@@ -111,11 +150,17 @@ def regression_log_prob(
     scale = sampling_scale(scale[..., explored], exploration_scale, floor)
     x, loc = raw[..., explored], mean[..., explored]
     if noise_correlation:
-        # density of the innovations; the Jacobian of z -> eps is 1 / sqrt(1 - rho^2) per later step
-        x = loc + scale * innovations((x - loc) / scale, noise_correlation)
+        # density of the innovations; the Jacobian of z -> eps is 1 / sqrt(1 - rho^2) per step
+        # that follows another (every step but a trial's very first)
+        if carry is not None:
+            carry = (carry[0][..., explored], carry[1])
+        x = loc + scale * innovations((x - loc) / scale, noise_correlation, carry)
     logp = log_prob_fn(x, loc, scale)
     if noise_correlation:
-        logp[:, 1:] -= len(explored) * 0.5 * math.log1p(-(noise_correlation**2))
+        jacobian = len(explored) * 0.5 * math.log1p(-(noise_correlation**2))
+        logp[:, 1:] -= jacobian
+        if carry is not None:
+            logp[:, 0] -= jacobian * carry[1].to(logp.dtype)
     if gripper_dim is not None:
         logit = gripper_logit(mean, gripper_dim, gripper_temperature)
         logp = logp + F.logsigmoid(torch.where(raw[..., gripper_dim] > 0, logit, -logit))
@@ -135,6 +180,7 @@ def regression_sample(
     gripper_dim: int | None = None,
     gripper_temperature: float = 1.0,
     noise_correlation: float = 0.0,
+    carry: Carry | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """raw = mu + max(lambda * sigma, floor) * z, z = eps made AR(1) along the chunk (eps = 0 on
     fixed dims); a Bernoulli gripper closes (+1) where CDF(eps) < p(close), else opens (-1);
@@ -142,7 +188,7 @@ def regression_sample(
     if fixed_dims:
         eps = eps.clone()
         eps[..., list(fixed_dims)] = 0.0
-    raw = mean + sampling_scale(scale, exploration_scale, floor) * correlate(eps, noise_correlation)
+    raw = mean + sampling_scale(scale, exploration_scale, floor) * correlate(eps, noise_correlation, carry)
     if gripper_dim is not None:
         logit = gripper_logit(mean, gripper_dim, gripper_temperature)
         if gripper_dim in fixed_dims:
@@ -162,6 +208,7 @@ def regression_sample(
         gripper_dim,
         gripper_temperature,
         noise_correlation,
+        carry,
     )
     return raw.clamp(low, high), raw, logp
 
