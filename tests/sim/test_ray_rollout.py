@@ -235,3 +235,29 @@ def test_an_unreachable_cluster_is_named_at_once():
     assert time.monotonic() - started < 5.0
     with pytest.raises(ValueError, match="host:port"):
         check_reachable("head-without-port")
+
+
+def test_noise_linked_across_queries_is_recorded_and_served_alike(cluster, setup):
+    # correlate_across_queries: each query's inputs carry the trial's previous query, in LIBERO
+    # trials run here and through an inference server alike; every recorded trial re-scores at
+    # ratio 1 (the link is recorded with it), and unlinked it would score otherwise.
+    import copy
+
+    from ript.sim.ray_rollout import RayConfig, RayRolloutSource
+
+    policy, contexts, featurize, env_config = setup
+    linked = copy.deepcopy(policy)
+    linked.noise_correlation, linked.correlate_across_queries = 0.9, True
+    with VectorEnv(2, env_config) as vec:
+        local = LiberoRolloutSource(vec, contexts, contexts, featurize, 2).rollout(linked, contexts[:1], K, seed=7)
+    trials = [trial.data for group in local for trial in group]
+    for trajectory in trials:
+        assert trajectory.obs["previous_query/continues"].tolist() == [False] + [True] * (STEPS // 2 - 1)
+        torch.testing.assert_close(linked.log_prob(trajectory.obs, trajectory.scored), trajectory.log_probs)
+        unlinked = {k: v for k, v in trajectory.obs.items() if not k.startswith("previous_query/")}
+        assert not torch.allclose(linked.log_prob(unlinked, trajectory.scored), trajectory.log_probs)
+    source = RayRolloutSource(linked, contexts, contexts, featurize, 2, env_config, RayConfig(**served(2)))
+    try:
+        assert_same(flatten(source.rollout(linked, contexts[:1], K, seed=7)), flatten(local))
+    finally:
+        source.close()

@@ -83,6 +83,7 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
         "exploration_floor": 0.02,
         "execute_steps": 4,
         "gripper_temperature": "0.5",
+        "correlate_across_queries": "true",
     }
     config, knobs = config_from_parameters(lambda name, default: given.get(name, default))
     assert config.loop.target_kl == 0.05 and config.frozen_parameters == ["head.scale_head"]
@@ -93,6 +94,7 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
         "exploration_floor": 0.02,
         "execute_steps": 4,
         "gripper_temperature": 0.5,
+        "correlate_across_queries": True,
     }
     assert (
         config_from_parameters(lambda name, default: 0.0 if name == "target_kl" else default)[0].loop.target_kl is None
@@ -101,6 +103,8 @@ def test_trainer_node_parameters_reach_the_recipe_and_every_knob():
     assert asdict(unset[0]) == asdict(TrainConfig()) and unset[1] == {}
     with pytest.raises(ValueError, match="loss_normalization"):
         config_from_parameters(lambda name, default: "episode" if name == "loss_normalization" else default)
+    with pytest.raises(ValueError, match="correlate_across_queries must be true or false"):
+        config_from_parameters(lambda name, default: "yes" if name == "correlate_across_queries" else default)
 
 
 # A valid value other than the recipe's for every field of the training tree the node takes.
