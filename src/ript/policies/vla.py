@@ -420,17 +420,7 @@ class VLAPolicy(ChunkHeadPolicy):
         self.encoder.state.set_stats(torch.as_tensor(stats["state_mean"]), torch.as_tensor(stats["state_std"]))
 
 
-SAMPLING_KNOBS = (
-    "execute_steps",
-    "exploration_scale",
-    "exploration_floor",
-    "fixed_action_dims",
-    "gripper_temperature",
-    "noise_correlation",
-    "correlate_across_queries",
-    "temperature",
-    "top_k",
-)
+SAMPLING_KNOBS = ("execute_steps", *RegressionDistribution.KNOBS, *TokenDistribution.KNOBS)
 """Settings of a trained policy that an RL run may change: how many steps of a chunk run, and the
 knobs that define the sampled and scored distribution (`ript train` and the trainer node)."""
 
