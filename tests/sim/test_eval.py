@@ -62,3 +62,28 @@ def test_ript_eval_writes_its_report_without_a_bar_when_asked(tmp_path, capsys):
     assert "| **mean** |" in captured.out
     result = json.loads((tmp_path / "libero_spatial" / "eval.json").read_text())
     assert result["policy"] == "scripted expert" and result["tasks"][0]["episodes"] == 1
+
+
+def test_ript_eval_samples_with_the_knobs_it_is_given(tmp_path):
+    # `ript eval --stochastic --knob ...`: the sampled success a run with that exploration starts
+    # from. The knobs reach the policy the agent samples with; an unknown knob or bad value is refused.
+    from ript.cli.eval import parse_knobs
+    from ript.policies.checkpoint import save_checkpoint
+    from ript.policies.config import VLAConfig
+    from ript.policies.vla import build_policy
+    from ript.sim.eval import checkpoint_agent
+
+    config = VLAConfig(input_mode="state", state_dim=state_dim(21), hidden_dim=16, num_layers=1, num_heads=2)
+    path = save_checkpoint(tmp_path / "p.pt", build_policy(config))
+    knobs = parse_knobs(["noise_correlation=0.9", "correlate_across_queries=true", "execute_steps=2"])
+    assert knobs == {"noise_correlation": 0.9, "correlate_across_queries": True, "execute_steps": 2}
+    agent, _, policy = checkpoint_agent(path, stochastic=True, knobs=knobs)
+    assert policy.noise_correlation == 0.9 and agent.queries.links_queries and agent.execute_steps == 2
+    _, _, plain = checkpoint_agent(path, stochastic=True)
+    assert plain.noise_correlation == 0.0 and not plain.links_queries
+    with pytest.raises(ValueError, match="unknown sampling knob"):
+        checkpoint_agent(path, knobs={"noise": 0.5})
+    with pytest.raises(ValueError, match="noise_correlation"):
+        checkpoint_agent(path, knobs={"noise_correlation": 1.5})
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_knobs(["noise_correlation"])

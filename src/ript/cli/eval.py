@@ -30,9 +30,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="actions executed per policy query (default: the checkpoint's; 1 = re-plan every step)",
     )
+    parser.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sampling knob for this evaluation (repeatable; YAML values), e.g. --stochastic --knob "
+        "noise_correlation=0.9 --knob correlate_across_queries=true: the sampled success a RIPT run "
+        "with that exploration would start from. Knobs: ript.policies.vla.SAMPLING_KNOBS",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, scripts)")
+
+
+def parse_knobs(assignments: list[str]) -> dict:
+    """['noise_correlation=0.9', ...] -> {'noise_correlation': 0.9, ...} (values read as YAML)."""
+    import yaml
+
+    knobs = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--knob takes NAME=VALUE, got {assignment!r}")
+        knobs[name.strip()] = yaml.safe_load(value)
+    return knobs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         agent = ScriptedExpert(ExpertConfig(memoryless=args.memoryless_expert))
         name = "memoryless scripted expert" if args.memoryless_expert else "scripted expert"
     else:
-        agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps)
+        knobs = parse_knobs(args.knob)
+        agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps, knobs)
         name = args.checkpoint.name
     env_config = LiberoEnvConfig(suite=args.suite, **env)
     report = evaluate(

@@ -52,14 +52,22 @@ def policy_agent(
 
 
 def checkpoint_agent(
-    path: str | Path, stochastic: bool = False, seed: int = 0, execute_steps: int | None = None
+    path: str | Path,
+    stochastic: bool = False,
+    seed: int = 0,
+    execute_steps: int | None = None,
+    knobs: dict | None = None,
 ) -> tuple[object, dict, object]:
-    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL."""
+    """(PolicyAgent, env overrides, policy) for a VLA checkpoint: the same featurisation as SFT/RL.
+    knobs: sampling knobs set on the policy (`apply_sampling_knobs`; an unknown one is refused)."""
     from ript.policies.checkpoint import load_checkpoint
     from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
+    from ript.policies.vla import apply_sampling_knobs
 
     policy, payload = load_checkpoint(path)
+    if knobs:
+        apply_sampling_knobs(policy, knobs)
     language = instruction_encoder(policy, payload.get("instruction_embeddings"))
     embeddings: dict[str, object] = {}
 
