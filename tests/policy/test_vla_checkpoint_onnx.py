@@ -124,3 +124,28 @@ def test_onnx_cuda_provider(tmp_path):
     onnx_policy = OnnxPolicy(export_onnx(tmp_path / "policy.pt", tmp_path / "onnx"), device="cuda")
     assert onnx_policy.providers[0] == "CUDAExecutionProvider"
     assert parity_report(policy, onnx_policy)["actions"] < 1e-3
+
+
+def test_onnx_samples_and_scores_noise_linked_across_queries_as_torch_does(tmp_path):
+    # The policy node may serve the ONNX export: with correlate_across_queries it must draw the
+    # same linked sample from the same noise and score it alike (the knobs travel in the export).
+    policy = _trained_looking(tiny_config("regression", "state"))
+    policy.noise_correlation, policy.correlate_across_queries = 0.9, True
+    save_checkpoint(tmp_path / "policy.pt", policy)
+    onnx_policy = OnnxPolicy(export_onnx(tmp_path / "policy.pt", tmp_path / "onnx"), threads=1)
+    assert onnx_policy.links_queries
+    obs, previous = random_obs(policy.config, batch=5, seed=0), random_obs(policy.config, batch=5, seed=1)
+    linked = {
+        **obs,
+        **{f"previous_query/obs/{key}": value for key, value in previous.items()},
+        "previous_query/action": torch.randn(5, 7),
+        "previous_query/step": torch.tensor([0, 1, 2, 3, 3]),
+        "previous_query/continues": torch.tensor([False, True, True, True, True]),
+    }
+    eps = policy.head_distribution.noise(5, torch.Generator().manual_seed(0), "cpu")
+    ours, theirs = policy.sample_with_noise(linked, eps), onnx_policy.sample_with_noise(linked, eps)
+    torch.testing.assert_close(theirs.scored, ours.scored, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(theirs.log_probs, ours.log_probs, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(onnx_policy.log_prob(linked, ours.scored), ours.log_probs, atol=1e-3, rtol=1e-4)
+    unlinked = policy.sample_with_noise(obs, eps)
+    assert not torch.allclose(unlinked.scored[1:], ours.scored[1:])  # the link moved the draws
