@@ -113,6 +113,23 @@ def test_load_policy_onnx_exports_once_beside_the_checkpoint(tmp_path):
         load_policy(path, backend="tensorrt")
 
 
+def test_load_policy_sets_the_threads_of_a_query(tmp_path):
+    # The policy node queries on one thread by default (its `threads` parameter): torch's threads
+    # for the torch backend, the sessions' for ONNX.
+    path = save_checkpoint(tmp_path / "policy.pt", _trained_looking(tiny_config("regression")))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_policy(path, backend="torch", device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    onnx = load_policy(path, backend="onnx", device="cpu", threads=1)
+    assert all(s.get_session_options().intra_op_num_threads == 1 for s in onnx.sessions.values())
+    with pytest.raises(ValueError, match="threads"):
+        load_policy(path, backend="torch", threads=0)
+
+
 def test_onnx_cuda_provider(tmp_path):
     import onnxruntime as ort
 
