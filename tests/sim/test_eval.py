@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +89,24 @@ def test_ript_eval_samples_with_the_knobs_it_is_given(tmp_path):
         checkpoint_agent(path, knobs={"noise_correlation": 1.5})
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         parse_knobs(["noise_correlation"])
+
+
+@pytest.mark.slow
+def test_ript_eval_films_the_episodes_it_is_asked_for(tmp_path, capsys):
+    # `ript eval --videos N`: one upright agentview mp4 per filmed episode, a frame per step plus
+    # the first, named by task, benchmark state and outcome; failed ones only unless --videos-of all.
+    from ript.cli.main import main
+    from ript.policies.lerobot_data import decode_video
+
+    args = ["eval", "--state-only", "--tasks", "0", "--episodes", "2", "--num-envs", "1", "--no-progress"]
+    assert main([*args, "--videos", "1", "--videos-of", "all", "--out", str(tmp_path / "all")]) == 0
+    result = json.loads((tmp_path / "all" / "libero_spatial" / "eval.json").read_text())
+    assert result["tasks"][0]["successes"] == 2  # the scripted expert; with --videos it still renders alike
+    videos = result["videos"]
+    assert [v.rsplit("/", 1)[-1] for v in videos] == ["task0_state0_success.mp4"]
+    frames = decode_video(Path(videos[0]))
+    assert frames.shape[1:] == (128, 128, 3) and frames.dtype == np.uint8
+    assert 20 < len(frames) <= 221 and frames.std() > 10  # a moving scene, not a blank buffer
+    assert main([*args, "--videos", "1", "--out", str(tmp_path / "failed")]) == 0
+    assert json.loads((tmp_path / "failed" / "libero_spatial" / "eval.json").read_text())["videos"] == []
+    assert not (tmp_path / "failed" / "libero_spatial" / "videos").exists()

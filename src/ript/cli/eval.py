@@ -39,6 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "noise_correlation=0.9 --knob correlate_across_queries=true: the sampled success a RIPT run "
         "with that exploration would start from. Knobs: ript.policies.vla.SAMPLING_KNOBS",
     )
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="film up to N episodes per task (agentview, upright, mp4 under <out>/<suite>/videos); renders "
+        "the cameras even for a state policy, which slows the run",
+    )
+    parser.add_argument(
+        "--videos-of",
+        choices=["failed", "all"],
+        default="failed",
+        help="which episodes --videos films (default: failed ones, in benchmark-state order)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder root (default runs/eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, scripts)")
@@ -70,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         knobs = parse_knobs(args.knob)
         agent, env, _ = checkpoint_agent(args.checkpoint, args.stochastic, args.seed, args.execute_steps, knobs)
         name = args.checkpoint.name
+    if args.videos < 0:
+        raise SystemExit(f"--videos must be >= 0, got {args.videos}")
+    if args.videos:
+        env["render"] = True
     env_config = LiberoEnvConfig(suite=args.suite, **env)
     report = evaluate(
         agent,
@@ -80,9 +98,14 @@ def run(args: argparse.Namespace) -> int:
         env_config=env_config,
         policy_name=name,
         progress=not args.no_progress,
+        videos=args.videos,
+        videos_of=args.videos_of,
+        video_dir=args.out / args.suite / "videos",
     )
     paths = save_report(report, args.out / args.suite)
     print("\n" + markdown_table(report))
+    if report.videos:
+        print(f"{len(report.videos)} videos in {args.out / args.suite / 'videos'}")
     print(
         f"wrote {', '.join(str(p) for p in paths.values())} ({report.wall_time_s:.0f} s, "
         f"{report.worker_restarts} worker restarts)"

@@ -191,8 +191,9 @@ def _stats(values: np.ndarray, video: bool = False) -> dict:
     return {**{k: v.tolist() for k, v in stat.items()}, "count": [len(values)]}
 
 
-class _VideoFile:
-    """One mp4 of one camera: the frames of consecutive episodes in one AV1 stream, pts = frame count."""
+class VideoFile:
+    """One mp4 of one camera: the frames of consecutive episodes in one AV1 stream, pts = frame count
+    (also `ript eval --videos`)."""
 
     def __init__(self, path: Path, fps: int, height: int, width: int) -> None:
         import os
@@ -242,7 +243,7 @@ def write_dataset(
     data_tables: list = []
     data_file = [0, 0]  # chunk, file
     data_bytes = 0
-    videos: dict[str, _VideoFile] = {}
+    videos: dict[str, VideoFile] = {}
     video_file: dict[str, list[int]] = {}
     collected: dict[str, list[np.ndarray]] = {}
     total = 0
@@ -318,7 +319,7 @@ def write_dataset(
             if current is None:
                 chunk, file = video_file[name]
                 path = folder / VIDEO_PATH.format(video_key=name, chunk_index=chunk, file_index=file)
-                current = videos[name] = _VideoFile(path, fps, *images.shape[1:3])
+                current = videos[name] = VideoFile(path, fps, *images.shape[1:3])
             row[f"videos/{name}/chunk_index"], row[f"videos/{name}/file_index"] = video_file[name]
             row[f"videos/{name}/from_timestamp"] = current.frames / fps
             row[f"videos/{name}/to_timestamp"] = (current.frames + length) / fps
@@ -460,7 +461,7 @@ def read_dataset(folder: str | Path) -> tuple[dict, list[Episode]]:
                 video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
             )
             if path not in decoded:
-                decoded[path] = _decode(path)
+                decoded[path] = decode_video(path)
             first = round(row[f"videos/{key}/from_timestamp"] * fps)
             videos[key] = decoded[path][first : first + stop - start]
             if len(videos[key]) != stop - start:
@@ -484,7 +485,7 @@ def _numpy(column, feature: dict) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False).astype(feature["dtype"])
 
 
-def _decode(path: Path) -> np.ndarray:
+def decode_video(path: Path) -> np.ndarray:
     """Every frame of an mp4, uint8 [N, H, W, 3], in presentation order."""
     import av
 

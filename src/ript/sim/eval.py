@@ -100,6 +100,58 @@ class TaskResult:
     failed_init_states: list[int] = field(default_factory=list)
 
 
+VIDEOS_OF = ("failed", "all")
+
+
+class EpisodeVideos:
+    """An EpisodeAgent that drives `agent` and films its episodes: the agentview camera, upright,
+    one mp4 per episode (`task<T>_state<I>_<success|failure>.mp4`) for up to `per_task` episodes of
+    each task — failed ones only, or all (`of`). Needs rendered observations; frames are kept only
+    while their episode runs."""
+
+    def __init__(self, agent, folder: str | Path, per_task: int, of: str = "failed", fps: int = 20) -> None:
+        if per_task < 1 or of not in VIDEOS_OF:
+            raise ValueError(f"need per_task >= 1 and of in {VIDEOS_OF}, got {per_task}, {of!r}")
+        self.agent, self.folder, self.per_task, self.of, self.fps = agent, Path(folder), per_task, of, fps
+        self.frames: dict[int, list[np.ndarray]] = {}
+        self.contexts: dict[int, Context] = {}
+        self.written: dict[int, list[Path]] = {}
+        """Task id -> the videos written for it."""
+
+    def _film(self, trial: int, obs: dict) -> None:
+        from ript.policies.libero_data import AGENTVIEW, upright
+
+        if AGENTVIEW not in obs:
+            raise ValueError("videos need rendered observations: evaluate with env_config.render=True")
+        self.frames[trial].append(upright(np.asarray(obs[AGENTVIEW])))
+
+    def begin(self, trial: int, context: Context, obs: dict) -> None:
+        self.agent.begin(trial, context, obs)
+        self.contexts[trial], self.frames[trial] = context, []  # a restarted trial films afresh
+        self._film(trial, obs)
+
+    def act(self, trials: list[int], obs: list[dict]) -> np.ndarray:
+        actions = self.agent.act(trials, obs)
+        for trial, observation in zip(trials, obs):
+            self._film(trial, observation)
+        return actions
+
+    def end(self, trial: int, result: EpisodeResult) -> None:
+        from ript.policies.lerobot_data import VideoFile
+
+        self.agent.end(trial, result)
+        frames, context = self.frames.pop(trial), self.contexts.pop(trial)
+        done = self.written.setdefault(context.task_id, [])
+        if len(done) >= self.per_task or (self.of == "failed" and result.success):
+            return
+        outcome = "success" if result.success else "failure"
+        path = self.folder / f"task{context.task_id}_state{context.index}_{outcome}.mp4"
+        video = VideoFile(path, self.fps, *frames[0].shape[:2])
+        video.add(np.stack(frames))
+        video.close()
+        done.append(path)
+
+
 @dataclass
 class EvalReport:
     suite: str
@@ -113,6 +165,8 @@ class EvalReport:
     max_steps: int
     wall_time_s: float
     worker_restarts: int
+    videos: list[str] = field(default_factory=list)
+    """Episode videos written (`videos` > 0)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,6 +191,9 @@ def evaluate(
     vec: VectorEnv | None = None,
     progress: bool = True,
     policy_name: str = "policy",
+    videos: int = 0,
+    videos_of: str = "failed",
+    video_dir: str | Path | None = None,
     **agent_kwargs,
 ) -> EvalReport:
     """Evaluates `policy` (Policy, () -> Policy, or EpisodeAgent) with the standard protocol.
@@ -145,6 +202,8 @@ def evaluate(
     its max_steps must be None (the suite's standard budget). vec: reuse a running VectorEnv (the
     RL trainer's); otherwise one with num_envs workers is started and closed here.
     agent_kwargs go to policy_agent (execute_steps, stochastic, embed_instruction, image_size, ...).
+    videos: film up to this many episodes per task (`videos_of` 'failed' or 'all') into video_dir
+    (EpisodeVideos); needs env_config.render.
     """
     from tqdm import tqdm
 
@@ -154,6 +213,11 @@ def evaluate(
         raise ValueError("the standard protocol fixes max_steps per suite; leave env_config.max_steps None")
     contexts = evaluation_contexts(suite, task_ids, episodes)
     agent = _as_agent(policy, agent_kwargs)
+    filmed = None
+    if videos:
+        if video_dir is None or not env_config.render:
+            raise ValueError("videos need a video_dir and env_config.render=True")
+        agent = filmed = EpisodeVideos(agent, video_dir, videos, videos_of)
     start = time.perf_counter()
     own_vec = vec is None
     vec = vec or VectorEnv(num_envs, env_config)
@@ -204,6 +268,7 @@ def evaluate(
         env_config.episode_steps,
         time.perf_counter() - start,
         restarts,
+        [str(p) for task_id in task_ids for p in filmed.written.get(task_id, [])] if filmed else [],
     )
 
 
