@@ -59,15 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_knobs(assignments: list[str]) -> dict:
-    """['noise_correlation=0.9', ...] -> {'noise_correlation': 0.9, ...} (values read as YAML)."""
-    import yaml
+    """['noise_correlation=0.9', ...] -> {'noise_correlation': 0.9, ...}: values parsed as `--set`
+    parses them (`set_dotted`: YAML, '1e-5' a number)."""
+    from ript.core.config_io import set_dotted
 
-    knobs = {}
+    knobs: dict = {}
     for assignment in assignments:
-        name, sep, value = assignment.partition("=")
-        if not sep or not name.strip():
+        if "=" not in assignment or not assignment.partition("=")[0].strip():
             raise SystemExit(f"--knob takes NAME=VALUE, got {assignment!r}")
-        knobs[name.strip()] = yaml.safe_load(value)
+        set_dotted(knobs, assignment)
     return knobs
 
 
