@@ -1,5 +1,6 @@
-"""A run killed with SIGKILL resumes from its last completed iteration with the same results;
-corrupt checkpoints are detected, reported and skipped."""
+"""A run killed with SIGKILL resumes from its last completed iteration with the same results; one
+stopped with SIGTERM ends cleanly (exit 0, report written) and resumes the same way; corrupt
+checkpoints are detected, reported and skipped."""
 
 import json
 import os
@@ -44,33 +45,98 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
         torch.testing.assert_close(resumed.policy.state_dict()[key], value, rtol=0, atol=0)
 
 
-@pytest.mark.timeout(180)
-def test_sigkill_then_resume_gives_the_same_run(tmp_path):
-    cli = [sys.executable, "-m", "ript.cli.main", "toy", "--iterations", "6", "--batch-size", "32"]
-    subprocess.run(cli + ["--out", str(tmp_path / "ref")], check=True, capture_output=True, timeout=120)
-    reference_dir = next((tmp_path / "ref").iterdir())
+TOY_CLI = [sys.executable, "-m", "ript.cli.main", "toy", "--iterations", "6", "--batch-size", "32"]
 
-    killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(cli + ["--resume", str(killed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = killed_dir / "metrics.jsonl"
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The 6-iteration toy run, uninterrupted."""
+    out = tmp_path_factory.mktemp("reference")
+    subprocess.run(TOY_CLI + ["--out", str(out)], check=True, capture_output=True, timeout=120)
+    return next(out.iterdir())
+
+
+def metric_rows(path):
+    return strip_times([json.loads(line) for line in path.read_text().splitlines()])
+
+
+def start_then_signal(run_dir, number):
+    """Starts the toy run in run_dir and sends it `number` once 2 iterations are logged; returns
+    the process (not yet waited for) and the metrics file."""
+    proc = subprocess.Popen(
+        TOY_CLI + ["--resume", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 90
     while time.time() < deadline:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, number)
+    return proc, metrics
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_then_resume_gives_the_same_run(tmp_path, reference_run):
+    killed_dir = tmp_path / "killed"
+    proc, metrics = start_then_signal(killed_dir, signal.SIGKILL)
+    proc.communicate()
     done_before_kill = len(metrics.read_text().splitlines())
     assert done_before_kill < 7, "the run finished before it could be killed; the test proves nothing"
 
-    result = subprocess.run(cli + ["--resume", str(killed_dir)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(TOY_CLI + ["--resume", str(killed_dir)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "resumed" in result.stdout
+    assert metric_rows(metrics) == metric_rows(reference_run / "metrics.jsonl")
 
-    def rows(path):
-        return strip_times([json.loads(line) for line in path.read_text().splitlines()])
 
-    assert rows(metrics) == rows(reference_dir / "metrics.jsonl")
+@pytest.mark.timeout(180)
+def test_sigterm_stops_cleanly_and_resume_gives_the_same_run(tmp_path, reference_run):
+    stopped_dir = tmp_path / "stopped"
+    proc, metrics = start_then_signal(stopped_dir, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    done = len(metrics.read_text().splitlines()) - 1
+    assert done < 6, "the run finished before it was stopped; the test proves nothing"
+    assert f"stopped by SIGTERM; continue with: ript toy --resume {stopped_dir}" in stdout
+    assert f"after {done} iterations" in stdout
+    assert (stopped_dir / "report.md").exists() and (stopped_dir / "learning_curve.png").exists()
+    assert sorted(p.name for p in (stopped_dir / "checkpoints").glob("iter_*.ckpt"))[-1] == f"iter_{done:06d}.ckpt"
+
+    result = subprocess.run(TOY_CLI + ["--resume", str(stopped_dir)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert metric_rows(metrics) == metric_rows(reference_run / "metrics.jsonl")
+
+
+def test_a_stop_while_collecting_drops_the_open_iteration(tmp_path):
+    """A stop between two rollout calls of iteration 3 leaves iteration 2's weights and nothing of 3;
+    the resumed run redraws iteration 3's trials and ends as the uninterrupted one does."""
+    straight, straight_history = run_to_end(tmp_path / "straight", 4)
+    trainer = make_reach_trainer(small_config(4), tmp_path / "split", tensorboard=False)
+    calls = []
+
+    def stop_in_iteration_3(state, detail):
+        if state == "collecting" and trainer.iteration == 2:
+            calls.append(detail)
+            if detail.startswith("collecting"):  # after iteration 3's first rollout call
+                trainer.request_stop("test")
+
+    trainer.on_status = stop_in_iteration_3
+    history = trainer.run(progress=False)
+    trainer.close()
+    assert trainer.stop_reason == "test" and trainer.iteration == 2 and len(history) == 3
+    assert len(calls) >= 2, "the stop came before iteration 3 collected anything; the test proves nothing"
+    after_two = make_reach_trainer(small_config(2), tmp_path / "two", tensorboard=False)
+    after_two.run(progress=False)
+    after_two.close()
+    for key, value in after_two.policy.state_dict().items():
+        torch.testing.assert_close(trainer.policy.state_dict()[key], value, rtol=0, atol=0)
+    assert sorted(p.name for p in (tmp_path / "split" / "checkpoints").glob("iter_*.ckpt"))[-1] == "iter_000002.ckpt"
+
+    resumed, resumed_history = run_to_end(tmp_path / "split", 4)
+    assert strip_times(resumed_history) == strip_times(straight_history)
+    for key, value in straight.policy.state_dict().items():
+        torch.testing.assert_close(resumed.policy.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_corrupt_checkpoint_is_reported_and_skipped(tmp_path, caplog):

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ript.core.loop import LoopConfig
     from ript.core.metrics import plot_curves
     from ript.core.sampler import SamplerConfig
+    from ript.core.train import stop_on_signals
     from ript.sim.toy_task import ReachTrainConfig, TrainConfig, make_reach_trainer
 
     config = ReachTrainConfig(
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if trainer.resume():
         print(f"resumed {run_dir} at iteration {trainer.iteration}")
     try:
-        history = trainer.run(progress=True)
+        with stop_on_signals(trainer):
+            history = trainer.run(progress=True)
     finally:
         trainer.close()
     curve = plot_curves(
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         x_key="iteration",
     )
     first, last = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
-    print(f"success rate {first:.2f} -> {last:.2f} after {config.train.iterations} iterations")
+    print(f"success rate {first:.2f} -> {last:.2f} after {trainer.iteration} iterations")
+    if trainer.stop_reason is not None:
+        print(f"stopped by {trainer.stop_reason}; continue with: ript toy --resume {run_dir} and the same options")
     from ript.core.report import write_report
 
     print(

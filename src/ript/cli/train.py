@@ -9,7 +9,8 @@
 
 Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
 apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
-gets checkpoints (resume after a crash or SIGKILL), the training contexts it drew (contexts.npz,
+gets checkpoints (resume after a crash or SIGKILL; SIGINT/SIGTERM stop it cleanly, final policy
+included), the training contexts it drew (contexts.npz,
 read back on resume), metrics.jsonl, TensorBoard events, a learning-curve PNG and the final policy
 checkpoint, ready for `ript eval`.
 """
@@ -280,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
     config, run_dir = resolve_config(args)
     if data_parallel is not None:
         data_parallel.from_rank0(config)
+    from ript.core.train import stop_on_signals
     from ript.sim.contexts import UnusableContextsError
 
     try:
@@ -306,7 +308,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"no valid checkpoint in {run_dir}; starting from the SFT weights")
         except UnresumableRunError as exc:
             raise SystemExit(f"ript train: {exc}") from None
-        history = trainer.run(progress=not args.no_progress)
+        with stop_on_signals(trainer):
+            history = trainer.run(progress=not args.no_progress)
     finally:
         trainer.close()
         source.close()
@@ -336,5 +339,10 @@ def run(args: argparse.Namespace) -> int:
         )
     from ript.core.report import write_report
 
+    if trainer.stop_reason is not None:
+        print(
+            f"stopped by {trainer.stop_reason} after iteration {trainer.iteration}; "
+            f"continue with: ript train --resume {run_dir}"
+        )
     print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
     return 0

@@ -7,6 +7,9 @@ One iteration, top to bottom, is `RiptTrainer.step`:
     every eval_every iterations: source.evaluate(policy) on held-out states
     checkpoint (atomic, verified), then log
 
+`stop_on_signals` ends a run cleanly on SIGINT/SIGTERM (Ctrl-C, `docker stop`, a batch scheduler's
+time limit): the weights left in memory are always those of the last checkpoint.
+
 Where trials come from is a `RolloutSource`: the reach task, a vector of LIBERO envs, or anything
 else that can run K trials per context.
 """
@@ -14,8 +17,11 @@ else that can run K trials per context.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +73,14 @@ class RiptTrainer(Learner):
             data_parallel,
         )
         self.source = source
+        self.stop_reason: str | None = None
+        """Set by `request_stop`: why the run ended before its iterations or budget."""
+
+    def request_stop(self, reason: str) -> None:
+        """Ends `run` at the next safe point: after a rollout call the open iteration is dropped
+        (nothing of it is updated or saved; a resume redraws the same trials, which are seeded by
+        iteration and call), an update that has begun finishes and is checkpointed."""
+        self.stop_reason = reason
 
     def run(self, progress: bool = True) -> list[dict]:
         from tqdm import tqdm
@@ -80,15 +94,24 @@ class RiptTrainer(Learner):
                 bar.set_description("evaluating")
                 row.update(self._evaluate())
             self.finish_iteration(row)
-        while self.iteration < cfg.iterations and not self.budget_spent():
-            row = self.step(bar if progress else None)
+        while self.iteration < cfg.iterations and not self.budget_spent() and self.stop_reason is None:
+            done = self.step(bar if progress else None)
+            if done is None:
+                log.warning(
+                    "stopped (%s) while collecting iteration %d: its trials are dropped; the policy is "
+                    "iteration %d's checkpoint",
+                    self.stop_reason,
+                    self.iteration + 1,
+                    self.iteration,
+                )
+                break
             if not progress:
-                log.info(iteration_summary(row))
+                log.info(iteration_summary(done))
             bar.update(1)
             bar.set_postfix(
                 {
                     k.split("/")[-1]: f"{v:.2f}"
-                    for k, v in row.items()
+                    for k, v in done.items()
                     if k in ("rollout/success_rate", "eval/success_rate", "stats/approx_kl_final")
                 }
             )
@@ -97,8 +120,9 @@ class RiptTrainer(Learner):
         self.on_status("idle", "done")
         return self.history
 
-    def step(self, bar=None) -> dict:
-        """One RIPT iteration: collect, update, maybe evaluate, checkpoint, log."""
+    def step(self, bar=None) -> dict | None:
+        """One RIPT iteration: collect, update, maybe evaluate, checkpoint, log. None: a stop was
+        requested while collecting, and the iteration was dropped before its update."""
         cfg = self.config
         iteration = self.iteration + 1
         start = last_said = time.perf_counter()
@@ -125,6 +149,8 @@ class RiptTrainer(Learner):
             trials = [trial for group in results for trial in group]
             self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in trials)
             trials_run += len(trials)
+            if self.stop_reason is not None:
+                return None
             if self.budget_spent():  # the run's budget holds inside an iteration: a weak start's
                 self.sampler.stop("env_step_budget")  # collection could otherwise run on for hours
             detail = (
@@ -158,6 +184,35 @@ class RiptTrainer(Learner):
         with torch.no_grad():
             result = self.source.evaluate(self.policy, derive_seed(self.config.seed, iteration, 1 << 21))
         return {**result, "time/eval_s": time.perf_counter() - start}
+
+
+@contextmanager
+def stop_on_signals(trainer: RiptTrainer, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While the block runs, the first of `signals` asks the trainer to stop at its next safe point
+    (`RiptTrainer.request_stop`) so that the caller can still write its final policy and report;
+    a second one stops at once (KeyboardInterrupt; the last checkpoint stays the place to resume
+    from). Outside the main thread signals cannot be caught, and nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(number: int, _frame) -> None:
+        name = signal.Signals(number).name
+        if trainer.stop_reason is not None:
+            raise KeyboardInterrupt(f"{name} again: stopping at once")
+        log.warning(
+            "%s: stopping after the current rollout call or update (the open iteration's trials are "
+            "dropped); send it again to stop at once",
+            name,
+        )
+        trainer.request_stop(name)
+
+    previous = {number: signal.signal(number, on_signal) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def iteration_summary(row: dict) -> str:

@@ -13,6 +13,7 @@ that keeps crashing raises.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,9 @@ class EnvCache:
 
 
 def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
+    # Ctrl-C reaches the whole process group; stopping is the parent's call (it may finish the
+    # rollout first), and a worker killed by it would only void its trial and be restarted.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     envs = EnvCache(make_env_target, base_config, max_cached_envs)
     env = None
     while True:
