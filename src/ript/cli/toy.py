@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
@@ -65,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
     )
     first, last = history[0]["eval/success_rate"], history[-1]["eval/success_rate"]
     print(f"success rate {first:.2f} -> {last:.2f} after {trainer.iteration} iterations")
-    if trainer.stop_reason is not None:
-        print(f"stopped by {trainer.stop_reason}; continue with: ript toy --resume {run_dir} and the same options")
     from ript.core.report import write_report
 
     print(
         f"metrics: {trainer.logger.jsonl_path}\ncurve:   {curve}\nreport:  {write_report(run_dir)}\n"
         f"tensorboard --logdir {run_dir / 'tb'}"
     )
+    if trainer.stop_reason is not None:
+        print(f"stopped by {trainer.stop_reason}; continue with: ript toy --resume {run_dir} and the same options")
+        return 128 + signal.Signals[trainer.stop_reason].value  # unfinished
     return 0

@@ -22,6 +22,7 @@ import datetime
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -251,6 +252,10 @@ def follow_updates(config: LiberoTrainConfig, data_parallel: DataParallel) -> in
 
     from ript.core.learner import UpdateFollower
 
+    # torchrun passes Ctrl-C/SIGTERM to every rank; stopping is rank 0's call (it finishes the
+    # update in progress, then releases the followers), so a follower must not die mid-collective
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     policy, _ = load_run_policy(config)
     updates = UpdateFollower(policy, config.train, data_parallel).run()
     logging.getLogger("ript.train").info("rank %d: took part in %d updates", data_parallel.rank, updates)
@@ -339,10 +344,11 @@ def run(args: argparse.Namespace) -> int:
         )
     from ript.core.report import write_report
 
+    print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
     if trainer.stop_reason is not None:
         print(
             f"stopped by {trainer.stop_reason} after iteration {trainer.iteration}; "
             f"continue with: ript train --resume {run_dir}"
         )
-    print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
+        return 128 + signal.Signals[trainer.stop_reason].value  # unfinished: a scheduler should restart it
     return 0

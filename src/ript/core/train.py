@@ -7,8 +7,9 @@ One iteration, top to bottom, is `RiptTrainer.step`:
     every eval_every iterations: source.evaluate(policy) on held-out states
     checkpoint (atomic, verified), then log
 
-`stop_on_signals` ends a run cleanly on SIGINT/SIGTERM (Ctrl-C, `docker stop`, a batch scheduler's
-time limit): the weights left in memory are always those of the last checkpoint.
+`stop_on_signals` ends a run cleanly on SIGINT/SIGTERM (Ctrl-C, a container or scheduler stopping
+it): after the rollout call, or the update and evaluation, in progress, the weights in memory are
+those of the last checkpoint.
 
 Where trials come from is a `RolloutSource`: the reach task, a vector of LIBERO envs, or anything
 else that can run K trials per context.
@@ -17,6 +18,7 @@ else that can run K trials per context.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -116,6 +118,8 @@ class RiptTrainer(Learner):
                 }
             )
         bar.close()
+        if self.iteration >= cfg.iterations or self.budget_spent():
+            self.stop_reason = None  # a stop that came during the last iteration ended nothing early
         self.release_followers()
         self.on_status("idle", "done")
         return self.history
@@ -126,6 +130,7 @@ class RiptTrainer(Learner):
         cfg = self.config
         iteration = self.iteration + 1
         start = last_said = time.perf_counter()
+        env_steps_before = self.env_steps
 
         def say(text: str) -> None:
             nonlocal last_said
@@ -150,6 +155,7 @@ class RiptTrainer(Learner):
             self.env_steps += sum(getattr(trial.data, "num_steps", 0) for trial in trials)
             trials_run += len(trials)
             if self.stop_reason is not None:
+                self.env_steps = env_steps_before  # the dropped trials count nowhere
                 return None
             if self.budget_spent():  # the run's budget holds inside an iteration: a weak start's
                 self.sampler.stop("env_step_budget")  # collection could otherwise run on for hours
@@ -199,13 +205,14 @@ def stop_on_signals(trainer: RiptTrainer, signals: Sequence[int] = (signal.SIGIN
     def on_signal(number: int, _frame) -> None:
         name = signal.Signals(number).name
         if trainer.stop_reason is not None:
-            raise KeyboardInterrupt(f"{name} again: stopping at once")
-        log.warning(
-            "%s: stopping after the current rollout call or update (the open iteration's trials are "
-            "dropped); send it again to stop at once",
-            name,
-        )
+            raise KeyboardInterrupt(f"{name} after {trainer.stop_reason}: stopping at once")
         trainer.request_stop(name)
+        # os.write, not logging: the signal may have interrupted a write to the same stream
+        os.write(
+            2,
+            f"{name}: stopping after the rollout call (its iteration dropped) or the update and "
+            f"evaluation in progress; send it again to stop at once\n".encode(),
+        )
 
     previous = {number: signal.signal(number, on_signal) for number in signals}
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,8 +62,10 @@ class EnvCache:
 
 def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
     # Ctrl-C reaches the whole process group; stopping is the parent's call (it may finish the
-    # rollout first), and a worker killed by it would only void its trial and be restarted.
+    # rollout first), and a worker killed by it would only void its trial and be restarted. The
+    # parent started us with SIGINT blocked, so none is lost to the start-up before this line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     envs = EnvCache(make_env_target, base_config, max_cached_envs)
     env = None
     while True:
@@ -152,7 +155,11 @@ class VectorEnv:
         proc = self._ctx.Process(
             target=_worker, args=(child, self._make_env_target, self.config, self.max_cached_envs), daemon=True
         )
-        proc.start()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by the child
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._conns[i], self._procs[i] = parent, proc
 
@@ -233,15 +240,24 @@ class VectorEnv:
         return VecStep.of(self._call(env_ids, "step", list(actions)))
 
     def close(self) -> None:
-        for i in range(self.num_envs):
-            if self._procs[i] is None:
-                continue
+        live = [i for i in range(self.num_envs) if self._procs[i] is not None]
+        for i in live:
             self._send(i, "close")
-            self._procs[i].join(timeout=10)
-            if self._procs[i].is_alive():
-                self._procs[i].kill()
-                self._procs[i].join(timeout=5)
-            self._conns[i].close()
+        deadline = time.monotonic() + 10
+        for i in live:
+            proc, conn = self._procs[i], self._conns[i]
+            # A worker whose reply was never read (the parent interrupted mid-step) is blocked
+            # writing a large observation: read it off the pipe so that it reaches "close".
+            while proc.is_alive() and time.monotonic() < deadline:
+                try:
+                    if conn.poll(0.05):
+                        conn.recv()
+                except (EOFError, OSError):
+                    proc.join(timeout=0.05)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+            conn.close()
             self._procs[i] = None
 
     def __enter__(self) -> VectorEnv:
