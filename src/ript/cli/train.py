@@ -10,9 +10,8 @@
 Every hyperparameter lives in `LiberoTrainConfig` (defaults from the RIPT-VLA paper where they
 apply: K=8, clip 0.2, grad clip 1.0); the resolved config is saved in the run folder, which also
 gets checkpoints (resume after a crash or SIGKILL; SIGINT/SIGTERM stop it cleanly, final policy
-included), the training contexts it drew (contexts.npz,
-read back on resume), metrics.jsonl, TensorBoard events, a learning-curve PNG and the final policy
-checkpoint, ready for `ript eval`.
+included), the training contexts it drew (contexts.npz, read back on resume), metrics.jsonl,
+TensorBoard events, a learning-curve PNG and the final policy checkpoint, ready for `ript eval`.
 """
 
 from __future__ import annotations
