@@ -80,6 +80,8 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
         "exploration_scale=3.0",
         "--set",
         "execute_steps=2",
+        "--set",
+        "eval_on=validation",
     ]
     first = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path), *settings)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -106,6 +108,26 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
         assert torch.equal(iterate.state_dict()[name], value), name
     assert iterate.exploration_scale == policy.exploration_scale == 3.0
 
+    # The evaluation ran on validation placements: kept in the run folder, apart from the contexts
+    # trained on and from the benchmark's states; the best evaluation's weights are policy_best.ckpt.
+    from ript.sim.contexts import distance_to_set, load_contexts
+    from ript.sim.env import benchmark_init_states
+
+    validation = load_contexts(run_dir / "validation_contexts.npz")
+    trained = load_contexts(run_dir / "contexts.npz")
+    assert len(validation) == 1 and rows[1]["eval/episodes"] == 1
+    for context in validation:
+        assert distance_to_set(context.init_state, benchmark_init_states("libero_spatial", 0)) > 1e-3
+        assert distance_to_set(context.init_state, [c.init_state for c in trained]) > 1e-3
+    best_iteration = max(rows, key=lambda r: (r["eval/success_rate"], r["iteration"]))["iteration"]
+    assert f"best policy: {run_dir / 'policy_best.ckpt'} (iteration {best_iteration}," in first.stdout
+    assert "on validation states" in first.stdout
+    best, payload = load_checkpoint(run_dir / "policy_best.ckpt")
+    assert payload["metadata"]["ript_iterations"] == best_iteration
+    best_state = load_verified(run_dir / "checkpoints" / "best.ckpt")["policy"]
+    for name, value in best.state_dict().items():
+        assert torch.equal(best_state[name], value), name
+
     # Extend the same run to 2 iterations at another lr: it must continue from iteration 1, not start
     # over, and the new lr must reach the optimizer (whose saved state carries the old one).
     locked = ript_train("--resume", str(run_dir), "--set", "task_ids=[1]")
@@ -115,6 +137,7 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert "resumed from iter_000001.ckpt" in second.stderr
     # the contexts it trained on, read back rather than drawn again (a hard reset each)
     assert f"read 2 training contexts from {run_dir / 'contexts.npz'}" in second.stderr
+    assert f"read 1 training contexts from {run_dir / 'validation_contexts.npz'}" in second.stderr
     # a new run may train on them (`--contexts`) only if it draws the same: here 3 per task, refused
     other = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "other"), "--contexts",
                        str(run_dir / "contexts.npz"), *settings, "--set", "contexts_per_task=3")  # fmt: skip

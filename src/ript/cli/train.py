@@ -42,7 +42,12 @@ class LiberoTrainConfig:
     the held-out runs of docs/results.md; a run visits each about once, so gains are not memorised)."""
     context_seed: int = 0
     eval_episodes_per_task: int = 10
-    """Benchmark init states per task for periodic evaluation (the standard protocol's 50: `ript eval`)."""
+    """Episodes per task of the periodic evaluation (train.eval_every), one per state of `eval_on`."""
+    eval_on: str = "benchmark"
+    """What the periodic evaluation runs on: 'benchmark' (the benchmark's init states 0..N-1, the
+    states `ript eval` reports on) or 'validation' (fresh placements, drawn as the training contexts
+    are with context_seed + 1000 and kept apart from them): choosing a checkpoint (train.keep_best,
+    train.rollback_drop) on validation states leaves the benchmark unseen until the final evaluation."""
     num_envs: int = 2
     """LIBERO worker processes."""
     max_steps: int | None = None
@@ -73,6 +78,8 @@ class LiberoTrainConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
+        if self.eval_on not in ("benchmark", "validation"):
+            raise ValueError(f"eval_on must be 'benchmark' or 'validation', got {self.eval_on!r}")
         if self.rollout_backend not in ("local", "ray"):
             raise ValueError(f"rollout_backend must be 'local' or 'ray', got {self.rollout_backend!r}")
         if not self.task_ids:
@@ -187,7 +194,13 @@ def build(
     `contexts_source`: a file of contexts drawn before, copied there instead of drawing."""
     from ript.policies.encoders import instruction_encoder
     from ript.policies.sft import libero_policy_inputs
-    from ript.sim.contexts import cached_training_contexts, check_disjoint, evaluation_contexts, training_contexts
+    from ript.sim.contexts import (
+        cached_training_contexts,
+        check_disjoint,
+        evaluation_contexts,
+        training_contexts,
+        validation_contexts,
+    )
     from ript.sim.env import LiberoEnvConfig
     from ript.sim.rollout_source import LiberoRolloutSource
     from ript.sim.vector_env import VectorEnv
@@ -202,11 +215,20 @@ def build(
             contexts_file, **draw, seed=config.context_seed, progress=progress, source=contexts_source
         )
     check_disjoint(train_contexts)
-    eval_contexts = (
-        evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task)
-        if config.eval_episodes_per_task
-        else []
-    )
+    if not config.eval_episodes_per_task:
+        eval_contexts = []
+    elif config.eval_on == "validation":
+        eval_contexts = validation_contexts(
+            config.suite,
+            config.task_ids,
+            config.eval_episodes_per_task,
+            seed=config.context_seed,
+            apart_from=train_contexts,
+            path=None if contexts_file is None else contexts_file.with_name("validation_contexts.npz"),
+            progress=progress,
+        )
+    else:
+        eval_contexts = evaluation_contexts(config.suite, config.task_ids, config.eval_episodes_per_task)
     embeddings = {c.instruction: language(c.instruction) for c in train_contexts + eval_contexts}
     policy_config = policy.config  # what featurize needs (and what a Ray worker receives with it)
 
@@ -260,6 +282,34 @@ def follow_updates(config: LiberoTrainConfig, data_parallel: DataParallel) -> in
     logging.getLogger("ript.train").info("rank %d: took part in %d updates", data_parallel.rank, updates)
     torch.distributed.destroy_process_group()
     return 0
+
+
+def export_best_policy(trainer, path: Path, stats, embeddings, metadata: dict) -> tuple[Path, int, float] | None:
+    """keep_best: the best evaluation's weights as a policy checkpoint beside policy_final.ckpt
+    (path, iteration, success); None without an evaluation or its checkpoint. Loads them into
+    trainer.policy: call it after the final policy is written."""
+    from ript.core.learner import BEST_CHECKPOINT
+    from ript.core.safe_io import load_or_set_aside
+    from ript.policies.checkpoint import save_checkpoint
+
+    best, source = trainer.best_evaluation(), trainer.checkpoint_dir / BEST_CHECKPOINT
+    if not trainer.config.keep_best or best is None or not source.exists():
+        return None
+    state = load_or_set_aside(source, "best checkpoint")
+    if state is None or int(state["iteration"]) != best[0]:
+        logging.getLogger("ript.train").warning(
+            "%s is not iteration %d's; no policy_best.ckpt written", source, best[0]
+        )
+        return None
+    trainer.policy.load_state_dict(state["policy"])
+    saved = save_checkpoint(
+        path,
+        trainer.policy,
+        stats=stats,
+        instruction_embeddings=embeddings,
+        metadata={**metadata, "ript_iterations": best[0], "ript_best_eval_success": best[1]},
+    )
+    return saved, best[0], best[1]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,6 +378,9 @@ def run(args: argparse.Namespace) -> int:
         instruction_embeddings=embeddings,
         metadata={**metadata, "ript_iterations": trainer.iteration},
     )
+    best = export_best_policy(
+        trainer, run_dir / "policy_best.ckpt", stats=stats, embeddings=embeddings, metadata=metadata
+    )
     plot_curves(
         history,
         ["eval/success_rate", "rollout/success_rate"],
@@ -343,7 +396,10 @@ def run(args: argparse.Namespace) -> int:
         )
     from ript.core.report import write_report
 
-    print(f"run: {run_dir}\nfinal policy: {final}\nreport: {write_report(run_dir)}")
+    print(f"run: {run_dir}\nfinal policy: {final}")
+    if best is not None:
+        print(f"best policy: {best[0]} (iteration {best[1]}, eval success {best[2]:.2f} on {config.eval_on} states)")
+    print(f"report: {write_report(run_dir)}")
     if trainer.stop_reason is not None:
         print(
             f"stopped by {trainer.stop_reason} after iteration {trainer.iteration}; "

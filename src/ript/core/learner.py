@@ -32,6 +32,8 @@ from ript.core.trials import build_loop_batch
 log = logging.getLogger("ript.train")
 
 CHECKPOINT_GLOB = "iter_*.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+"""In the checkpoint folder: the iteration checkpoint of the best evaluation so far (keep_best)."""
 
 
 @dataclass
@@ -61,6 +63,16 @@ class TrainConfig:
     weight_decay: float = 0.0
     eval_every: int = 5
     """Evaluate every this many iterations (and before the first, and after the last). 0: never."""
+    keep_best: bool = True
+    """Keep the checkpoint of the best evaluation so far as checkpoints/best.ckpt (a later one wins
+    a tie): benchmark success is not monotone in env steps (docs/results.md, issue 18), so the last
+    iteration is not always the one to deploy. Choose on `eval_on=validation` states, not on the
+    benchmark states the result is reported on."""
+    rollback_drop: float = 0.0
+    """When an evaluation falls more than this (success rate, 0..1) below the best so far, the policy
+    and optimizer go back to the best checkpoint and training continues from there, on new trials.
+    0: never. Needs eval_every and keep_best; the evaluation's noise (about 0.5/sqrt(episodes))
+    should be well below it, or noise alone rolls runs back."""
     parallel_groups: int = 1
     """Groups rolled out at once; the source runs parallel_groups * K trials per call."""
     keep_checkpoints: int = 2
@@ -81,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
         if self.max_lr_halvings < 0:
             raise ValueError(f"max_lr_halvings must be >= 0, got {self.max_lr_halvings}")
+        if not 0.0 <= self.rollback_drop <= 1.0:
+            raise ValueError(f"rollback_drop must be in [0, 1], got {self.rollback_drop}")
+        if self.rollback_drop and not (self.keep_best and self.eval_every):
+            raise ValueError("rollback_drop needs keep_best and eval_every > 0 (it rolls back to the best evaluation)")
         if self.eval_every < 0 or self.parallel_groups < 1 or self.keep_checkpoints < 1:
             raise ValueError(
                 f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
@@ -254,11 +270,60 @@ class Learner:
             self.data_parallel.from_rank0(None)
 
     def finish_iteration(self, row: dict) -> None:
-        """Closes an iteration: its row joins the history, then the checkpoint, then the log."""
+        """Closes an iteration: its row joins the history, then the checkpoint (and, if its
+        evaluation is the best so far, the best checkpoint), then the log."""
         self.iteration = int(row["iteration"])
         self.history.append(row)
-        self.save_checkpoint()
+        state = self.state_dict()
+        self.save_checkpoint(state)
+        best = self.best_evaluation()
+        if self.config.keep_best and best is not None and best[0] == self.iteration:
+            save_verified(state, self.checkpoint_dir / BEST_CHECKPOINT)
         self.logger.log(self.iteration, row)
+
+    def best_evaluation(self) -> tuple[int, float] | None:
+        """(iteration, success) of the best evaluation in the history; a later one wins a tie (more
+        training at equal success). None before the first evaluation."""
+        best: tuple[int, float] | None = None
+        for row in self.history:
+            success = row.get("eval/success_rate")
+            if isinstance(success, (int, float)) and (best is None or success >= best[1]):
+                best = (int(row["iteration"]), float(success))
+        return best
+
+    def roll_back_if_dropped(self, success: float) -> dict[str, float]:
+        """rollback_drop: an evaluation (`success`, not yet in the history) more than rollback_drop
+        below the best one puts the best checkpoint's policy and optimizer back. Returns the log
+        entry ({} when nothing was rolled back)."""
+        best = self.best_evaluation()
+        if not self.config.rollback_drop or best is None or success >= best[1] - self.config.rollback_drop:
+            return {}
+        path = self.checkpoint_dir / BEST_CHECKPOINT
+        state = load_or_set_aside(path, "best checkpoint") if path.exists() else None
+        if state is None or int(state["iteration"]) != best[0]:
+            # killed between the iteration checkpoint and the best one: the file is not that evaluation's
+            log.warning(
+                "evaluation %.2f fell below the best (%.2f at iteration %d), but %s does not hold that "
+                "iteration; not rolling back",
+                success,
+                best[1],
+                best[0],
+                path,
+            )
+            return {}
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lead_followers()  # data-parallel ranks take the restored weights and optimizer state
+        log.warning(
+            "evaluation %.2f fell more than %.2f below iteration %d's %.2f: policy and optimizer rolled "
+            "back to iteration %d (training goes on from there on new trials)",
+            success,
+            self.config.rollback_drop,
+            best[0],
+            best[1],
+            best[0],
+        )
+        return {"train/rolled_back_to": float(best[0])}
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -274,9 +339,9 @@ class Learner:
             **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
         }
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, state: dict | None = None) -> Path:
         path = self.checkpoint_dir / f"iter_{self.iteration:06d}.ckpt"
-        save_verified(self.state_dict(), path)
+        save_verified(self.state_dict() if state is None else state, path)
         for old in sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))[: -self.config.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path

@@ -4,8 +4,9 @@ One iteration, top to bottom, is `RiptTrainer.step`:
     collect: the sampler opens groups (K trials per context); the source runs them; the sampler
              keeps the groups whose K rewards differ, until B informative trials
     update:  LOOP, N epochs of PPO clip on leave-one-out advantages (Learner.update_from_batch)
-    every eval_every iterations: source.evaluate(policy) on held-out states
-    checkpoint (atomic, verified), then log
+    every eval_every iterations: source.evaluate(policy) on held-out states; with rollback_drop,
+             a drop below the best evaluation puts the best checkpoint's weights back
+    checkpoint (atomic, verified; the best evaluation's also as best.ckpt), then log
 
 `stop_on_signals` ends a run cleanly on SIGINT/SIGTERM (Ctrl-C, a container or scheduler stopping
 it): after the rollout call, or the update and evaluation, in progress, the weights in memory are
@@ -177,6 +178,8 @@ class RiptTrainer(Learner):
         if cfg.eval_every and (iteration % cfg.eval_every == 0 or last):
             say("evaluating")
             row.update(self._evaluate(iteration))
+            if "eval/success_rate" in row:
+                row.update(self.roll_back_if_dropped(row["eval/success_rate"]))
 
         # 4. Checkpoint, then log.
         row["env_steps"] = self.env_steps
@@ -236,5 +239,7 @@ def iteration_summary(row: dict) -> str:
         parts.append(f"KL after update {row['stats/approx_kl_final']:.3f},")
     if "eval/success_rate" in row:
         parts.append(f"eval success {row['eval/success_rate']:.2f},")
+    if "train/rolled_back_to" in row:
+        parts.append(f"rolled back to iteration {row['train/rolled_back_to']:.0f},")
     parts.append(f"{row.get('env_steps', 0):,.0f} env steps, {row.get('time/iteration_s', 0):.0f} s")
     return " ".join(parts)

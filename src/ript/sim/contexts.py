@@ -13,7 +13,7 @@ import logging
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +245,39 @@ def load_contexts(path: str | Path) -> list[Context]:
             )
             for i in range(len(data["suite"]))
         ]
+
+
+VALIDATION_SEED_OFFSET = 1000
+"""Validation placements are drawn with the training contexts' seed + this: another stream of resets."""
+
+
+def validation_contexts(
+    suite: str,
+    task_ids: Sequence[int],
+    per_task: int,
+    seed: int,
+    apart_from: Sequence[Context],
+    path: str | Path | None = None,
+    progress: bool = False,
+) -> list[Context]:
+    """Fresh placements to choose checkpoints on (split 'validation'): drawn as training contexts are,
+    with seed + VALIDATION_SEED_OFFSET, so neither the benchmark's init states (the final result's)
+    nor `apart_from` (the contexts trained on; ValueError if one matches) are among them. `path`:
+    where they are kept, so a resumed run reads them instead of drawing again."""
+    seed += VALIDATION_SEED_OFFSET
+    if path is None:
+        drawn = training_contexts(suite, task_ids, per_task, seed=seed, progress=progress)
+    else:
+        drawn = cached_training_contexts(path, suite, task_ids, per_task, seed=seed, progress=progress)
+    trained: dict[int, list[np.ndarray]] = {}
+    for context in apart_from:
+        if context.suite == suite:
+            trained.setdefault(context.task_id, []).append(context.init_state)
+    for context in drawn:
+        states = trained.get(context.task_id)
+        if states and distance_to_set(context.init_state, np.stack(states)) < MIN_DISTANCE:
+            raise ValueError(
+                f"validation context {suite}/{context.task_id}#{context.index} equals a training context; "
+                f"use another context_seed"
+            )
+    return [replace(context, split="validation") for context in drawn]
