@@ -93,8 +93,9 @@ def _as_list(value, item_type) -> list:
     return [item_type(v.strip()) for v in str(value).split(",") if v.strip()]
 
 
-NODE_MANAGED = ("eval_every", "parallel_groups", "seed", "sampler.seed")
-"""TrainConfig fields the node sets itself: no evaluation runs, one trial at a time, its own seed."""
+NODE_MANAGED = ("eval_every", "keep_best", "rollback_drop", "parallel_groups", "seed", "sampler.seed")
+"""TrainConfig fields the node sets itself or has no use for: no evaluation runs (so no best
+evaluation to keep or roll back to), one trial at a time, its own seed."""
 
 
 def train_fields(cls: type = TrainConfig, prefix: str = "") -> list[str]:
