@@ -137,7 +137,7 @@ def test_train_iterates_checkpoints_and_resumes(tiny_checkpoint, tmp_path):
     assert "resumed from iter_000001.ckpt" in second.stderr
     # the contexts it trained on, read back rather than drawn again (a hard reset each)
     assert f"read 2 training contexts from {run_dir / 'contexts.npz'}" in second.stderr
-    assert f"read 1 training contexts from {run_dir / 'validation_contexts.npz'}" in second.stderr
+    assert f"read 1 validation contexts from {run_dir / 'validation_contexts.npz'}" in second.stderr
     # a new run may train on them (`--contexts`) only if it draws the same: here 3 per task, refused
     other = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "other"), "--contexts",
                        str(run_dir / "contexts.npz"), *settings, "--set", "contexts_per_task=3")  # fmt: skip

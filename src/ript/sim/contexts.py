@@ -187,18 +187,19 @@ def cached_training_contexts(
     seed: int = 0,
     progress: bool = False,
     source: str | Path | None = None,
+    kind: str = "training",
 ) -> list[Context]:
     """training_contexts(...), kept in `path`: drawing costs a hard reset per context (~1-2 s each), so
     a resumed run reads the ones it trained on. A file drawn with other arguments is drawn again; one
     that cannot be read is set aside (renamed *.corrupt) first. `source`: a file drawn before (`ript
     contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
-    these arguments; UnusableContextsError if not."""
+    these arguments; UnusableContextsError if not. `kind`: what the log calls them."""
     path = Path(path)
     wanted = draw_record(suite, task_ids, per_task, seed)
     if path.exists():
         try:
             contexts = read_training_contexts(path, wanted)
-            log.info("read %d training contexts from %s", len(contexts), path)
+            log.info("read %d %s contexts from %s", len(contexts), kind, path)
             return contexts
         except DrawMismatchError as exc:
             log.warning("%s: %s; drawing them again", path, exc)
@@ -215,7 +216,7 @@ def cached_training_contexts(
         log.info("read %d training contexts from %s (kept in %s)", len(contexts), source, path)
         return contexts
     log.info(
-        "drawing %d training contexts (%s tasks %s, one hard reset each)", per_task * len(task_ids), suite, task_ids
+        "drawing %d %s contexts (%s tasks %s, one hard reset each)", per_task * len(task_ids), kind, suite, task_ids
     )
     return draw_contexts_file(path, suite, task_ids, per_task, seed=seed, progress=progress)
 
@@ -268,7 +269,9 @@ def validation_contexts(
     if path is None:
         drawn = training_contexts(suite, task_ids, per_task, seed=seed, progress=progress)
     else:
-        drawn = cached_training_contexts(path, suite, task_ids, per_task, seed=seed, progress=progress)
+        drawn = cached_training_contexts(
+            path, suite, task_ids, per_task, seed=seed, progress=progress, kind="validation"
+        )
     trained: dict[int, list[np.ndarray]] = {}
     for context in apart_from:
         if context.suite == suite:
