@@ -147,7 +147,7 @@ def main() -> int:
         plot_validation(ax, name, rows, None)
     ax.set_xlabel("env steps")
     ax.set_ylabel(
-        f"success, % (solid: {episodes} benchmark states per task; dashed: the run's own evaluation)"
+        f"success, % (solid: benchmark, {episodes} per task; dashed: own eval.)"
         if args.validation
         else f"benchmark success, % ({episodes} states per task)",
         fontsize=8 if args.validation else None,
