@@ -288,28 +288,21 @@ def export_best_policy(trainer, path: Path, stats, embeddings, metadata: dict) -
     """keep_best: the best evaluation's weights as a policy checkpoint beside policy_final.ckpt
     (path, iteration, success); None without an evaluation or its checkpoint. Loads them into
     trainer.policy: call it after the final policy is written."""
-    from ript.core.learner import BEST_CHECKPOINT
-    from ript.core.safe_io import load_or_set_aside
     from ript.policies.checkpoint import save_checkpoint
 
-    best, source = trainer.best_evaluation(), trainer.checkpoint_dir / BEST_CHECKPOINT
-    if not trainer.config.keep_best or best is None or not source.exists():
+    verified = trainer.best_state()
+    if verified is None:
         return None
-    state = load_or_set_aside(source, "best checkpoint")
-    if state is None or int(state["iteration"]) != best[0]:
-        logging.getLogger("ript.train").warning(
-            "%s is not iteration %d's; no policy_best.ckpt written", source, best[0]
-        )
-        return None
+    iteration, success, state = verified
     trainer.policy.load_state_dict(state["policy"])
     saved = save_checkpoint(
         path,
         trainer.policy,
         stats=stats,
         instruction_embeddings=embeddings,
-        metadata={**metadata, "ript_iterations": best[0], "ript_best_eval_success": best[1]},
+        metadata={**metadata, "ript_iterations": iteration, "ript_best_eval_success": success},
     )
-    return saved, best[0], best[1]
+    return saved, iteration, success
 
 
 def run(args: argparse.Namespace) -> int:

@@ -291,6 +291,20 @@ class Learner:
                 best = (int(row["iteration"]), float(success))
         return best
 
+    def best_state(self) -> tuple[int, float, dict] | None:
+        """keep_best: (iteration, success, checkpoint state) of the best evaluation, read from
+        checkpoints/best.ckpt; None without an evaluation, or (with a warning) when the file is missing,
+        unreadable or another iteration's (killed between the iteration checkpoint and the best one)."""
+        best = self.best_evaluation()
+        if not self.config.keep_best or best is None:
+            return None
+        path = self.checkpoint_dir / BEST_CHECKPOINT
+        state = load_or_set_aside(path, "best checkpoint") if path.exists() else None
+        if state is None or int(state["iteration"]) != best[0]:
+            log.warning("%s does not hold iteration %d (the best evaluation's)", path, best[0])
+            return None
+        return best[0], best[1], state
+
     def roll_back_if_dropped(self, success: float) -> dict[str, float]:
         """rollback_drop: an evaluation (`success`, not yet in the history) more than rollback_drop
         below the best one puts the best checkpoint's policy and optimizer back. Returns the log
@@ -298,19 +312,11 @@ class Learner:
         best = self.best_evaluation()
         if not self.config.rollback_drop or best is None or success >= best[1] - self.config.rollback_drop:
             return {}
-        path = self.checkpoint_dir / BEST_CHECKPOINT
-        state = load_or_set_aside(path, "best checkpoint") if path.exists() else None
-        if state is None or int(state["iteration"]) != best[0]:
-            # killed between the iteration checkpoint and the best one: the file is not that evaluation's
-            log.warning(
-                "evaluation %.2f fell below the best (%.2f at iteration %d), but %s does not hold that "
-                "iteration; not rolling back",
-                success,
-                best[1],
-                best[0],
-                path,
-            )
+        verified = self.best_state()
+        if verified is None:
+            log.warning("evaluation %.2f fell below the best (%.2f); not rolling back", success, best[1])
             return {}
+        iteration, best_success, state = verified
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lead_followers()  # data-parallel ranks take the restored weights and optimizer state
@@ -319,11 +325,11 @@ class Learner:
             "back to iteration %d (training goes on from there on new trials)",
             success,
             self.config.rollback_drop,
-            best[0],
-            best[1],
-            best[0],
+            iteration,
+            best_success,
+            iteration,
         )
-        return {"train/rolled_back_to": float(best[0])}
+        return {"train/rolled_back_to": float(iteration)}
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
