@@ -91,6 +91,11 @@ def test_a_drop_rolls_the_policy_back_to_the_best_checkpoint(tmp_path):
     assert saved["optimizer"]["state"].keys() == best["optimizer"]["state"].keys()
     for key, value in best["optimizer"]["state"].items():
         torch.testing.assert_close(saved["optimizer"]["state"][key]["exp_avg"], value["exp_avg"], rtol=0, atol=0)
+    # the weights that fell are kept aside, and they are the ones that evaluated low
+    fallen = load_verified(checkpoints / f"fallen_{int(first['iteration']):06d}.ckpt")
+    assert fallen["iteration"] == first["iteration"] and fallen["eval/success_rate"] == first["eval/success_rate"]
+    trainer.policy.load_state_dict(fallen["policy"])
+    assert trainer._evaluate(int(first["iteration"]))["eval/success_rate"] == first["eval/success_rate"]
     # the run keeps its best: it never ends below the best evaluation by more than the drop unnoticed
     assert trainer.best_evaluation()[1] == max(r["eval/success_rate"] for r in history)
 
@@ -104,7 +109,7 @@ def test_no_rollback_to_a_best_checkpoint_of_another_iteration(tmp_path):
     save_verified(load_verified(checkpoints / "iter_000000.ckpt"), checkpoints / BEST_CHECKPOINT)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     trainer.config.rollback_drop = 0.2
-    assert trainer.roll_back_if_dropped(best_success - 0.5) == {}
+    assert trainer.roll_back_if_dropped(best_success - 0.5, trainer.iteration + 1) == {}
     assert_same_weights(trainer.policy.state_dict(), before)
 
 

@@ -305,10 +305,12 @@ class Learner:
             return None
         return best[0], best[1], state
 
-    def roll_back_if_dropped(self, success: float) -> dict[str, float]:
-        """rollback_drop: an evaluation (`success`, not yet in the history) more than rollback_drop
-        below the best one puts the best checkpoint's policy and optimizer back. Returns the log
-        entry ({} when nothing was rolled back)."""
+    def roll_back_if_dropped(self, success: float, iteration: int) -> dict[str, float]:
+        """rollback_drop: `iteration`'s evaluation (`success`, not yet in the history) more than
+        rollback_drop below the best one puts the best checkpoint's policy and optimizer back. The
+        weights that fell are kept as checkpoints/fallen_<iteration>.ckpt (`ript eval` reads it): the
+        iteration's own checkpoint will hold the best's. Returns the log entry ({} when nothing was
+        rolled back)."""
         best = self.best_evaluation()
         if not self.config.rollback_drop or best is None or success >= best[1] - self.config.rollback_drop:
             return {}
@@ -316,20 +318,31 @@ class Learner:
         if verified is None:
             log.warning("evaluation %.2f fell below the best (%.2f); not rolling back", success, best[1])
             return {}
-        iteration, best_success, state = verified
+        best_iteration, best_success, state = verified
+        fallen = self.checkpoint_dir / f"fallen_{iteration:06d}.ckpt"
+        save_verified(
+            {
+                "iteration": iteration,
+                "eval/success_rate": success,
+                "policy": self.policy.state_dict(),
+                **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
+            },
+            fallen,
+        )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lead_followers()  # data-parallel ranks take the restored weights and optimizer state
         log.warning(
             "evaluation %.2f fell more than %.2f below iteration %d's %.2f: policy and optimizer rolled "
-            "back to iteration %d (training goes on from there on new trials)",
+            "back to iteration %d (training goes on from there on new trials; the fallen weights are in %s)",
             success,
             self.config.rollback_drop,
-            iteration,
+            best_iteration,
             best_success,
-            iteration,
+            best_iteration,
+            fallen,
         )
-        return {"train/rolled_back_to": float(iteration)}
+        return {"train/rolled_back_to": float(best_iteration)}
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -179,7 +179,7 @@ class RiptTrainer(Learner):
             say("evaluating")
             row.update(self._evaluate(iteration))
             if "eval/success_rate" in row:
-                row.update(self.roll_back_if_dropped(row["eval/success_rate"]))
+                row.update(self.roll_back_if_dropped(row["eval/success_rate"], iteration))
 
         # 4. Checkpoint, then log.
         row["env_steps"] = self.env_steps
