@@ -238,7 +238,7 @@ def test_train_runs_its_trials_on_ray_workers(tiny_checkpoint, tmp_path):
         "--set", "contexts_per_task=2", "--set", "eval_episodes_per_task=1", "--set", "max_steps=16",
         "--set", "train.sampler.group_size=2", "--set", "train.sampler.batch_size=2",
         "--set", "train.sampler.dynamic=false", "--set", "train.iterations=1", "--set", "train.eval_every=1",
-        "--set", "rollout_backend=ray", "--set", "ray.num_workers=2",
+        "--set", "rollout_backend=ray", "--set", "ray.num_workers=2", "--set", "eval_on=benchmark",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())

@@ -43,11 +43,11 @@ class LiberoTrainConfig:
     context_seed: int = 0
     eval_episodes_per_task: int = 10
     """Episodes per task of the periodic evaluation (train.eval_every), one per state of `eval_on`."""
-    eval_on: str = "benchmark"
-    """What the periodic evaluation runs on: 'benchmark' (the benchmark's init states 0..N-1, the
-    states `ript eval` reports on) or 'validation' (fresh placements, drawn as the training contexts
-    are with context_seed + 1000 and kept apart from them): choosing a checkpoint (train.keep_best,
-    train.rollback_drop) on validation states leaves the benchmark unseen until the final evaluation."""
+    eval_on: str = "validation"
+    """What the periodic evaluation runs on: 'validation' (fresh placements, drawn as the training
+    contexts are with context_seed + 1000 and kept apart from them) or 'benchmark' (the benchmark's init
+    states 0..N-1, the states `ript eval` reports on). Validation by default: train.keep_best chooses
+    policy_best.ckpt on it, and a checkpoint chosen on the benchmark's states reads high there."""
     num_envs: int = 2
     """LIBERO worker processes."""
     max_steps: int | None = None
