@@ -13,6 +13,7 @@ that keeps crashing raises.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 import traceback
@@ -60,16 +61,28 @@ class EnvCache:
         self._envs.clear()
 
 
+GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+"""What a terminal (Ctrl-C), `timeout` or `kill -- -PGID` send to a whole process group."""
+
+
 def _worker(conn, make_env_target: str, base_config: LiberoEnvConfig, max_cached_envs: int) -> None:
-    # Ctrl-C reaches the whole process group; stopping is the parent's call (it may finish the
-    # rollout first), and a worker killed by it would only void its trial and be restarted. The
-    # parent started us with SIGINT blocked, so none is lost to the start-up before this line.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Stopping is the parent's call (it may finish the rollout first); a worker killed by a signal
+    # meant for its parent's group would only void its trial and be restarted. So the worker leaves
+    # that group; it still ends with its pipe when the parent dies, and by the parent's terminate().
+    # The parent started us with GROUP_SIGNALS blocked, so one sent to the group before we left it
+    # is pending: ignoring it discards it, then SIGTERM is the parent's terminate() again.
+    os.setpgid(0, 0)
+    for number in GROUP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     envs = EnvCache(make_env_target, base_config, max_cached_envs)
     env = None
     while True:
-        command, payload = conn.recv()
+        try:
+            command, payload = conn.recv()
+        except EOFError:  # the parent is gone
+            break
         try:
             if command == "reset":
                 context: Context = payload
@@ -155,7 +168,7 @@ class VectorEnv:
         proc = self._ctx.Process(
             target=_worker, args=(child, self._make_env_target, self.config, self.max_cached_envs), daemon=True
         )
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by the child
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)  # inherited by the child
         try:
             proc.start()
         finally:
