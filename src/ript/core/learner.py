@@ -325,7 +325,7 @@ class Learner:
                 "iteration": iteration,
                 "eval/success_rate": success,
                 "policy": self.policy.state_dict(),
-                **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
+                **self._policy_header(),
             },
             fallen,
         )
@@ -345,6 +345,10 @@ class Learner:
         return {"train/rolled_back_to": float(best_iteration)}
 
     # ---- checkpoints ---------------------------------------------------------------------------
+    def _policy_header(self) -> dict:
+        """What makes a checkpoint with `policy` weights loadable as a policy (`ript eval`)."""
+        return {} if self.policy_checkpoint is None else {"policy_checkpoint": self.policy_checkpoint}
+
     def state_dict(self) -> dict:
         return {
             "iteration": self.iteration,
@@ -355,7 +359,7 @@ class Learner:
             "env_steps": self.env_steps,
             "config": asdict(self.config),
             "learning_rate": self.learning_rate,
-            **({"policy_checkpoint": self.policy_checkpoint} if self.policy_checkpoint is not None else {}),
+            **self._policy_header(),
         }
 
     def save_checkpoint(self, state: dict | None = None) -> Path:
