@@ -5,7 +5,8 @@
 Three tasks of `--contexts` contexts each, every context of a task at that task's success rate
 (Bernoulli trials, no simulator): the regime of a weak-start run where one task has fallen near 0.
 For uniform drawing, `mixed` selection, and `mixed` with each `--shares` floor on every task's share
-of a batch's groups (`sampler.min_task_share`), at equal trials: mixed groups per 100 trials, each
+of a batch's groups (`sampler.min_task_share`), and `mixed` with each task drawn by its failure rate
+(`sampler.favor_failing_tasks`), at equal trials: mixed groups per 100 trials, each
 task's share of the trials, and the accepted (trained-on) groups per task — means over `--seeds`.
 Prints a markdown table and writes it, with the raw figures as JSON, to --out.{md,json}.
 """
@@ -28,10 +29,12 @@ class Context:
     index: int
 
 
-def simulate(rates: list[float], contexts: int, selection: str, share: float, seed: int, trials: int) -> dict:
+def simulate(
+    rates: list[float], contexts: int, selection: str, share: float, favor: bool, seed: int, trials: int
+) -> dict:
     success = {Context(task, i): rate for task, rate in enumerate(rates) for i in range(contexts)}
     rng = random.Random(seed)
-    config = SamplerConfig(context_selection=selection, min_task_share=share, seed=seed)
+    config = SamplerConfig(context_selection=selection, min_task_share=share, favor_failing_tasks=favor, seed=seed)
     sampler = DynamicSampler(list(success), config)
     mixed = spent = 0.0
     task_trials = [0.0] * len(rates)
@@ -63,15 +66,20 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="write <out>.md and <out>.json")
     args = parser.parse_args()
 
-    arms = [("uniform", 0.0), ("mixed", 0.0)] + [("mixed", share) for share in args.shares]
+    arms = [("uniform", 0.0, False), ("mixed", 0.0, False)]
+    arms += [("mixed", share, False) for share in args.shares] + [("mixed", 0.0, True)]
     rows = []
-    for selection, share in arms:
-        runs = [simulate(args.rates, args.contexts, selection, share, seed, args.trials) for seed in range(args.seeds)]
+    for selection, share, favor in arms:
+        runs = [
+            simulate(args.rates, args.contexts, selection, share, favor, seed, args.trials)
+            for seed in range(args.seeds)
+        ]
         n = len(runs)
         rows.append(
             {
                 "selection": selection,
                 "min_task_share": share,
+                "favor_failing_tasks": favor,
                 "mixed_per_100_trials": sum(r["mixed_per_100_trials"] for r in runs) / n,
                 "trial_share": [sum(r["trial_share"][t] for r in runs) / n for t in range(len(args.rates))],
                 "accepted_groups": [sum(r["accepted_groups"][t] for r in runs) / n for t in range(len(args.rates))],
@@ -83,22 +91,24 @@ def main() -> int:
         f"Task success rates {args.rates}, {args.contexts} contexts per task, {args.trials} trials per run, "
         f"mean of {args.seeds} seeds (K = 8, B = 48).",
         "",
-        "| selection | min_task_share | mixed groups / 100 trials (× uniform) | "
+        "| selection | min_task_share | favor_failing_tasks | mixed groups / 100 trials (× uniform) | "
         + " | ".join(f"task {t} ({args.rates[t]:.0%}): trial share, accepted groups" for t in tasks)
         + " |",
-        "|---|---:|---:|" + "---:|" * len(args.rates),
+        "|---|---:|---|---:|" + "---:|" * len(args.rates),
     ]
     for row in rows:
         cells = " | ".join(f"{row['trial_share'][t]:.1%}, {row['accepted_groups'][t]:.1f}" for t in tasks)
         lines.append(
-            f"| {row['selection']} | {row['min_task_share']:.2f} | "
+            f"| {row['selection']} | {row['min_task_share']:.2f} | {'yes' if row['favor_failing_tasks'] else 'no'} | "
             f"{row['mixed_per_100_trials']:.2f} ({row['mixed_per_100_trials'] / uniform:.2f}×) | {cells} |"
         )
     table = "\n".join(lines)
     print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".md").write_text(table + "\n\nCommand: `python bench/sampler_task_share.py`\n")
+        args.out.with_suffix(".md").write_text(
+            table + f"\n\nCommand: `python bench/sampler_task_share.py {' '.join(sys.argv[1:])}`\n"
+        )
         args.out.with_suffix(".json").write_text(
             json.dumps({"args": vars(args) | {"out": str(args.out)}, "rows": rows}, indent=2)
         )

@@ -125,6 +125,7 @@ OTHER_VALUES = {
     "sampler.context_selection": "uniform",
     "sampler.uniform_fraction": 0.5,
     "sampler.min_task_share": 0.2,
+    "sampler.favor_failing_tasks": True,
     "sampler.history_trials": 32,
     "sampler.prior_strength": 2.0,
     "sampler.early_stop_fraction": 0.8,

@@ -319,3 +319,30 @@ def test_min_task_share_keeps_training_a_task_whose_success_fell():
     )
     assert weak_floored >= 1.5 * weak_thompson, (weak_thompson, weak_floored)
     assert uniform < floored <= thompson, (uniform, floored, thompson)
+
+
+def test_favor_failing_tasks_spends_the_trials_on_the_task_near_zero():
+    # Seed 0's end state at 300 k env steps: two tasks near solved, one near 0. 'mixed' draws the task
+    # near 0 least (its P(mixed) is small); drawing the task by failure rate first gives it most trials
+    # and more accepted groups at equal trials, and still visits every task.
+    rates = {TaskContext(task, i): (0.75, 0.03, 0.95)[task] for task in range(3) for i in range(32)}
+
+    def run(favor, seed):
+        rng = random.Random(seed)
+        sampler = DynamicSampler(list(rates), SamplerConfig(favor_failing_tasks=favor, seed=seed))
+        trials = dict.fromkeys(range(3), 0.0)
+        accepted_weak = 0
+        while sum(trials.values()) < 3000:
+            batch = sampler.collect(_bernoulli_rollout(rates, 8, rng, []))
+            for task in range(3):
+                trials[task] += batch.stats.get(f"sampler/trials/task_{task}", 0.0)
+            accepted_weak += sum(group.context.task_id == 1 for group in batch.groups)
+        return trials, accepted_weak
+
+    plain = [run(False, seed) for seed in range(6)]
+    favored = [run(True, seed) for seed in range(6)]
+    share = [sum(t[1] for t, _ in runs) / sum(sum(t.values()) for t, _ in runs) for runs in (plain, favored)]
+    accepted = [sum(a for _, a in runs) for runs in (plain, favored)]
+    assert share[1] >= 0.5 and share[1] >= 2.5 * share[0], share
+    assert accepted[1] >= 1.5 * accepted[0], accepted
+    assert all(t[task] > 0 for t, _ in favored for task in range(3))

@@ -16,7 +16,9 @@ task looks as promising as one of a task at 50 %. Unvisited contexts stay uncert
 tried, and a fraction `uniform_fraction` of draws still comes from the uniform cycle, so every
 context is visited. `min_task_share` keeps a task whose success fell near 0 (or rose near 1) in
 the batch: its contexts give few mixed groups, so Thompson selection alone would stop drawing them
-and the task would stop being trained just when it needs it. A context already drawn in this batch
+and the task would stop being trained just when it needs it. `favor_failing_tasks` goes further: each
+group's task is drawn in proportion to its estimated failure rate, so the trials go where the success
+is missing (a task at 5 % beside two at 90 % gets most groups). A context already drawn in this batch
 is passed over while others remain (an update should see B/K different contexts, not one
 context's noise B/K times).
 
@@ -70,6 +72,12 @@ class SamplerConfig:
     a batch: a task with fewer than floor(min_task_share * n) of the n groups opened so far (counting
     the next) gets the next group, its context chosen by the same Thompson draw. 0: off; at most
     1 / number of tasks (that: round-robin over tasks)."""
+    favor_failing_tasks: bool = False
+    """'mixed' only: draw each group's task first, with probability proportional to its estimated failure
+    rate (1 - its pooled success over its contexts' recent trials, with a flat prior), then its context by
+    the Thompson draw among that task's contexts. Plain 'mixed' follows P(mixed) alone, which is small
+    at both ends, so a task stuck near 0 beside tasks near 1 is drawn least although it has the most
+    to gain. `min_task_share` and `uniform_fraction` still apply first."""
     history_trials: int | None = None
     """Recent trials per context that estimate its success (None: 2 K)."""
     prior_strength: float = 8.0
@@ -396,10 +404,28 @@ class DynamicSampler:
                 if index is not None:
                     return index
             if self._rng.random() >= self.config.uniform_fraction:
+                if self.config.favor_failing_tasks and self.tasks:
+                    index = self._most_likely_mixed(task=self._failing_task())
+                    if index is not None:
+                        return index
                 index = self._most_likely_mixed()
                 if index is not None:
                     return index
         return self._next_in_cycle()
+
+    def _pooled_success(self) -> dict[Any, tuple[float, int]]:
+        """task -> (successes, trials) over the recent trials of all its contexts."""
+        pooled: dict[Any, tuple[float, int]] = {}
+        for context, outcomes in zip(self.contexts, self.history):
+            successes, trials = pooled.get(_task_of(context), (0.0, 0))
+            pooled[_task_of(context)] = (successes + sum(outcomes), trials + len(outcomes))
+        return pooled
+
+    def _failing_task(self) -> Any:
+        """A task drawn with probability proportional to its posterior-mean failure rate."""
+        pooled = self._pooled_success()
+        weights = [1.0 - (pooled[task][0] + 1.0) / (pooled[task][1] + 2.0) for task in self.tasks]
+        return self._rng.choices(self.tasks, weights=weights)[0]
 
     def _task_owed_a_group(self) -> Any:
         """The task furthest below its `min_task_share` of this batch's groups (after this one), if any."""
@@ -415,10 +441,7 @@ class DynamicSampler:
         most likely (solved contexts count as skipped, as in the cycle), among `task`'s contexts when
         one is named. None: every candidate is solved."""
         k = self.config.group_size
-        pooled: dict[Any, tuple[float, int]] = {}  # task -> (successes, trials) over its contexts
-        for context, outcomes in zip(self.contexts, self.history):
-            successes, trials = pooled.get(_task_of(context), (0.0, 0))
-            pooled[_task_of(context)] = (successes + sum(outcomes), trials + len(outcomes))
+        pooled = self._pooled_success()
         candidates = [i for i, c in enumerate(self.contexts) if task is None or _task_of(c) == task]
         fresh = any(index not in self._drawn for index in candidates)
         best, best_value = None, -1.0
