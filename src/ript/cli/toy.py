@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from pathlib import Path
 
@@ -74,5 +73,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if trainer.stop_reason is not None:
         print(f"stopped by {trainer.stop_reason}; continue with: ript toy --resume {run_dir} and the same options")
-        return 128 + signal.Signals[trainer.stop_reason].value  # unfinished
-    return 0
+    return trainer.exit_status

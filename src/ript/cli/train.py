@@ -398,5 +398,4 @@ def run(args: argparse.Namespace) -> int:
             f"stopped by {trainer.stop_reason} after iteration {trainer.iteration}; "
             f"continue with: ript train --resume {run_dir}"
         )
-        return 128 + signal.Signals[trainer.stop_reason].value  # unfinished: a scheduler should restart it
-    return 0
+    return trainer.exit_status

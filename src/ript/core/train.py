@@ -85,6 +85,12 @@ class RiptTrainer(Learner):
         iteration and call), an update that has begun finishes and is checkpointed."""
         self.stop_reason = reason
 
+    @property
+    def exit_status(self) -> int:
+        """A CLI's exit status after `run`: 0 when it finished, 128 + the signal's number when a signal
+        stopped it early (the shell's convention: a scheduler sees it unfinished and can resume it)."""
+        return 0 if self.stop_reason is None else 128 + signal.Signals[self.stop_reason].value
+
     def run(self, progress: bool = True) -> list[dict]:
         from tqdm import tqdm
 
