@@ -110,3 +110,50 @@ def test_ript_eval_films_the_episodes_it_is_asked_for(tmp_path, capsys):
     assert main([*args, "--videos", "1", "--out", str(tmp_path / "failed")]) == 0
     assert json.loads((tmp_path / "failed" / "libero_spatial" / "eval.json").read_text())["videos"] == []
     assert not (tmp_path / "failed" / "libero_spatial" / "videos").exists()
+
+
+class RecordingAgent:
+    """An EpisodeAgent that notes the context each episode starts from, then defers to `inner`."""
+
+    def __init__(self, inner):
+        self.inner, self.started = inner, []
+
+    def begin(self, trial, context, obs):
+        self.started.append(context)
+        self.inner.begin(trial, context, obs)
+
+    def act(self, trials, obs):
+        return self.inner.act(trials, obs)
+
+    def end(self, trial, result):
+        self.inner.end(trial, result)
+
+
+@pytest.mark.slow
+def test_evaluate_runs_the_fresh_placements_it_is_given(vector_env):
+    from ript.sim.contexts import evaluation_contexts, validation_contexts
+
+    placements = validation_contexts("libero_spatial", [0], 2, seed=0, apart_from=[])
+    agent = RecordingAgent(ScriptedExpert())
+    report = evaluate(
+        agent, "libero_spatial", [0], 2, vec=vector_env, progress=False, contexts=placements, states="fresh"
+    )
+    assert sorted(c.index for c in agent.started) == [0, 1] and {c.split for c in agent.started} == {"validation"}
+    assert all(any(c is p for p in placements) for c in agent.started)
+    benchmark = evaluation_contexts("libero_spatial", [0], 2)
+    assert not any(np.array_equal(p.init_state, b.init_state) for p in placements for b in benchmark)
+    assert report.states == "fresh" and report.tasks[0].episodes == 2
+    with pytest.raises(ValueError, match="asked for"):
+        evaluate(agent, "libero_spatial", [1], 2, vec=vector_env, progress=False, contexts=placements)
+
+
+@pytest.mark.slow
+def test_ript_eval_on_validation_placements_says_so(tmp_path, capsys):
+    from ript.cli.main import main
+
+    args = ["eval", "--state-only", "--tasks", "0", "--episodes", "1", "--num-envs", "1", "--no-progress"]
+    assert main([*args, "--states", "validation", "--context-seed", "3", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "libero_spatial" / "eval.json").read_text())
+    assert result["states"] == "fresh validation placements, context_seed 3"
+    assert result["tasks"][0]["episodes"] == 1 and result["tasks"][0]["successes"] == 1
+    assert "fresh validation placements, context_seed 3" in capsys.readouterr().out

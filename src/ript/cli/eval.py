@@ -14,6 +14,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--episodes", type=int, default=50, help="episodes per task, from benchmark init states 0.. (standard: 50)"
     )
     parser.add_argument(
+        "--states",
+        choices=["benchmark", "validation"],
+        default="benchmark",
+        help="what the episodes start from: the benchmark's init states (the standard protocol, default), or "
+        "fresh placements drawn as `ript train` draws its validation placements (~1-2 s each); with the "
+        "run's --context-seed the first eval_episodes_per_task of each task are the ones it chose its best on",
+    )
+    parser.add_argument(
+        "--context-seed",
+        type=int,
+        default=0,
+        help="--states validation: the training run's context_seed (default 0); placements are drawn with it + "
+        "1000 (other seeds than that run's training contexts), apart from the benchmark's states",
+    )
+    parser.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
@@ -72,7 +87,7 @@ def parse_knobs(assignments: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ript.sim.env import LiberoEnvConfig
+    from ript.sim.env import LiberoEnvConfig, num_tasks
     from ript.sim.eval import checkpoint_agent, evaluate, markdown_table, save_report
     from ript.sim.expert import ExpertConfig, ScriptedExpert
 
@@ -89,10 +104,20 @@ def run(args: argparse.Namespace) -> int:
     if args.videos:
         env["render"] = True
     env_config = LiberoEnvConfig(suite=args.suite, **env)
+    task_ids = parse_task_ids(args.tasks)
+    contexts, states = None, "benchmark init states"
+    if args.states == "validation":
+        from ript.sim.contexts import validation_contexts
+
+        tasks = task_ids if task_ids is not None else list(range(num_tasks(args.suite)))
+        contexts = validation_contexts(
+            args.suite, tasks, args.episodes, args.context_seed, apart_from=[], progress=not args.no_progress
+        )
+        states = f"fresh validation placements, context_seed {args.context_seed}"
     report = evaluate(
         agent,
         args.suite,
-        parse_task_ids(args.tasks),
+        task_ids,
         args.episodes,
         num_envs=args.num_envs,
         env_config=env_config,
@@ -101,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         videos_of=args.videos_of,
         video_dir=args.out / args.suite / "videos",
+        contexts=contexts,
+        states=states,
     )
     paths = save_report(report, args.out / args.suite)
     print("\n" + markdown_table(report))

@@ -98,6 +98,8 @@ class TaskResult:
     ci_high: float
     mean_steps: float
     failed_init_states: list[int] = field(default_factory=list)
+    """Indices of the failed episodes' states within the report's `states` (the benchmark's init-state
+    index, or the fresh placement's index)."""
 
 
 VIDEOS_OF = ("failed", "all")
@@ -167,6 +169,8 @@ class EvalReport:
     worker_restarts: int
     videos: list[str] = field(default_factory=list)
     """Episode videos written (`videos` > 0)."""
+    states: str = "benchmark init states"
+    """What the episodes started from: the benchmark's init states, or fresh placements (`contexts`)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,6 +198,8 @@ def evaluate(
     videos: int = 0,
     videos_of: str = "failed",
     video_dir: str | Path | None = None,
+    contexts: Sequence[Context] | None = None,
+    states: str = "benchmark init states",
     **agent_kwargs,
 ) -> EvalReport:
     """Evaluates `policy` (Policy, () -> Policy, or EpisodeAgent) with the standard protocol.
@@ -203,7 +209,9 @@ def evaluate(
     RL trainer's); otherwise one with num_envs workers is started and closed here.
     agent_kwargs go to policy_agent (execute_steps, stochastic, embed_instruction, image_size, ...).
     videos: film up to this many episodes per task (`videos_of` 'failed' or 'all') into video_dir
-    (EpisodeVideos); needs env_config.render.
+    (EpisodeVideos); needs env_config.render. contexts: run one episode from each of these (e.g. fresh
+    placements, `ript.sim.contexts.validation_contexts`) instead of the benchmark's init states
+    0..episodes-1 of each task; `states` names them in the report.
     """
     from tqdm import tqdm
 
@@ -211,7 +219,10 @@ def evaluate(
     env_config = replace(env_config or LiberoEnvConfig(), suite=suite)
     if env_config.max_steps is not None:
         raise ValueError("the standard protocol fixes max_steps per suite; leave env_config.max_steps None")
-    contexts = evaluation_contexts(suite, task_ids, episodes)
+    if contexts is None:
+        contexts = evaluation_contexts(suite, task_ids, episodes)
+    elif {c.suite for c in contexts} != {suite} or sorted({c.task_id for c in contexts}) != sorted(task_ids):
+        raise ValueError(f"contexts of tasks {sorted({c.task_id for c in contexts})}, asked for {suite} {task_ids}")
     agent = _as_agent(policy, agent_kwargs)
     filmed = None
     if videos:
@@ -269,13 +280,14 @@ def evaluate(
         time.perf_counter() - start,
         restarts,
         [str(p) for task_id in task_ids for p in filmed.written.get(task_id, [])] if filmed else [],
+        states,
     )
 
 
 def markdown_table(report: EvalReport) -> str:
     lines = [
         f"### {report.suite}: {report.policy}, {report.episodes_per_task} episodes per task "
-        f"(benchmark init states), max {report.max_steps} steps",
+        f"({report.states}), max {report.max_steps} steps",
         "",
         "| task | instruction | success | 95% CI (Wilson) | mean steps |",
         "|---:|---|---:|---|---:|",
