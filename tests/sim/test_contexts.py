@@ -40,6 +40,25 @@ def test_training_contexts_are_disjoint_and_reproducible(tmp_path, eval_states):
     np.testing.assert_array_equal(loaded[2].init_state, train[2].init_state)
 
 
+def test_a_placement_that_flings_an_object_away_is_drawn_again(caplog):
+    # libero_spatial task 0, placement seed 17 * 1_000_003: the bowl overlaps its neighbours and is
+    # flung 0.14 m while the scene settles (a scene no policy can solve); the next seed settles.
+    from ript.sim.contexts import MAX_SETTLE_SHIFT
+    from ript.sim.env import LiberoEnv, LiberoEnvConfig
+
+    env = LiberoEnv(LiberoEnvConfig(suite="libero_spatial", task_id=0, render=False, settle_steps=0))
+    try:
+        assert env.settle_shift(env.sample_init_state(17 * 1_000_003)) > MAX_SETTLE_SHIFT
+        benchmark = [env.settle_shift(c.init_state) for c in evaluation_contexts("libero_spatial", [0], 10)]
+        assert max(benchmark) < MAX_SETTLE_SHIFT and max(benchmark) > 0.0  # objects do land and slide a little
+    finally:
+        env.close()
+    with caplog.at_level(logging.INFO, logger="ript.contexts"):
+        drawn = training_contexts("libero_spatial", [0], per_task=1, seed=17)
+    assert [c.seed for c in drawn] == [17 * 1_000_003 + 1]
+    assert f"placement seed {17 * 1_000_003} flings an object away" in caplog.text
+
+
 def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_redrawn(
     tmp_path, caplog, monkeypatch, eval_states
 ):

@@ -24,9 +24,14 @@ from ript.sim.env import LiberoEnv, LiberoEnvConfig, benchmark_init_states, num_
 log = logging.getLogger("ript.contexts")
 MIN_DISTANCE = 1e-3
 """A training state closer than this (max-abs over the state) to any evaluation state counts as the same."""
-PLACEMENT = "hard_reset"
-"""How the training states of a contexts file were drawn; files without it predate the fix of
-LiberoEnv.sample_init_state (objects on fixtures misplaced) and are stale."""
+PLACEMENT = "hard_reset_at_rest"
+"""How the training states of a contexts file were drawn: a hard reset (objects on fixtures placed
+right), kept only if it settles (MAX_SETTLE_SHIFT). Files without it predate the hard reset and are
+stale; files with another value are drawn otherwise and are refused or drawn again."""
+MAX_SETTLE_SHIFT = 0.1
+"""A fresh placement whose objects move more than this (m, horizontally) while settling is drawn again
+(`LiberoEnv.settle_shift`): an overlap flung an object away. The benchmark's init states move 0.056 m
+at most (libero_spatial); ~13 % of libero_spatial task 0's draws flung its bowl 0.15-1.2 m."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +79,8 @@ def training_contexts(
     """`per_task` fresh random placements per task, each checked disjoint from the evaluation states.
 
     Seeds are `seed * 1_000_003 + task_id * 10_007 + k` for k = 0, 1, ... (skipping rejected draws),
-    so the same arguments always give the same contexts.
+    so the same arguments always give the same contexts. A draw is rejected when it matches an
+    evaluation state or does not settle (an object flung away: MAX_SETTLE_SHIFT).
     """
     from tqdm import tqdm
 
@@ -91,6 +97,14 @@ def training_contexts(
                 k += 1
                 state = env.sample_init_state(draw_seed)
                 if distance_to_set(state, eval_states) < MIN_DISTANCE:
+                    continue
+                if env.settle_shift(state) > MAX_SETTLE_SHIFT:
+                    log.info(
+                        "%s task %d: placement seed %d flings an object away; drawing another",
+                        suite,
+                        task_id,
+                        draw_seed,
+                    )
                     continue
                 index = sum(c.task_id == task_id for c in contexts)
                 contexts.append(Context(suite, task_id, state, "train", index, draw_seed))

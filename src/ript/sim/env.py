@@ -208,6 +208,14 @@ class LiberoEnv:
         state) or, when None, from a fresh random placement drawn with `seed`; then settles."""
         if init_state is None:  # a fresh placement, drawn as sample_init_state draws it
             init_state = self.sample_init_state(seed if seed is not None else int(np.random.randint(2**31 - 1)))
+        raw = self._set_state(init_state)
+        for _ in range(self.config.settle_steps):
+            raw, _, _, _ = self._env.step(NOOP_ACTION)
+        self.steps = 0
+        return self._observation(raw)
+
+    def _set_state(self, init_state: np.ndarray) -> dict:
+        """The scene at `init_state`, nothing of the previous episode left; the raw observation."""
         self._env.reset()
         init_state = np.asarray(init_state, dtype=np.float64)
         expected = self.sim.get_state().flatten().shape[0]
@@ -215,10 +223,7 @@ class LiberoEnv:
             raise ValueError(f"init_state must have shape ({expected},), got {init_state.shape}")
         raw = self._env.set_init_state(init_state)
         self._forget_previous_episode()
-        for _ in range(self.config.settle_steps):
-            raw, _, _, _ = self._env.step(NOOP_ACTION)
-        self.steps = 0
-        return self._observation(raw)
+        return raw
 
     def _forget_previous_episode(self) -> None:
         # A soft reset keeps the gripper's integrated command (current_action) from the previous
@@ -231,6 +236,20 @@ class LiberoEnv:
         # MuJoCo starts each step's constraint solver from the last step's accelerations: left over
         # from the previous episode, they make a reused env drift from a fresh one by float rounding.
         self.sim.data.qacc_warmstart[:] = 0
+
+    def settle_shift(self, init_state: np.ndarray, steps: int = 10) -> float:
+        """How far (m, horizontally) the farthest free object moves while the scene settles from
+        `init_state` for `steps` no-op steps. The benchmark's init states drop their objects onto the
+        table and move them a few cm at most (libero_spatial: <= 0.056 m); a placement that overlaps
+        two objects flings one away (tens of cm, off the table), a scene no policy can solve."""
+        self._set_state(init_state)
+        model, qpos = self.sim.model, self.sim.data.qpos
+        free = [model.jnt_qposadr[j] for j in range(model.njnt) if model.jnt_type[j] == 0]  # mjJNT_FREE
+        start = np.array([qpos[a : a + 2] for a in free])
+        for _ in range(steps):
+            self._env.step(NOOP_ACTION)
+        end = np.array([qpos[a : a + 2] for a in free])
+        return float(np.linalg.norm(end - start, axis=1).max()) if free else 0.0
 
     def sample_init_state(self, seed: int) -> np.ndarray:
         """A fresh random placement drawn with `seed`, as a flattened MuJoCo state (unsettled, like
