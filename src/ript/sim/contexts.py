@@ -236,16 +236,19 @@ def cached_training_contexts(
 
 
 def is_stale(path: str | Path) -> bool:
-    """True for a contexts file whose training states were drawn before placements were fixed."""
+    """True for a contexts file whose training states were drawn before placements were fixed: no
+    placement marker (objects on fixtures misplaced) or another one (flung objects kept)."""
     with np.load(path) as data:
-        return "placement" not in data.files and any(str(split) == "train" for split in data["split"])
+        placement = str(data["placement"]) if "placement" in data.files else None
+        return placement != PLACEMENT and any(str(split) == "train" for split in data["split"])
 
 
 def load_contexts(path: str | Path) -> list[Context]:
     if is_stale(path):
         log.warning(
             "%s: training contexts drawn before fresh placements were fixed (objects standing on a "
-            "fixture, e.g. libero_spatial task 9's bowl, were misplaced); redraw them with `ript contexts`",
+            "fixture, e.g. libero_spatial task 9's bowl, misplaced; or an object flung off the table by "
+            "an overlap, e.g. task 0's bowl); redraw them with `ript contexts`",
             path,
         )
     with np.load(path) as data:
