@@ -240,8 +240,8 @@ class LiberoEnv:
     def settle_shift(self, init_state: np.ndarray, steps: int = 10) -> float:
         """How far (m, horizontally) the farthest free object moves while the scene settles from
         `init_state` for `steps` no-op steps. The benchmark's init states drop their objects onto the
-        table and move them a few cm at most (libero_spatial: <= 0.056 m); a placement that overlaps
-        two objects flings one away (tens of cm, off the table), a scene no policy can solve."""
+        table and move them a few cm at most (libero_spatial: <= 0.060 m over its 500); a placement that
+        overlaps two objects flings one away (tens of cm, off the table), a scene no policy can solve."""
         self._set_state(init_state)
         model, qpos = self.sim.model, self.sim.data.qpos
         free = [model.jnt_qposadr[j] for j in range(model.njnt) if model.jnt_type[j] == 0]  # mjJNT_FREE
