@@ -104,6 +104,15 @@ def test_a_run_draws_its_contexts_once_and_redraws_a_file_it_cannot_trust(tmp_pa
     assert [c.seed for c in again] == [c.seed for c in first]
     np.testing.assert_array_equal(again[1].init_state, first[1].init_state)
 
+    # drawn by older placement code (a run resumed after an upgrade): kept, with a warning
+    with np.load(path) as data:
+        older = {k: data[k] for k in data.files} | {"placement": np.array("hard_reset")}
+    older["drawn_with"] = np.array(str(older["drawn_with"]).replace('"hard_reset_at_rest"', '"hard_reset"'))
+    np.savez_compressed(path, **older)
+    kept = cached_training_contexts(path, "libero_spatial", [0], per_task=2, seed=0)
+    assert len(draws) == 1 and [c.seed for c in kept] == [c.seed for c in first]
+    assert "drawn before the placement fix" in caplog.text
+
     # other drawing arguments (a run folder reused with another seed): drawn again, never mixed up
     other = cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)
     assert len(draws) == 2 and "this run needs" in caplog.text

@@ -177,10 +177,13 @@ class UnusableContextsError(ValueError):
     """A contexts file named to train on that cannot be read, was drawn otherwise, or leaks evaluation states."""
 
 
-def read_training_contexts(path: str | Path, wanted: dict) -> list[Context]:
-    """The contexts in `path` if its draw record equals `wanted` (draw_record); an error saying why not."""
+def read_training_contexts(path: str | Path, wanted: dict, any_placement: bool = False) -> list[Context]:
+    """The contexts in `path` if its draw record equals `wanted` (draw_record), or, with `any_placement`,
+    equals it but for the placement code's version; an error saying why not."""
     with np.load(path) as data:
         drawn_with = json.loads(str(data["drawn_with"])) if "drawn_with" in data.files else None
+    if any_placement and isinstance(drawn_with, dict) and "placement" in drawn_with:
+        wanted = wanted | {"placement": drawn_with["placement"]}
     if drawn_with != wanted:
         raise DrawMismatchError(f"drawn with {drawn_with}, this run needs {wanted}")
     contexts = load_contexts(path)
@@ -205,16 +208,24 @@ def cached_training_contexts(
     kind: str = "training",
 ) -> list[Context]:
     """training_contexts(...), kept in `path`: drawing costs a hard reset per context (~1-2 s each), so
-    a resumed run reads the ones it trained on. A file drawn with other arguments is drawn again; one
-    that cannot be read is set aside (renamed *.corrupt) first. `source`: a file drawn before (`ript
+    a resumed run reads the ones it trained on, even if drawn by older placement code (its sampler
+    history and checkpoints refer to them; a warning says so). A file drawn with other arguments is
+    drawn again; one that cannot be read is set aside (renamed *.corrupt) first. `source`: a file drawn before (`ript
     contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
     these arguments; UnusableContextsError if not. `kind`: what the log calls them."""
     path = Path(path)
     wanted = draw_record(suite, task_ids, per_task, seed)
     if path.exists():
         try:
-            contexts = read_training_contexts(path, wanted)
+            contexts = read_training_contexts(path, wanted, any_placement=True)
             log.info("read %d %s contexts from %s", len(contexts), kind, path)
+            if is_stale(path):
+                log.warning(
+                    "%s: drawn before the placement fix %r (flung objects may be among them); kept, so the run "
+                    "goes on with the contexts it trained on; a new run draws them again",
+                    path,
+                    PLACEMENT,
+                )
             return contexts
         except DrawMismatchError as exc:
             log.warning("%s: %s; drawing them again", path, exc)
