@@ -74,7 +74,7 @@ def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_
     assert not is_stale(fresh) and is_stale(tmp_path / "old.npz")
     np.savez_compressed(tmp_path / "flung.npz", **old, placement=np.array("hard_reset"))  # kept flung draws
     assert is_stale(tmp_path / "flung.npz")
-    assert load_contexts(tmp_path / "old.npz")[0].seed == 11 and "redraw them with `ript contexts`" in caplog.text
+    assert load_contexts(tmp_path / "old.npz")[0].seed == 11 and "`ript contexts` redraws a file of your own" in caplog.text
     evaluation = save_contexts(tmp_path / "eval.npz", evaluation_contexts("libero_spatial", [0], episodes=1))
     with np.load(evaluation) as data:
         np.savez_compressed(tmp_path / "eval_old.npz", **{k: data[k] for k in data.files if k != "placement"})
@@ -111,7 +111,7 @@ def test_a_run_draws_its_contexts_once_and_redraws_a_file_it_cannot_trust(tmp_pa
     np.savez_compressed(path, **older)
     kept = cached_training_contexts(path, "libero_spatial", [0], per_task=2, seed=0)
     assert len(draws) == 1 and [c.seed for c in kept] == [c.seed for c in first]
-    assert "drawn before the placement fix" in caplog.text
+    assert "a resumed run goes on with its own" in caplog.text
 
     # other drawing arguments (a run folder reused with another seed): drawn again, never mixed up
     other = cached_training_contexts(path, "libero_spatial", [0], per_task=1, seed=1)

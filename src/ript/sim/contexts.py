@@ -219,14 +219,7 @@ def cached_training_contexts(
         try:
             contexts = read_training_contexts(path, wanted, any_placement=True)
             log.info("read %d %s contexts from %s", len(contexts), kind, path)
-            if is_stale(path):
-                log.warning(
-                    "%s: drawn before the placement fix %r (flung objects may be among them); kept, so the run "
-                    "goes on with the contexts it trained on; a new run draws them again",
-                    path,
-                    PLACEMENT,
-                )
-            return contexts
+            return contexts  # load_contexts warned if they predate the placement fixes
         except DrawMismatchError as exc:
             log.warning("%s: %s; drawing them again", path, exc)
         except UNREADABLE as exc:
@@ -260,7 +253,8 @@ def load_contexts(path: str | Path) -> list[Context]:
         log.warning(
             "%s: training contexts drawn before fresh placements were fixed (objects standing on a "
             "fixture, e.g. libero_spatial task 9's bowl, misplaced; or an object flung off the table by "
-            "an overlap, e.g. task 0's bowl); redraw them with `ript contexts`",
+            "an overlap, e.g. task 0's bowl); a resumed run goes on with its own, a new run draws them again, "
+            "and `ript contexts` redraws a file of your own",
             path,
         )
     with np.load(path) as data:
