@@ -74,7 +74,10 @@ def test_contexts_drawn_before_the_placement_fix_are_flagged_and_ripts_own_file_
     assert not is_stale(fresh) and is_stale(tmp_path / "old.npz")
     np.savez_compressed(tmp_path / "flung.npz", **old, placement=np.array("hard_reset"))  # kept flung draws
     assert is_stale(tmp_path / "flung.npz")
-    assert load_contexts(tmp_path / "old.npz")[0].seed == 11 and "`ript contexts` redraws a file of your own" in caplog.text
+    assert (
+        load_contexts(tmp_path / "old.npz")[0].seed == 11
+        and "`ript contexts` redraws a file of your own" in caplog.text
+    )
     evaluation = save_contexts(tmp_path / "eval.npz", evaluation_contexts("libero_spatial", [0], episodes=1))
     with np.load(evaluation) as data:
         np.savez_compressed(tmp_path / "eval_old.npz", **{k: data[k] for k in data.files if k != "placement"})
