@@ -26,8 +26,8 @@ MIN_DISTANCE = 1e-3
 """A training state closer than this (max-abs over the state) to any evaluation state counts as the same."""
 PLACEMENT = "hard_reset_at_rest"
 """How the training states of a contexts file were drawn: a hard reset (objects on fixtures placed
-right), kept only if it settles (MAX_SETTLE_SHIFT). Files without it predate the hard reset and are
-stale; files with another value are drawn otherwise and are refused or drawn again."""
+right), kept only if it settles (MAX_SETTLE_SHIFT). Files without it or with another value are stale
+(`is_stale`): refused by `--contexts`, drawn again by a new run, kept by a resumed run."""
 MAX_SETTLE_SHIFT = 0.1
 """A fresh placement whose objects move more than this (m, horizontally) while settling is drawn again
 (`LiberoEnv.settle_shift`): an overlap flung an object away. The benchmark's init states move 0.060 m
@@ -210,8 +210,8 @@ def cached_training_contexts(
     """training_contexts(...), kept in `path`: drawing costs a hard reset per context (~1-2 s each), so
     a resumed run reads the ones it trained on, even if drawn by older placement code (its sampler
     history and checkpoints refer to them; a warning says so). A file drawn with other arguments is
-    drawn again; one that cannot be read is set aside (renamed *.corrupt) first. `source`: a file drawn before (`ript
-    contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
+    drawn again; one that cannot be read is set aside (renamed *.corrupt) first. `source`: a file
+    drawn before (`ript contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
     these arguments; UnusableContextsError if not. `kind`: what the log calls them."""
     path = Path(path)
     wanted = draw_record(suite, task_ids, per_task, seed)
