@@ -211,8 +211,9 @@ def cached_training_contexts(
     a resumed run reads the ones it trained on, even if drawn by older placement code (its sampler
     history and checkpoints refer to them; a warning says so). A file drawn with other arguments is
     drawn again; one that cannot be read is set aside (renamed *.corrupt) first. `source`: a file
-    drawn before (`ript contexts`, another run's contexts.npz) copied into `path` instead of drawing, if it was drawn with
-    these arguments; UnusableContextsError if not. `kind`: what the log calls them."""
+    drawn before (`ript contexts`, another run's contexts.npz) copied into `path` instead of drawing,
+    if it was drawn with these arguments; UnusableContextsError if not. `kind`: what the log calls
+    them."""
     path = Path(path)
     wanted = draw_record(suite, task_ids, per_task, seed)
     if path.exists():
