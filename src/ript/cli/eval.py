@@ -104,14 +104,13 @@ def run(args: argparse.Namespace) -> int:
     if args.videos:
         env["render"] = True
     env_config = LiberoEnvConfig(suite=args.suite, **env)
-    task_ids = parse_task_ids(args.tasks)
+    task_ids = parse_task_ids(args.tasks) or list(range(num_tasks(args.suite)))  # None: every task
     contexts, states = None, "benchmark init states"
     if args.states == "validation":
         from ript.sim.contexts import validation_contexts
 
-        tasks = task_ids if task_ids is not None else list(range(num_tasks(args.suite)))
         contexts = validation_contexts(
-            args.suite, tasks, args.episodes, args.context_seed, apart_from=[], progress=not args.no_progress
+            args.suite, task_ids, args.episodes, args.context_seed, apart_from=[], progress=not args.no_progress
         )
         states = f"fresh validation placements, context_seed {args.context_seed}"
     report = evaluate(
