@@ -398,17 +398,18 @@ class DynamicSampler:
 
     def _next_context_index(self) -> int:
         if self.config.context_selection == "mixed":
+            pooled = self._pooled_success()
             owed = self._task_owed_a_group()
             if owed is not None:
-                index = self._most_likely_mixed(task=owed)
+                index = self._most_likely_mixed(pooled, task=owed)
                 if index is not None:
                     return index
             if self._rng.random() >= self.config.uniform_fraction:
                 if self.config.favor_failing_tasks and self.tasks:
-                    index = self._most_likely_mixed(task=self._failing_task())
+                    index = self._most_likely_mixed(pooled, task=self._failing_task(pooled))
                     if index is not None:
                         return index
-                index = self._most_likely_mixed()
+                index = self._most_likely_mixed(pooled)
                 if index is not None:
                     return index
         return self._next_in_cycle()
@@ -421,9 +422,9 @@ class DynamicSampler:
             pooled[_task_of(context)] = (successes + sum(outcomes), trials + len(outcomes))
         return pooled
 
-    def _failing_task(self) -> Any:
-        """A task drawn with probability proportional to its posterior-mean failure rate."""
-        pooled = self._pooled_success()
+    def _failing_task(self, pooled: dict[Any, tuple[float, int]]) -> Any:
+        """A task drawn with probability proportional to its posterior-mean failure rate (`pooled`:
+        `_pooled_success()`)."""
         weights = [1.0 - (pooled[task][0] + 1.0) / (pooled[task][1] + 2.0) for task in self.tasks]
         return self._rng.choices(self.tasks, weights=weights)[0]
 
@@ -436,12 +437,11 @@ class DynamicSampler:
         count, task = min(owed, key=lambda pair: pair[0])
         return task if count < due else None
 
-    def _most_likely_mixed(self, task: Any = None) -> int | None:
-        """Thompson draw of each context's success rate; the context whose draw makes a mixed group
-        most likely (solved contexts count as skipped, as in the cycle), among `task`'s contexts when
-        one is named. None: every candidate is solved."""
+    def _most_likely_mixed(self, pooled: dict[Any, tuple[float, int]], task: Any = None) -> int | None:
+        """Thompson draw of each context's success rate, its prior from `pooled` (`_pooled_success()`);
+        the context whose draw makes a mixed group most likely (solved contexts count as skipped, as
+        in the cycle), among `task`'s contexts when one is named. None: every candidate is solved."""
         k = self.config.group_size
-        pooled = self._pooled_success()
         candidates = [i for i, c in enumerate(self.contexts) if task is None or _task_of(c) == task]
         fresh = any(index not in self._drawn for index in candidates)
         best, best_value = None, -1.0
