@@ -42,6 +42,10 @@ def test_a_groups_trials_run_in_parallel_on_two_robots_each_stored_once_with_its
 
     # robot2 stops answering: its trial is aborted (the node's timeout) and its k goes to robot1
     complete(trainer, first, 1.0, 0, "robot1")
+    # and again once robot1's trial is stored: still the wrong robot, not a harmless duplicate
+    late_wrong = trainer.trajectory_wanted(first.trial_id, "robot2")
+    assert not late_wrong.accepted and "issued to robot1" in late_wrong.reason
+    assert "already stored" in trainer.trajectory_wanted(first.trial_id, "robot1").reason
     assert trainer.abort(second.trial_id, "no reward and trajectory within 30 s from robot2").accepted
     retry = trainer.next_trial("robot1")
     assert (retry.group_id, retry.trial_index, retry.robot) == (second.group_id, second.trial_index, "robot1")

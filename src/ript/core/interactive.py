@@ -111,6 +111,9 @@ class InteractiveTrainer(Learner):
         self.closed: dict[str, str] = {}
         """trial_id -> why no more messages are taken for it ('stored', 'aborted: ...', 'closed')."""
         self.rewards: dict[str, float] = {}
+        self.stored_on: dict[str, str] = {}
+        """trial_id -> the robot a stored trial ran on: a late record for it from another robot is
+        refused as one for a running trial is, whenever it arrives."""
         self.stopped_reason: str | None = None
         self.replayed_trials = 0
         """Stored trials of the open iteration that the last resume() replayed."""
@@ -216,16 +219,18 @@ class InteractiveTrainer(Learner):
         """None if a trajectory for `trial_id` from `robot` (None: not checked) would be taken now,
         else the verdict on it: checked before the file a message names is opened, so a stray or
         forged record, or one from a robot the trial was not issued to, reads nothing."""
+        pending = self.running.get(trial_id)
+        issued_to = pending.ticket.robot if pending is not None else self.stored_on.get(trial_id)
+        if robot is not None and issued_to is not None and robot != issued_to:
+            return Verdict(
+                False,
+                f"trajectory for {trial_id} from {robot or 'the un-namespaced robot'}: "
+                f"the trial was issued to {issued_to or 'the un-namespaced robot'}",
+            )
         closed = self._closed_verdict(trial_id, "trajectory", None)
         if closed is not None:
             return closed
         pending = self.running[trial_id]  # _closed_verdict answered for any trial that is not running
-        if robot is not None and robot != pending.ticket.robot:
-            return Verdict(
-                False,
-                f"trajectory for {trial_id} from {robot or 'the un-namespaced robot'}: "
-                f"the trial was issued to {pending.ticket.robot or 'the un-namespaced robot'}",
-            )
         if pending.trajectory is not None:
             return Verdict(True, f"duplicate trajectory for {trial_id}: already recorded")
         return None
@@ -322,6 +327,7 @@ class InteractiveTrainer(Learner):
         if stored.trial_id not in self._slots.values():  # a replayed trial: it takes the next free k
             self._slots[min(set(range(len(self._slots) + 1)) - set(self._slots))] = stored.trial_id
         self.rewards[stored.trial_id] = stored.reward
+        self.stored_on[stored.trial_id] = stored.robot
         self.env_steps += stored.trajectory.num_steps
         self._iteration_rewards.append(stored.reward)
         if self.sampler.add_trial(group.group_id, Trial(stored.context_index, stored.reward, stored.trajectory)):
