@@ -157,3 +157,37 @@ def test_ript_eval_on_validation_placements_says_so(tmp_path, capsys):
     assert result["states"] == "fresh validation placements, context_seed 3"
     assert result["tasks"][0]["episodes"] == 1 and result["tasks"][0]["successes"] == 1
     assert "fresh validation placements, context_seed 3" in capsys.readouterr().out
+
+
+def test_contexts_from_file_takes_the_first_episodes_of_each_asked_task(tmp_path):
+    from ript.cli.eval import contexts_from_file
+    from ript.sim.contexts import evaluation_contexts, save_contexts
+
+    held = evaluation_contexts("libero_spatial", [0, 1], 3)
+    path = save_contexts(tmp_path / "contexts.npz", held)
+    chosen = contexts_from_file(path, "libero_spatial", [1], 2)
+    assert [(c.task_id, c.index) for c in chosen] == [(1, 0), (1, 1)]
+    assert all(np.array_equal(c.init_state, h.init_state) for c, h in zip(chosen, held[3:5]))
+    with pytest.raises(SystemExit, match="holds 3 contexts of libero_spatial task 0, --episodes asks for 4"):
+        contexts_from_file(path, "libero_spatial", [0], 4)
+    with pytest.raises(SystemExit, match="holds 0 contexts of libero_spatial task 2"):
+        contexts_from_file(path, "libero_spatial", [2], 1)
+    with pytest.raises(SystemExit, match="needs --contexts"):
+        contexts_from_file(None, "libero_spatial", [0], 1)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit, match="not a contexts file"):
+        contexts_from_file(tmp_path / "junk.npz", "libero_spatial", [0], 1)
+
+
+@pytest.mark.slow
+def test_ript_eval_on_a_contexts_file_says_so(tmp_path, capsys):
+    from ript.cli.main import main
+    from ript.sim.contexts import evaluation_contexts, save_contexts
+
+    path = save_contexts(tmp_path / "contexts.npz", evaluation_contexts("libero_spatial", [0], 1))
+    args = ["eval", "--state-only", "--tasks", "0", "--episodes", "1", "--num-envs", "1", "--no-progress"]
+    assert main([*args, "--states", "contexts", "--contexts", str(path), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "libero_spatial" / "eval.json").read_text())
+    assert result["states"] == f"contexts of {path}" and result["tasks"][0]["successes"] == 1
+    with pytest.raises(SystemExit, match="with --states contexts only"):
+        main([*args, "--contexts", str(path), "--out", str(tmp_path)])

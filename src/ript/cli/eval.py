@@ -15,11 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--states",
-        choices=["benchmark", "validation"],
+        choices=["benchmark", "validation", "contexts"],
         default="benchmark",
-        help="what the episodes start from: the benchmark's init states (the standard protocol, default), or "
-        "fresh placements drawn as `ript train` draws its validation placements (~1-2 s each); with the "
-        "run's --context-seed the first eval_episodes_per_task of each task are the ones it chose its best on",
+        help="what the episodes start from: the benchmark's init states (the standard protocol, default), "
+        "fresh placements drawn as `ript train` draws its validation placements (~1-2 s each; with the "
+        "run's --context-seed the first eval_episodes_per_task of each task are the ones it chose its best "
+        "on), or the first --episodes contexts per task of the --contexts file",
+    )
+    parser.add_argument(
+        "--contexts",
+        type=Path,
+        default=None,
+        help="--states contexts: a contexts file (`ript contexts`, or a run's contexts.npz: the placements "
+        "it trained on, against validation placements for the gap between the two)",
     )
     parser.add_argument(
         "--context-seed",
@@ -86,6 +94,31 @@ def parse_knobs(assignments: list[str]) -> dict:
     return knobs
 
 
+def contexts_from_file(path: Path | None, suite: str, task_ids: list[int], episodes: int) -> list:
+    """The first `episodes` contexts of each task in the file, in its order; SystemExit saying what is
+    missing when the file lacks them."""
+    from ript.sim.contexts import load_contexts
+
+    if path is None:
+        raise SystemExit("--states contexts needs --contexts FILE")
+    if not path.is_file():
+        raise SystemExit(f"--contexts {path}: no such file")
+    try:
+        held = load_contexts(path)
+    except Exception as exc:  # not a contexts file: a clear refusal, not a traceback
+        raise SystemExit(f"--contexts {path}: not a contexts file ({type(exc).__name__}: {exc})") from exc
+    chosen = []
+    for task_id in task_ids:
+        of_task = [c for c in held if c.suite == suite and c.task_id == task_id]
+        if len(of_task) < episodes:
+            raise SystemExit(
+                f"--contexts {path} holds {len(of_task)} contexts of {suite} task {task_id}, "
+                f"--episodes asks for {episodes}"
+            )
+        chosen += of_task[:episodes]
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
     from ript.sim.env import LiberoEnvConfig, num_tasks
     from ript.sim.eval import checkpoint_agent, evaluate, markdown_table, save_report
@@ -113,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
             args.suite, task_ids, args.episodes, args.context_seed, apart_from=[], progress=not args.no_progress
         )
         states = f"fresh validation placements, context_seed {args.context_seed}"
+    elif args.states == "contexts":
+        contexts = contexts_from_file(args.contexts, args.suite, task_ids, args.episodes)
+        states = f"contexts of {args.contexts}"
+    elif args.contexts is not None:
+        raise SystemExit(f"--contexts is read with --states contexts only (--states is {args.states})")
     report = evaluate(
         agent,
         args.suite,
