@@ -113,6 +113,19 @@ def test_no_rollback_to_a_best_checkpoint_of_another_iteration(tmp_path):
     assert_same_weights(trainer.policy.state_dict(), before)
 
 
+def test_a_fall_of_exactly_the_drop_never_rolls_back_and_one_episode_more_does(tmp_path, monkeypatch):
+    """Rates are counts over 30 episodes: 26/30 -> 20/30 and 17/30 -> 11/30 both fall by exactly
+    0.2 and must be treated alike (float rounding made the first fire and not the second)."""
+    trainer, _ = run(tmp_path / "run", rollback_drop=0.0)
+    best_iteration, _ = trainer.best_evaluation()
+    trainer.config.rollback_drop = 0.2
+    for best, exact in ((26, 20), (17, 11), (7, 1)):
+        monkeypatch.setattr(trainer, "best_evaluation", lambda b=best: (best_iteration, b / 30))
+        assert trainer.roll_back_if_dropped(exact / 30, trainer.iteration + 1) == {}, (best, exact)
+    rolled = trainer.roll_back_if_dropped(0 / 30, trainer.iteration + 1)  # 7/30 -> 0/30: one episode more
+    assert rolled == {"train/rolled_back_to": float(best_iteration)}
+
+
 def test_rollback_needs_an_evaluation_to_roll_back_to():
     with pytest.raises(ValueError, match="rollback_drop needs keep_best and eval_every"):
         TrainConfig(eval_every=0, rollback_drop=0.2)
