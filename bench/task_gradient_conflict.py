@@ -24,16 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def group_gradient(policy, params, group) -> torch.Tensor:
-    from ript.core.loop import ppo_clip_loss
-    from ript.core.trials import build_loop_batch
-
-    batch, _ = build_loop_batch([group])
-    loss, _ = ppo_clip_loss(policy.log_prob(batch.obs, batch.scored), batch.logp_old, batch.advantages, batch.mask)
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+from loop_gradient_noise import group_gradient  # the same LOOP gradient of one group (bench/ is on sys.path)
 
 
 def mean_cosine(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float | None, float | None, int]:
