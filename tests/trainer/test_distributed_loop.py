@@ -127,6 +127,8 @@ def reach_config():
     config.train.eval_every = 0
     config.train.sampler.batch_size = 32
     config.train.loop.minibatch_size = 15  # 32 rows or more: minibatches that do not split evenly
+    # an annealed learning rate (rank 0 sets it from its env steps; the follower must take it)
+    config.train.max_env_steps, config.train.final_learning_rate = 1024, config.train.learning_rate / 10
     return config
 
 

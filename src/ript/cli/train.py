@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ript.core.distributed import DataParallel
-from ript.core.learner import TrainConfig, UnresumableRunError
+from ript.core.learner import TrainConfig, UnresumableRunError, deployed_weights_of
 from ript.sim.ray_rollout import RayConfig
 
 
@@ -294,7 +294,7 @@ def export_best_policy(trainer, path: Path, stats, embeddings, metadata: dict) -
     if verified is None:
         return None
     iteration, success, state = verified
-    trainer.policy.load_state_dict(state["policy"])
+    trainer.policy.load_state_dict(deployed_weights_of(state))
     saved = save_checkpoint(
         path,
         trainer.policy,
@@ -364,13 +364,14 @@ def run(args: argparse.Namespace) -> int:
         import torch.distributed
 
         torch.distributed.destroy_process_group()
-    final = save_checkpoint(
-        run_dir / "policy_final.ckpt",
-        policy,
-        stats=stats,
-        instruction_embeddings=embeddings,
-        metadata={**metadata, "ript_iterations": trainer.iteration},
-    )
+    with trainer.deployed_weights():  # the average, with average_decay
+        final = save_checkpoint(
+            run_dir / "policy_final.ckpt",
+            policy,
+            stats=stats,
+            instruction_embeddings=embeddings,
+            metadata={**metadata, "ript_iterations": trainer.iteration},
+        )
     best = export_best_policy(
         trainer, run_dir / "policy_best.ckpt", stats=stats, embeddings=embeddings, metadata=metadata
     )

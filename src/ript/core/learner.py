@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,19 @@ class TrainConfig:
     `learning_rate`. Needs target_kl; off under the data-parallel learner (its ranks step in lockstep)."""
     max_lr_halvings: int = 4
     """Halvings one update may take (4: down to 1/16 of the learning rate in effect)."""
+    final_learning_rate: float | None = None
+    """None: the learning rate stays `learning_rate`. Else it falls linearly with the env steps spent,
+    from `learning_rate` at 0 to this at `max_env_steps` (as PPO implementations anneal it): the updates
+    late in a run, whose noise undid earlier gains (docs/results.md, issue 18), get smaller.
+    `adapt_learning_rate` stays under this ceiling. Needs max_env_steps."""
+    average_decay: float = 0.0
+    """Polyak averaging of the weights: after every update, average <- average_decay * average +
+    (1 - average_decay) * policy. The run's evaluations (so keep_best and rollback_drop), the weights
+    its checkpoints deploy (`ript eval` reads them) and policy_final / policy_best are the average;
+    rollouts keep using the policy being trained, so LOOP stays on-policy. 0: off. Averaging cancels
+    the part of successive updates that is noise, which at a few mixed groups per task is most of it
+    (docs/results.md, issue 18), without slowing the policy that learns. 0.8 averages over about the
+    last 5 iterations."""
     weight_decay: float = 0.0
     eval_every: int = 5
     """Evaluate every this many iterations (and before the first, and after the last). 0: never."""
@@ -93,6 +107,15 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
         if self.max_lr_halvings < 0:
             raise ValueError(f"max_lr_halvings must be >= 0, got {self.max_lr_halvings}")
+        if self.final_learning_rate is not None and not 0.0 <= self.final_learning_rate <= self.learning_rate:
+            raise ValueError(
+                f"final_learning_rate must be in [0, learning_rate={self.learning_rate}] or None, "
+                f"got {self.final_learning_rate}"
+            )
+        if self.final_learning_rate is not None and self.max_env_steps is None:
+            raise ValueError("final_learning_rate needs max_env_steps (the learning rate falls with env steps)")
+        if not 0.0 <= self.average_decay < 1.0:
+            raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay}")
         if not 0.0 <= self.rollback_drop <= 1.0:
             raise ValueError(f"rollback_drop must be in [0, 1], got {self.rollback_drop}")
         if self.rollback_drop and not (self.keep_best and self.eval_every):
@@ -102,6 +125,15 @@ class TrainConfig:
                 f"need eval_every >= 0, parallel_groups >= 1, keep_checkpoints >= 1; got "
                 f"{self.eval_every}, {self.parallel_groups}, {self.keep_checkpoints}"
             )
+
+
+AVERAGE_KEY = "policy_average"
+"""In a checkpoint of a run with average_decay: the averaged weights (beside `policy`, the trained ones)."""
+
+
+def deployed_weights_of(state: dict) -> dict:
+    """The weights a `ript train` checkpoint deploys: its average (average_decay), else its policy's."""
+    return state[AVERAGE_KEY] if AVERAGE_KEY in state else state["policy"]
 
 
 class UnresumableRunError(RuntimeError):
@@ -168,6 +200,45 @@ class Learner:
         # A policy checkpoint's header (ript.policies.checkpoint.checkpoint_header): stored in every
         # iteration checkpoint so `ript eval` can load any iteration.
         self.policy_checkpoint = policy_checkpoint
+        self.average: dict[str, torch.Tensor] | None = self._copy_weights() if config.average_decay else None
+        """average_decay: the averaged weights (a full state dict of the policy), else None."""
+
+    # ---- averaged weights (average_decay) ---------------------------------------------------------
+    def _copy_weights(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in self.policy.state_dict().items()}
+
+    def _update_average(self) -> None:
+        if self.average is None:
+            return
+        decay = self.config.average_decay
+        with torch.no_grad():
+            for name, value in self.policy.state_dict().items():
+                if torch.is_floating_point(value):
+                    self.average[name].mul_(decay).add_(value, alpha=1.0 - decay)
+                else:  # counters and the like are not averaged: the policy's own
+                    self.average[name] = value.detach().clone()
+
+    @contextmanager
+    def deployed_weights(self) -> Iterator[None]:
+        """Inside the block the policy holds the weights the run deploys: the average with
+        average_decay, else its own. Its own weights are back afterwards."""
+        if self.average is None:
+            yield
+            return
+        own = self._copy_weights()
+        self.policy.load_state_dict(self.average)
+        try:
+            yield
+        finally:
+            self.policy.load_state_dict(own)
+
+    def learning_rate_ceiling(self) -> float:
+        """The largest learning rate an update may use now (final_learning_rate anneals it)."""
+        config = self.config
+        if config.final_learning_rate is None or config.max_env_steps is None:
+            return config.learning_rate
+        spent = min(self.env_steps / config.max_env_steps, 1.0)
+        return config.learning_rate + spent * (config.final_learning_rate - config.learning_rate)
 
     def budget_spent(self) -> bool:
         return self.config.max_env_steps is not None and self.env_steps >= self.config.max_env_steps
@@ -196,9 +267,13 @@ class Learner:
                     on_epoch(epoch, total)
 
             loop_batch, _ = build_loop_batch(batch.groups)
-            if self.data_parallel is not None:
-                self.data_parallel.from_rank0(("update", loop_batch, order_seed))
+            ceiling = self.learning_rate_ceiling()
+            if self.learning_rate > ceiling or not self._adapts_learning_rate():
+                self._set_learning_rate(ceiling)
+            if self.data_parallel is not None:  # the ranks step alike: same batch, order and rate
+                self.data_parallel.from_rank0(("update", loop_batch, order_seed, self.learning_rate))
             row.update(self._update(loop_batch, order_seed, report_epoch, iteration))
+            self._update_average()
             describe = getattr(self.policy, "distribution_stats", None)
             if describe is not None:  # how wide the policy now explores, per action dimension
                 rows = torch.linspace(0, len(loop_batch) - 1, min(len(loop_batch), 512)).long()
@@ -226,11 +301,17 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = value
 
+    def _adapts_learning_rate(self) -> bool:
+        return (
+            self.config.adapt_learning_rate and self.data_parallel is None and self.updater.config.target_kl is not None
+        )
+
     def _update(self, loop_batch, order_seed: int, on_epoch, iteration: int) -> dict[str, float]:
         """The LOOP update of one batch; with `adapt_learning_rate`, redone at half the learning rate
         while target_kl stops it before its second step (see TrainConfig)."""
         target_kl = self.updater.config.target_kl
-        adapts = self.config.adapt_learning_rate and self.data_parallel is None and target_kl is not None
+        adapts = self._adapts_learning_rate()
+        ceiling = self.learning_rate_ceiling()
         halvings = 0
         while True:
             self.updater.generator = torch.Generator().manual_seed(order_seed)
@@ -253,8 +334,8 @@ class Learner:
             and not stats["stats/stopped_early"]
             and stats["stats/approx_kl_final"] < target_kl / 4
         )
-        if adapts and quiet and used < self.config.learning_rate:
-            self._set_learning_rate(min(2 * used, self.config.learning_rate))
+        if adapts and quiet and used < ceiling:
+            self._set_learning_rate(min(2 * used, ceiling))
         return {**stats, "train/learning_rate": used, "train/lr_halvings": float(halvings)}
 
     def lead_followers(self) -> None:
@@ -327,12 +408,14 @@ class Learner:
                 "iteration": iteration,
                 "eval/success_rate": success,
                 "policy": self.policy.state_dict(),
+                **self._average_entry(),
                 **self._policy_header(),
             },
             fallen,
         )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._restore_average(state)
         self.lead_followers()  # data-parallel ranks take the restored weights and optimizer state
         log.warning(
             "evaluation %.2f fell more than %.2f below iteration %d's %.2f: policy and optimizer rolled "
@@ -351,10 +434,26 @@ class Learner:
         """What makes a checkpoint with `policy` weights loadable as a policy (`ript eval`)."""
         return {} if self.policy_checkpoint is None else {"policy_checkpoint": self.policy_checkpoint}
 
+    def _average_entry(self) -> dict:
+        """A checkpoint's averaged weights (average_decay): what `ript eval` and the exports load."""
+        return {} if self.average is None else {AVERAGE_KEY: self.average}
+
+    def _restore_average(self, state: dict) -> None:
+        """The average from a checkpoint; one written without averaging starts it at its policy."""
+        if self.average is None:
+            return
+        if AVERAGE_KEY not in state:
+            log.warning(
+                "checkpoint %s has no averaged weights: the average starts again from its policy",
+                state.get("iteration"),
+            )
+        self.average = {name: value.detach().clone() for name, value in deployed_weights_of(state).items()}
+
     def state_dict(self) -> dict:
         return {
             "iteration": self.iteration,
             "policy": self.policy.state_dict(),
+            **self._average_entry(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "history": self.history,
@@ -384,6 +483,7 @@ class Learner:
                 continue
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self._restore_average(state)
             # The config wins when a resumed run changes the lr; else the adapted lr carries on.
             same_lr = state.get("config", {}).get("learning_rate") == self.config.learning_rate
             for group in self.optimizer.param_groups:
@@ -447,7 +547,9 @@ class UpdateFollower:
                 self.updater.optimizer.load_state_dict(message[1])
                 self.data_parallel.broadcast_parameters(self.updater.parameters)
             else:
-                _, loop_batch, order_seed = message
+                _, loop_batch, order_seed, learning_rate = message
+                for group in self.updater.optimizer.param_groups:
+                    group["lr"] = learning_rate
                 self.updater.generator = torch.Generator().manual_seed(order_seed)
                 self.updater.update(loop_batch)
                 updates += 1

@@ -196,7 +196,7 @@ class RiptTrainer(Learner):
     def _evaluate(self, iteration: int = 0) -> dict[str, float]:
         self.on_status("evaluating", f"iteration {iteration}")
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), self.deployed_weights():  # the average, with average_decay
             result = self.source.evaluate(self.policy, derive_seed(self.config.seed, iteration, 1 << 21))
         return {**result, "time/eval_s": time.perf_counter() - start}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ript.core.learner import deployed_weights_of
 from ript.core.policy import Policy
 from ript.core.registry import POLICY_TYPES
 from ript.core.safe_io import CorruptFileError, load_verified, save_verified
@@ -77,7 +78,8 @@ def read_checkpoint(path: str | Path) -> dict:
     except CorruptFileError as exc:
         raise CheckpointError(str(exc)) from exc
     if isinstance(payload, dict) and "policy_checkpoint" in payload and "policy" in payload:
-        payload = {**payload["policy_checkpoint"], "state_dict": payload["policy"]}  # a RIPT iteration
+        # a RIPT iteration: the weights it deploys (its average when the run averaged them)
+        payload = {**payload["policy_checkpoint"], "state_dict": deployed_weights_of(payload)}
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         raise CheckpointError(
             f"{path} is a ript file but not a policy checkpoint (nor a `ript train` iteration that carries one)"
