@@ -194,15 +194,15 @@ def test_an_averaging_run_exports_and_evaluates_its_average(tiny_checkpoint, tmp
     # 24-step trials all fail (no advantage): weight decay is what moves the trained weights here
     settings = ["contexts_per_task=2", "eval_episodes_per_task=1", "max_steps=24", "num_envs=2",
                 "train.sampler.group_size=2", "train.sampler.batch_size=2", "train.sampler.dynamic=false",
-                "train.eval_every=1", "train.iterations=2", "exploration_scale=3.0", "eval_on=validation",
+                "train.eval_every=1", "train.iterations=1", "exploration_scale=3.0", "eval_on=validation",
                 "train.average_decay=0.5", "train.learning_rate=1e-3", "train.weight_decay=1.0"]  # fmt: skip
     done = ript_train("--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path),
                       *[arg for item in settings for arg in ("--set", item)])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = next(tmp_path.iterdir())
-    last = load_verified(run_dir / "checkpoints" / "iter_000002.ckpt")
+    last = load_verified(run_dir / "checkpoints" / "iter_000001.ckpt")
     final, _ = load_checkpoint(run_dir / "policy_final.ckpt")
-    iterate, _ = load_checkpoint(run_dir / "checkpoints" / "iter_000002.ckpt")
+    iterate, _ = load_checkpoint(run_dir / "checkpoints" / "iter_000001.ckpt")
     trained_differs = False
     for name, value in final.state_dict().items():
         assert torch.equal(last["policy_average"][name], value), name
