@@ -114,6 +114,8 @@ OTHER_VALUES = {
     "learning_rate": 3e-6,
     "adapt_learning_rate": False,
     "max_lr_halvings": 2,
+    "final_learning_rate": 1e-6,
+    "average_decay": 0.9,
     "weight_decay": 0.01,
     "keep_checkpoints": 3,
     "frozen_parameters": ["head.scale_head"],
@@ -138,6 +140,8 @@ OTHER_VALUES = {
     "loop.loss_normalization": "token",
     "loop.target_kl": 0.05,
 }
+# what a field needs beside it to be valid
+COMPANIONS = {"final_learning_rate": {"train.max_env_steps": 5000}}
 
 
 def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
@@ -162,6 +166,7 @@ def test_every_training_field_is_a_trainer_node_parameter(tmp_path):
         assert value_at(recipe, path) != value, path
         # as ROS delivers them: lists and None-able fields as text, numbers as numbers
         given = {f"train.{path}": ",".join(value) if isinstance(value, list) else value}
+        given.update(COMPANIONS.get(path, {}))
         config, _ = config_from_parameters(lambda name, default: given.get(name, default))
         assert value_at(config, path) == value, path
     none = config_from_parameters(lambda name, default: "none" if name == "train.loop.target_kl" else default)[0]
