@@ -272,7 +272,7 @@ class Learner:
                 self._set_learning_rate(ceiling)
             if self.data_parallel is not None:  # the ranks step alike: same batch, order and rate
                 self.data_parallel.from_rank0(("update", loop_batch, order_seed, self.learning_rate))
-            row.update(self._update(loop_batch, order_seed, report_epoch, iteration))
+            row.update(self._update(loop_batch, order_seed, report_epoch, iteration, ceiling))
             self._update_average()
             describe = getattr(self.policy, "distribution_stats", None)
             if describe is not None:  # how wide the policy now explores, per action dimension
@@ -306,12 +306,12 @@ class Learner:
             self.config.adapt_learning_rate and self.data_parallel is None and self.updater.config.target_kl is not None
         )
 
-    def _update(self, loop_batch, order_seed: int, on_epoch, iteration: int) -> dict[str, float]:
+    def _update(self, loop_batch, order_seed: int, on_epoch, iteration: int, ceiling: float) -> dict[str, float]:
         """The LOOP update of one batch; with `adapt_learning_rate`, redone at half the learning rate
-        while target_kl stops it before its second step (see TrainConfig)."""
+        while target_kl stops it before its second step, and doubled back after a quiet one, never
+        past `ceiling` (see TrainConfig)."""
         target_kl = self.updater.config.target_kl
         adapts = self._adapts_learning_rate()
-        ceiling = self.learning_rate_ceiling()
         halvings = 0
         while True:
             self.updater.generator = torch.Generator().manual_seed(order_seed)
